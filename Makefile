@@ -1,0 +1,53 @@
+# dmmp-rec: `make demo` runs the main job, `make test` the whole suite. Both create .venv and
+# install the pinned stack first; a second run installs nothing (the stamp file is up to date).
+#
+# DEVICE picks the fbgemm build: cpu (fbgemm-gpu-cpu) when no NVIDIA GPU answers nvidia-smi,
+# cuda (fbgemm-gpu) when one does. Override with `make test DEVICE=cpu`.
+
+PYTHON ?= python3
+VENV ?= .venv
+DEVICE ?= $(shell nvidia-smi -L >/dev/null 2>&1 && echo cuda || echo cpu)
+TORCH_VERSION := 2.13.0
+TORCHREC_VERSION := 1.8.0
+FBGEMM_VERSION := 1.8.0
+FBGEMM_cpu := fbgemm-gpu-cpu==$(FBGEMM_VERSION)
+FBGEMM_cuda := fbgemm-gpu==$(FBGEMM_VERSION)
+STAMP := $(VENV)/.installed-$(DEVICE)
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check -q
+DEMO_CONFIG ?= configs/synthetic.yaml
+
+.PHONY: install demo test lint format bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	@case "$(DEVICE)" in cpu|cuda) ;; *) echo "DEVICE must be cpu or cuda, got '$(DEVICE)'"; exit 2;; esac
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@echo "installing the pinned stack for DEVICE=$(DEVICE) into $(VENV)"
+	# torch first and pinned, so nothing later can pull another (CUDA) build on a CPU machine
+	$(PIP) install torch==$(TORCH_VERSION) $(FBGEMM_$(DEVICE))
+	# torchrec declares the CUDA fbgemm-gpu: install it alone, its other needs come from pyproject
+	$(PIP) install --no-deps torchrec==$(TORCHREC_VERSION)
+	$(PIP) install -e ".[dev]"
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+demo: $(STAMP)
+	$(VENV)/bin/dmmp-rec demo --config $(DEMO_CONFIG)
+
+test: $(STAMP)
+	$(VENV)/bin/ruff check dmmp_rec tests benchmarks launchers
+	$(VENV)/bin/ruff format --check dmmp_rec tests benchmarks launchers
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check dmmp_rec tests benchmarks launchers
+	$(VENV)/bin/ruff format --check dmmp_rec tests benchmarks launchers
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format dmmp_rec tests benchmarks launchers
+	$(VENV)/bin/ruff check --fix dmmp_rec tests benchmarks launchers
+
+clean:
+	rm -rf $(VENV) data runs .pytest_cache

@@ -1,0 +1,70 @@
+"""`dmmp-rec COMMAND [options] [key.path=value ...]`: one entry point, one module per command.
+
+Each command module in `dmmp_rec.commands` defines `HELP`, `add_arguments(parser)` and
+`run(args) -> int`. Commands that take `--config` also take dotted overrides after their
+options, validated exactly like the file (`dmmp-rec train --config F train.max_steps=20`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from dmmp_rec.config import ConfigError, DmmpConfig, load_config
+
+COMMANDS = {
+    "synth": "dmmp_rec.commands.synth",
+    "convert-aliccp": "dmmp_rec.commands.convert_aliccp",
+    "plan": "dmmp_rec.commands.plan",
+    "train": "dmmp_rec.commands.train",
+    "eval": "dmmp_rec.commands.evaluate",
+    "export": "dmmp_rec.commands.export",
+    "retrieve": "dmmp_rec.commands.retrieve",
+    "compare": "dmmp_rec.commands.compare",
+}
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
+    """The shared `--config FILE` option and trailing `key.path=value` overrides."""
+    parser.add_argument("--config", required=required, help="YAML config (configs/*.yaml)")
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="key.path=value",
+        help="dotted config overrides, e.g. train.max_steps=20",
+    )
+
+
+def config_from_args(args: argparse.Namespace) -> DmmpConfig:
+    return load_config(args.config, args.overrides)
+
+
+def _available() -> dict[str, object]:
+    modules = {}
+    for name, module in COMMANDS.items():
+        try:
+            modules[name] = importlib.import_module(module)
+        except ModuleNotFoundError as e:
+            if e.name != module:
+                raise
+    return modules
+
+
+def main(argv: list[str] | None = None) -> int:
+    modules = _available()
+    parser = argparse.ArgumentParser(prog="dmmp-rec", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, module in modules.items():
+        p = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        module.add_arguments(p)
+    args = parser.parse_args(argv)
+    try:
+        return int(modules[args.command].run(args) or 0)
+    except ConfigError as e:
+        print(f"dmmp-rec {args.command}: config error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

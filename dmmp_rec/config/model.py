@@ -1,0 +1,96 @@
+"""Teacher, student and loss-weighting settings; baselines are named variants of one model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from dmmp_rec.config.base import require
+
+
+def _positive_dims(dims: list[int], path: str) -> None:
+    for i, d in enumerate(dims):
+        require(d > 0, f"{path}.{i}", f"layer width must be > 0, got {d}")
+
+
+@dataclass
+class TeacherConfig:
+    """Multi-task ranker: PLE/CGC by default; MMoE and shared-bottom ESMM as baselines."""
+
+    kind: Literal["ple", "mmoe", "shared_bottom"] = "ple"
+    num_levels: int = 1  # PLE extraction levels; 1 is CGC
+    shared_experts: int = 2
+    task_experts: int = 1
+    expert_dims: list[int] = field(default_factory=lambda: [128, 64])
+    tower_dims: list[int] = field(default_factory=lambda: [32])
+
+    def validate(self, path: str) -> None:
+        require(self.num_levels >= 1, f"{path}.num_levels", f"must be >= 1, got {self.num_levels}")
+        require(
+            self.shared_experts >= 1,
+            f"{path}.shared_experts",
+            f"must be >= 1, got {self.shared_experts}",
+        )
+        require(
+            self.task_experts >= 0, f"{path}.task_experts", f"must be >= 0, got {self.task_experts}"
+        )
+        require(len(self.expert_dims) > 0, f"{path}.expert_dims", "needs at least one layer")
+        _positive_dims(self.expert_dims, f"{path}.expert_dims")
+        _positive_dims(self.tower_dims, f"{path}.tower_dims")
+
+
+@dataclass
+class StudentConfig:
+    """Three-tower retriever: user, click-item and conversion-item towers plus a user gate."""
+
+    tower_dims: list[int] = field(default_factory=lambda: [128, 64])
+    out_dim: int = 32
+    tau: float = 0.05
+    learn_tau: bool = True
+    gate_dims: list[int] = field(default_factory=lambda: [32])
+
+    def validate(self, path: str) -> None:
+        require(self.out_dim > 0, f"{path}.out_dim", f"must be > 0, got {self.out_dim}")
+        require(self.tau > 0, f"{path}.tau", f"must be > 0, got {self.tau}")
+        _positive_dims(self.tower_dims, f"{path}.tower_dims")
+        _positive_dims(self.gate_dims, f"{path}.gate_dims")
+
+
+@dataclass
+class LossConfig:
+    """How the loss terms are combined, and the distillation settings."""
+
+    weighting: Literal["uncertainty", "fixed", "dwa"] = "uncertainty"
+    fixed_weights: dict[str, float] = field(default_factory=dict)  # term -> weight, default 1
+    distill_warmup_steps: int = 200
+    distill_temperature: float = 1.0
+    click_credit: float = 0.3
+
+    def validate(self, path: str) -> None:
+        require(
+            self.distill_warmup_steps >= 0,
+            f"{path}.distill_warmup_steps",
+            f"must be >= 0, got {self.distill_warmup_steps}",
+        )
+        require(
+            self.distill_temperature > 0,
+            f"{path}.distill_temperature",
+            f"must be > 0, got {self.distill_temperature}",
+        )
+        require(
+            0.0 <= self.click_credit <= 1.0,
+            f"{path}.click_credit",
+            f"must be in [0, 1], got {self.click_credit}",
+        )
+        for k, w in self.fixed_weights.items():
+            require(w >= 0, f"{path}.fixed_weights.{k}", f"must be >= 0, got {w}")
+
+
+@dataclass
+class ModelConfig:
+    """`variant` picks DMMP or a baseline that differs only in what its name says."""
+
+    variant: Literal["dmmp", "two_tower", "no_distill", "no_gate"] = "dmmp"
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    student: StudentConfig = field(default_factory=StudentConfig)
+    loss: LossConfig = field(default_factory=LossConfig)

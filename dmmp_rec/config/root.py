@@ -1,0 +1,105 @@
+"""The whole job config: features, data, synthetic world, model, training and sharding."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dmmp_rec.config.base import ConfigError, build, require
+from dmmp_rec.config.data import DataConfig
+from dmmp_rec.config.features import FeaturesConfig
+from dmmp_rec.config.model import ModelConfig
+from dmmp_rec.config.sharding import ShardingConfig
+from dmmp_rec.config.synthetic import SyntheticConfig
+from dmmp_rec.config.train import TrainConfig
+
+
+@dataclass
+class DmmpConfig:
+    features: FeaturesConfig
+    seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    sharding: ShardingConfig = field(default_factory=ShardingConfig)
+    source: str = field(default="<dict>", init=False, compare=False)
+
+    def validate(self, path: str) -> None:
+        require(self.seed >= 0, "seed", f"must be >= 0, got {self.seed}")
+
+
+def _parse_override(text: str) -> tuple[list[str], Any]:
+    if "=" not in text:
+        raise ConfigError(text, "an override must look like key.path=value")
+    key, value = text.split("=", 1)
+    if not key or any(not part for part in key.split(".")):
+        raise ConfigError(key, "malformed override key")
+    try:
+        parsed = yaml.safe_load(value) if value != "" else ""
+    except yaml.YAMLError as e:
+        raise ConfigError(key, f"cannot parse value {value!r}: {e}") from None
+    return key.split("."), parsed
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Set dotted keys (`train.max_steps=20`, `features.user.0.dim=8`) in a raw config dict.
+
+    A missing intermediate mapping is created so the unknown key is reported by `build`,
+    with the list of allowed keys, exactly as it would be for the same key in the file.
+    """
+    for text in overrides:
+        parts, value = _parse_override(text)
+        node: Any = raw
+        for depth, part in enumerate(parts[:-1]):
+            where = ".".join(parts[: depth + 1])
+            if isinstance(node, list):
+                if not part.isdigit() or int(part) >= len(node):
+                    raise ConfigError(where, f"no list element {part!r} (length {len(node)})")
+                node = node[int(part)]
+            elif isinstance(node, dict):
+                node = node.setdefault(part, {})
+            else:
+                raise ConfigError(where, f"cannot set a key inside a {type(node).__name__}")
+        last = parts[-1]
+        if isinstance(node, list):
+            if not last.isdigit() or int(last) >= len(node):
+                raise ConfigError(text.split("=")[0], f"no list element {last!r}")
+            node[int(last)] = value
+        elif isinstance(node, dict):
+            node[last] = value
+        else:
+            raise ConfigError(
+                text.split("=")[0], f"cannot set a key inside a {type(node).__name__}"
+            )
+    return raw
+
+
+def config_from_dict(
+    raw: dict[str, Any], overrides: list[str] | None = None, source: str = "<dict>"
+) -> DmmpConfig:
+    """Build and validate a config from a raw dict; errors name `source` and the key."""
+    try:
+        raw = apply_overrides(raw, list(overrides or []))
+        cfg = build(DmmpConfig, raw)
+    except ConfigError as e:
+        raise e.with_source(source) from None
+    cfg.source = source
+    return cfg
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> DmmpConfig:
+    """Load a YAML config file, apply dotted overrides and validate everything."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError("", "config file not found", str(path)) from None
+    except yaml.YAMLError as e:
+        raise ConfigError("", f"invalid YAML: {e}", str(path)) from None
+    if not isinstance(raw, dict):
+        raise ConfigError("", "the config must be a mapping at the top level", str(path))
+    return config_from_dict(raw, overrides, source=str(path))

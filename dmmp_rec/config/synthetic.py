@@ -1,0 +1,37 @@
+"""Parameters of the seeded synthetic world (see DESIGN.md, "Data")."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dmmp_rec.config.base import require
+
+
+@dataclass
+class SyntheticConfig:
+    """Sizes of the synthetic world. Its behavioural parameters are fixed in code on purpose."""
+
+    num_users: int = 20_000
+    num_items: int = 50_000
+    num_impressions: int = 2_000_000
+    num_days: int = 10
+    val_days: int = 1
+    test_days: int = 1
+    chunk_rows: int = 250_000  # impressions generated and written per chunk
+
+    def validate(self, path: str) -> None:
+        for name in ("num_users", "num_items", "num_impressions", "num_days", "chunk_rows"):
+            require(
+                getattr(self, name) > 0, f"{path}.{name}", f"must be > 0, got {getattr(self, name)}"
+            )
+        require(
+            self.val_days >= 0 and self.test_days >= 1,
+            f"{path}.test_days",
+            "need test_days >= 1 and val_days >= 0",
+        )
+        require(
+            self.val_days + self.test_days < self.num_days,
+            f"{path}.num_days",
+            f"num_days ({self.num_days}) must exceed val_days + test_days "
+            f"({self.val_days + self.test_days}) so training has days left",
+        )

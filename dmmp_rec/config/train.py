@@ -1,0 +1,39 @@
+"""Optimisation, checkpointing and logging of a training job."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from dmmp_rec.config.base import require
+
+
+@dataclass
+class TrainConfig:
+    max_steps: int = 1000
+    dense_lr: float = 1e-3  # AdamW on towers, experts, gates and loss weights
+    embedding_lr: float = 0.05  # fused row-wise Adagrad on the embedding tables
+    weight_decay: float = 0.0
+    out: str = "runs/synthetic"  # checkpoints, TensorBoard logs and the summary
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 2
+    log_every: int = 50
+    eval_every: int = 0  # 0: validate only at the end
+    eval_batches: int = 20
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+    def validate(self, path: str) -> None:
+        for name in ("max_steps", "checkpoint_every", "keep_checkpoints", "log_every"):
+            require(
+                getattr(self, name) > 0, f"{path}.{name}", f"must be > 0, got {getattr(self, name)}"
+            )
+        for name in ("eval_every", "eval_batches"):
+            require(
+                getattr(self, name) >= 0,
+                f"{path}.{name}",
+                f"must be >= 0, got {getattr(self, name)}",
+            )
+        for name in ("dense_lr", "embedding_lr"):
+            require(
+                getattr(self, name) > 0, f"{path}.{name}", f"must be > 0, got {getattr(self, name)}"
+            )
