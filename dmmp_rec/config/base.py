@@ -137,7 +137,7 @@ def build(cls: type[T], raw: Any, path: str = "") -> T:
 def to_dict(obj: Any) -> Any:
     """The inverse of `build`: plain dicts and lists, ready for YAML or JSON."""
     if dataclasses.is_dataclass(obj):
-        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj) if f.init}
     if isinstance(obj, list | tuple):
         return [to_dict(v) for v in obj]
     if isinstance(obj, dict):
