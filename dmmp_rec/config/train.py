@@ -21,6 +21,9 @@ class TrainConfig:
     eval_every: int = 0  # 0: validate only at the end
     eval_batches: int = 20
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    # Fault injection for the elastic-recovery test: rank 1 kills itself (SIGKILL) after this
+    # step on the job's first attempt only. null in every real config.
+    fault_at_step: int | None = None
 
     def validate(self, path: str) -> None:
         for name in ("max_steps", "checkpoint_every", "keep_checkpoints", "log_every"):

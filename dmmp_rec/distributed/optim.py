@@ -1,0 +1,41 @@
+"""Optimisers: fused row-wise Adagrad in backward for the tables, AdamW for the dense part.
+
+The tables' optimiser is attached before DistributedModelParallel so that the sharder fuses it
+into the embedding kernels (no embedding gradients are ever materialised). Tables that the plan
+makes data_parallel get the dense kernel; their parameters come out of DMP without the
+in-backward marker and so land in the dense AdamW, as torchrec intends.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torchrec.optim.apply_optimizer_in_backward import apply_optimizer_in_backward
+from torchrec.optim.keyed import CombinedOptimizer, KeyedOptimizerWrapper
+from torchrec.optim.optimizers import in_backward_optimizer_filter
+from torchrec.optim.rowwise_adagrad import RowWiseAdagrad
+
+from dmmp_rec.config.train import TrainConfig
+
+
+def attach_embedding_optimizer(embedding_module: nn.Module, train: TrainConfig) -> None:
+    """Mark the embedding tables for a fused row-wise Adagrad applied during backward."""
+    apply_optimizer_in_backward(
+        RowWiseAdagrad, embedding_module.parameters(), {"lr": train.embedding_lr}
+    )
+
+
+def dense_optimizer(model: nn.Module, train: TrainConfig) -> KeyedOptimizerWrapper:
+    params = dict(in_backward_optimizer_filter(model.named_parameters()))
+    return KeyedOptimizerWrapper(
+        params,
+        lambda ps: torch.optim.AdamW(ps, lr=train.dense_lr, weight_decay=train.weight_decay),
+    )
+
+
+def combined_optimizer(
+    dmp: nn.Module, train: TrainConfig
+) -> tuple[CombinedOptimizer, KeyedOptimizerWrapper]:
+    """The optimiser the train pipeline steps, and its dense part (for init_state on resume)."""
+    dense = dense_optimizer(dmp, train)
+    return CombinedOptimizer([("sparse", dmp.fused_optimizer), ("dense", dense)]), dense

@@ -1,0 +1,145 @@
+"""The training job: build, shard, restore, train through TrainPipelineSparseDist, checkpoint.
+
+The same function runs as one process or as one rank of a torchrun / torchx job. Every step
+is collective, so every rank reads the same number of batches (the loader guarantees it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torchrec.distributed import DistributedModelParallel
+from torchrec.distributed.train_pipeline import TrainPipelineSparseDist
+from torchrec.distributed.types import ShardingEnv
+
+from dmmp_rec.config import DmmpConfig, to_dict
+from dmmp_rec.data.loader import loader_for_split
+from dmmp_rec.distributed.checkpoint import CheckpointManager, list_checkpoints
+from dmmp_rec.distributed.env import DistEnv, init_distributed
+from dmmp_rec.distributed.model_parallel import resolve_plan, sharders_for
+from dmmp_rec.distributed.optim import attach_embedding_optimizer, combined_optimizer
+from dmmp_rec.model.factory import build_model
+from dmmp_rec.train.logger import TrainLogger
+from dmmp_rec.train.position import TrackedIterator
+from dmmp_rec.train.validation import score_batches, teacher_and_student_aucs
+
+
+def _scalars(out: dict[str, torch.Tensor]) -> dict[str, float]:
+    """Loss terms, adaptive weights and the gate's mean of rank 0's last batch."""
+    scalars = {k: float(v) for k, v in out.items() if k.startswith(("loss/", "weight/"))}
+    if "gate" in out:
+        scalars["gate/conversion_mean"] = float(out["gate"][:, -1].float().mean())
+    return scalars
+
+
+def _maybe_inject_fault(cfg: DmmpConfig, env: DistEnv, step: int) -> None:
+    """Kill rank 1 once, on the first attempt (torchelastic counts restarts for us)."""
+    first_attempt = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) == 0
+    if cfg.train.fault_at_step == step and env.rank == min(1, env.world_size - 1) and first_attempt:
+        print(f"[rank {env.rank}] fault injection: killing myself after step {step}", flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def validate(cfg: DmmpConfig, dmp: torch.nn.Module, env: DistEnv) -> dict[str, float]:
+    loader = loader_for_split(cfg, "val", env.rank, env.world_size, drop_last=True)
+    batches = (b for i, b in zip(range(cfg.train.eval_batches), loader, strict=False))
+    return teacher_and_student_aucs(score_batches(dmp, batches, env.device))
+
+
+def train(cfg: DmmpConfig, env: DistEnv | None = None) -> dict[str, Any]:
+    """Train to `cfg.train.max_steps`, resuming from the newest usable checkpoint."""
+    env = env or init_distributed(cfg.train.device)
+    out = Path(cfg.train.out)
+    if env.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text(json.dumps(to_dict(cfg), indent=1))
+
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg, device=env.device)
+    attach_embedding_optimizer(model.sparse.ebc, cfg.train)
+    plan = resolve_plan(cfg, model, env)
+    dmp = DistributedModelParallel(
+        model,
+        env=ShardingEnv.from_process_group(dist.group.WORLD),
+        device=env.device,
+        plan=plan,
+        sharders=sharders_for(cfg),
+    )
+    optimizer, dense = combined_optimizer(dmp, cfg.train)
+    loader = loader_for_split(cfg, "train", env.rank, env.world_size)
+    checkpoints = CheckpointManager(out / "checkpoints", cfg.train.keep_checkpoints)
+    say = print if env.is_main else (lambda *_: None)
+
+    start = 0
+    if list_checkpoints(checkpoints.root):
+        dense.init_state()  # DCP skips optimizer state that does not exist yet
+        state = {"model": dmp.state_dict(), "optim": optimizer.state_dict()}
+        restored = checkpoints.restore_latest(state, log=say)
+        if restored is not None:
+            info, trainer_state = restored
+            dmp.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optim"])
+            loader.load_state_dict(trainer_state["loader"])
+            start = info.step
+            say(
+                f"resumed from {info.path} (step {start}, written by "
+                f"{trainer_state['world_size']} ranks, now {env.world_size})"
+            )
+        else:
+            say("no usable checkpoint: starting from scratch")
+
+    global_batch = cfg.data.batch_size * env.world_size
+    logger = TrainLogger(out, cfg.train.max_steps, start, global_batch, env.is_main)
+    pipeline = TrainPipelineSparseDist(dmp, optimizer, env.device, execute_all_batches=True)
+    batches = TrackedIterator(loader, loader.forever(), cfg.train.max_steps - start)
+    inner = dmp.module
+    last: dict[str, float] = {}
+    t0 = time.perf_counter()
+    for step in range(start + 1, cfg.train.max_steps + 1):
+        inner.train_step.fill_(step - 1)  # warm-up clock; the pipeline may trace forward once
+        out_step = pipeline.progress(batches)
+        log_now = step % cfg.train.log_every == 0 or step == cfg.train.max_steps
+        if log_now:
+            last = _scalars(out_step)
+        logger.step(step, last, log_now)
+        _maybe_inject_fault(cfg, env, step)
+        if step % cfg.train.checkpoint_every == 0 or step == cfg.train.max_steps:
+            position = batches.position_after(step - start)
+            checkpoints.save(
+                step,
+                {"model": dmp.state_dict(), "optim": optimizer.state_dict()},
+                {"world_size": env.world_size, "loader": position, "config": cfg.source},
+            )
+        if cfg.train.eval_every and step % cfg.train.eval_every == 0 and step < cfg.train.max_steps:
+            pipeline.detach()
+            logger.scalars(step, validate(cfg, dmp, env))
+            pipeline.attach(dmp)
+    elapsed = time.perf_counter() - t0
+    trained = cfg.train.max_steps - start
+    pipeline.detach()
+    metrics = validate(cfg, dmp, env) if cfg.train.eval_batches else {}
+    logger.scalars(cfg.train.max_steps, metrics)
+    logger.close()
+    summary = {
+        "steps": cfg.train.max_steps,
+        "resumed_from_step": start,
+        "world_size": env.world_size,
+        "global_batch": global_batch,
+        "samples_trained": trained * global_batch,
+        "seconds": round(elapsed, 2),
+        "samples_per_s": round(trained * global_batch / elapsed, 1) if elapsed > 0 else None,
+        "last_logged": last,
+        "validation": metrics,
+        "checkpoint": str(list_checkpoints(checkpoints.root)[0].path),
+        "oov_counts": dict(getattr(loader, "oov_counts", {})),
+    }
+    if env.is_main:
+        (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    return summary
