@@ -22,6 +22,7 @@ COMMANDS = {
     "export": "dmmp_rec.commands.export",
     "retrieve": "dmmp_rec.commands.retrieve",
     "compare": "dmmp_rec.commands.compare",
+    "demo": "dmmp_rec.commands.demo",
 }
 
 
