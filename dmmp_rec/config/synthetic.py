@@ -9,7 +9,10 @@ from dmmp_rec.config.base import require
 
 @dataclass
 class SyntheticConfig:
-    """Sizes of the synthetic world. Its behavioural parameters are fixed in code on purpose."""
+    """Sizes of the synthetic world. Its behavioural parameters are fixed in code on purpose
+    (named constants in dmmp_rec/data/world.py, synthetic_entities.py and synthetic_log.py), so
+    no experiment can tune the world towards one model. Category, brand, bucket, age, gender
+    and city counts come from the feature cardinalities."""
 
     num_users: int = 20_000
     num_items: int = 50_000
@@ -34,4 +37,9 @@ class SyntheticConfig:
             f"{path}.num_days",
             f"num_days ({self.num_days}) must exceed val_days + test_days "
             f"({self.val_days + self.test_days}) so training has days left",
+        )
+        require(
+            self.num_impressions >= self.num_days,
+            f"{path}.num_impressions",
+            f"must be >= num_days ({self.num_days}) so every day has impressions",
         )

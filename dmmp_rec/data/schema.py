@@ -20,6 +20,9 @@ DAY = "day"
 IS_RAND = "is_rand"
 LABELS = (CLICK, CONVERSION)
 SPLITS = ("train", "val", "test")
+# Row groups are the loader's unit of reading and of the per-epoch shuffled order: small enough
+# to mix days within a shuffle window and to keep rank slices from decoding large shared groups.
+ROW_GROUP_ROWS = 65_536
 
 
 def arrow_schema(features: FeaturesConfig) -> pa.Schema:
