@@ -7,6 +7,13 @@ from typing import Literal
 
 from dmmp_rec.config.base import require
 
+# Every loss term a model can have, as named in outputs (`loss/<term>`, `weight/<term>`) and in
+# `model.loss.fixed_weights`. A variant uses a subset (dmmp_rec.model.losses.terms_for).
+TEACHER_TERMS = ("teacher/ctr", "teacher/ctcvr")
+STUDENT_TERMS = ("student/ctr", "student/ctcvr", "student/fused", "student/inbatch")
+DISTILL_TERMS = ("distill/ctr", "distill/ctcvr", "distill/fused")
+LOSS_TERMS = TEACHER_TERMS + STUDENT_TERMS + DISTILL_TERMS
+
 
 def _positive_dims(dims: list[int], path: str) -> None:
     for i, d in enumerate(dims):
@@ -48,6 +55,9 @@ class StudentConfig:
     tau: float = 0.05
     learn_tau: bool = True
     gate_dims: list[int] = field(default_factory=lambda: [32])
+    # Also train the click tower with a softmax over the batch's items (log-q corrected) on
+    # clicked rows, so it sees items outside each user's impressions (docs/model.md).
+    in_batch_negatives: bool = True
 
     def validate(self, path: str) -> None:
         require(self.out_dim > 0, f"{path}.out_dim", f"must be > 0, got {self.out_dim}")
@@ -62,9 +72,16 @@ class LossConfig:
 
     weighting: Literal["uncertainty", "fixed", "dwa"] = "uncertainty"
     fixed_weights: dict[str, float] = field(default_factory=dict)  # term -> weight, default 1
+    # Distillation weights are multiplied by `distill_warmup_start` for the first
+    # `distill_warmup_steps` training steps, then ramp linearly to 1 over `distill_ramp_steps`.
     distill_warmup_steps: int = 200
+    distill_warmup_start: float = 0.0
+    distill_ramp_steps: int = 100
     distill_temperature: float = 1.0
     click_credit: float = 0.3
+    uncertainty_init: float = 0.0  # initial log-variance s_k of every term
+    dwa_temperature: float = 2.0
+    dwa_window: int = 50  # DWA compares mean losses of consecutive windows of this many steps
 
     def validate(self, path: str) -> None:
         require(
@@ -82,7 +99,28 @@ class LossConfig:
             f"{path}.click_credit",
             f"must be in [0, 1], got {self.click_credit}",
         )
+        require(
+            0.0 <= self.distill_warmup_start <= 1.0,
+            f"{path}.distill_warmup_start",
+            f"must be in [0, 1], got {self.distill_warmup_start}",
+        )
+        require(
+            self.distill_ramp_steps >= 0,
+            f"{path}.distill_ramp_steps",
+            f"must be >= 0, got {self.distill_ramp_steps}",
+        )
+        require(
+            self.dwa_temperature > 0,
+            f"{path}.dwa_temperature",
+            f"must be > 0, got {self.dwa_temperature}",
+        )
+        require(self.dwa_window > 0, f"{path}.dwa_window", f"must be > 0, got {self.dwa_window}")
         for k, w in self.fixed_weights.items():
+            require(
+                k in LOSS_TERMS,
+                f"{path}.fixed_weights.{k}",
+                f"unknown loss term {k!r}; known: {', '.join(LOSS_TERMS)}",
+            )
             require(w >= 0, f"{path}.fixed_weights.{k}", f"must be >= 0, got {w}")
 
 

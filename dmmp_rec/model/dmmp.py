@@ -1,0 +1,129 @@
+"""The full DMMP model: the shared sparse layer, then one dense module with teacher, student,
+loss terms and their weighting.
+
+The top-level forward is two calls so that torch.fx (TrainPipelineSparseDist's tracer) sees the
+EBC call `sparse.ebc(batch.features)` directly on the batch and everything dense as one leaf
+module; `dense` holds no sharded module and is never traced into.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
+
+from dmmp_rec.config.model import ModelConfig
+from dmmp_rec.data.batch import Batch
+from dmmp_rec.model.losses import compute_terms, terms_for
+from dmmp_rec.model.sparse import SharedSparseArch
+from dmmp_rec.model.student import Student
+from dmmp_rec.model.teacher import Teacher
+from dmmp_rec.model.weighting import build_weighting
+
+
+class DenseArch(nn.Module):
+    """Teacher, student and loss weighting over the pooled group embeddings."""
+
+    def __init__(self, group_dims: dict[str, int], cfg: ModelConfig) -> None:
+        super().__init__()
+        self.variant = cfg.variant
+        self.loss_cfg = cfg.loss
+        self.has_context = group_dims.get("context", 0) > 0
+        user_dim = group_dims["user"] + group_dims.get("context", 0)
+        self.teacher = Teacher(user_dim + group_dims["item"], cfg.teacher)
+        self.student = Student(
+            user_dim, group_dims["item"], group_dims["user"], cfg.student, cfg.variant
+        )
+        self.terms = terms_for(cfg.variant, cfg.student.in_batch_negatives)
+        self.weighting = build_weighting(self.terms, cfg.loss)
+        # Training steps taken; drives the distillation warm-up and checkpoints with the model.
+        self.register_buffer("train_step", torch.zeros((), dtype=torch.int64))
+
+    def forward(
+        self,
+        groups: dict[str, torch.Tensor],
+        click: torch.Tensor,
+        conversion: torch.Tensor,
+        item_ids: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        user, item = groups["user"], groups["item"]
+        context = groups["context"] if self.has_context else None
+        parts = [user, item] + ([context] if context is not None else [])
+        t = self.teacher(torch.cat(parts, dim=1))
+        s = self.student(user, context, item)
+        losses = compute_terms(self.terms, t, s, click, conversion, item_ids, self.loss_cfg)
+        total, weights = self.weighting(losses, self.train_step)
+        if self.training:
+            with torch.no_grad():
+                self.train_step += 1
+        outputs = {
+            "pctr": t.pctr,
+            "pcvr": t.pcvr,
+            "pctcvr": t.pctcvr,
+            "s_c": s.s_c,
+            "s_v": s.s_v,
+            "fused": s.fused,
+            "gate": s.gate,
+            "tau": s.tau,
+        }
+        outputs = {k: v.detach() for k, v in outputs.items()}
+        outputs.update({f"loss/{k}": v.detach() for k, v in losses.items()})
+        outputs.update({f"weight/{k}": v for k, v in weights.items()})
+        return total, outputs
+
+
+class DMMPModel(nn.Module):
+    """DMMP or one of its baselines (`ModelConfig.variant`, `teacher.kind`).
+
+    `forward(batch) -> (loss, outputs)` for training and evaluation; `query_vector`,
+    `item_vector` and `user_gate` for retrieval, each from a KJT of one side's features.
+    """
+
+    def __init__(self, sparse: SharedSparseArch, dense: DenseArch, item_id_feature: str) -> None:
+        super().__init__()
+        self.sparse = sparse
+        self.dense = dense
+        self.item_id_feature = item_id_feature
+
+    @property
+    def teacher(self) -> Teacher:
+        return self.dense.teacher
+
+    @property
+    def student(self) -> Student:
+        return self.dense.student
+
+    @property
+    def train_step(self) -> torch.Tensor:
+        return self.dense.train_step
+
+    @property
+    def vector_dim(self) -> int:
+        return self.dense.student.vector_dim
+
+    @property
+    def loss_terms(self) -> tuple[str, ...]:
+        return self.dense.terms
+
+    def forward(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        groups = self.sparse(batch.features)
+        item_ids = None
+        if "student/inbatch" in self.dense.terms:
+            item_ids = batch.features[self.item_id_feature].values()
+        return self.dense(groups, batch.click, batch.conversion, item_ids)
+
+    def query_vector(self, features: KeyedJaggedTensor) -> torch.Tensor:
+        """[g_c u, g_v u] / tau ([B, vector_dim]) from user and context features."""
+        g = self.sparse.lookup(features, ("user", "context"))
+        return self.dense.student.query_vector(g["user"], g.get("context"))
+
+    def item_vector(self, features: KeyedJaggedTensor) -> torch.Tensor:
+        """[i_c, i_v] ([B, vector_dim]) from item features; its inner product with
+        `query_vector` is the fused score."""
+        g = self.sparse.lookup(features, ("item",))
+        return self.dense.student.item_vector(g["item"])
+
+    def user_gate(self, features: KeyedJaggedTensor) -> torch.Tensor:
+        """[B, 2] (click, conversion) preferences from user features."""
+        g = self.sparse.lookup(features, ("user",))
+        return self.dense.student.gate(g["user"])

@@ -1,0 +1,128 @@
+"""Every loss term of DMMP and its baselines, as plain torch ops (no torchmetrics).
+
+Terms (names as in outputs `loss/<term>` and `model.loss.fixed_weights`):
+- teacher/ctr, teacher/ctcvr: entire-space BCE of pCTR on click and of pCTCVR on
+  click-and-conversion, over every impression;
+- student/ctr, student/ctcvr: BCE of sigmoid(s_c) on click, of sigmoid(s_v) on click-and-conversion;
+- student/fused: BCE of sigmoid(f) on the value label y (1 conversion, c click only, 0 otherwise);
+- student/inbatch: softmax of the click score over the batch's items on clicked rows, log-q
+  corrected;
+- distill/ctr, distill/ctcvr, distill/fused: Bernoulli KL from the teacher's pCTR, pCTCVR and
+  c * pCTR + (1 - c) * pCTCVR to s_c, s_v and f, with temperature T; the teacher side is detached.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from dmmp_rec.config.model import DISTILL_TERMS, LOSS_TERMS, LossConfig
+from dmmp_rec.model.student import StudentOutput
+from dmmp_rec.model.teacher import TeacherOutput
+
+EPS = 1e-6
+
+
+def terms_for(variant: str, in_batch_negatives: bool) -> tuple[str, ...]:
+    """The loss terms a variant trains, in LOSS_TERMS order."""
+    if variant == "two_tower":
+        wanted = {"teacher/ctr", "teacher/ctcvr", "student/ctr", "student/inbatch"}
+    else:
+        wanted = set(LOSS_TERMS)
+        if variant == "no_distill":
+            wanted -= set(DISTILL_TERMS)
+    if not in_batch_negatives:
+        wanted.discard("student/inbatch")
+    return tuple(t for t in LOSS_TERMS if t in wanted)
+
+
+def bce_prob(p: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Mean BCE of probabilities `p` (clamped away from 0 and 1) against labels `y`."""
+    p = p.clamp(EPS, 1.0 - EPS)
+    return -(y * torch.log(p) + (1.0 - y) * torch.log1p(-p)).mean()
+
+
+def value_label(click: torch.Tensor, conversion: torch.Tensor, click_credit: float) -> torch.Tensor:
+    """y = 1 for a conversion, c for a click without one, 0 otherwise."""
+    return click * (click_credit + (1.0 - click_credit) * conversion)
+
+
+def distill(
+    student_logit: torch.Tensor, teacher_prob: torch.Tensor, temperature: float
+) -> torch.Tensor:
+    """T^2 * KL(Bernoulli(sigmoid(logit(p)/T)) || Bernoulli(sigmoid(s/T))), mean over rows.
+
+    The KL is the soft-label BCE less the target's entropy: the same gradient, but 0 when the
+    student matches, so the term is comparable across steps. The teacher side is detached here.
+    """
+    p = teacher_prob.detach().clamp(EPS, 1.0 - EPS)
+    target = torch.sigmoid(torch.logit(p) / temperature)
+    bce = F.binary_cross_entropy_with_logits(student_logit / temperature, target, reduction="none")
+    entropy = -(target * torch.log(target) + (1.0 - target) * torch.log1p(-target))
+    return temperature**2 * (bce - entropy).mean()
+
+
+def in_batch_softmax(
+    u: torch.Tensor,
+    items: torch.Tensor,
+    tau: torch.Tensor,
+    item_ids: torch.Tensor,
+    positive: torch.Tensor,
+) -> torch.Tensor:
+    """Sampled softmax of each positive row's item against every item of the batch.
+
+    In-batch candidates are drawn with probability q_j proportional to impression frequency, so
+    logits get -log q_j (q_j estimated as the item's share of the batch), and other rows holding
+    the row's own item are masked rather than counted as negatives. Mean over positive rows; 0
+    (still attached to the graph) when the batch has none.
+    """
+    logits = u @ items.T / tau  # [B, B]
+    same = item_ids.unsqueeze(0) == item_ids.unsqueeze(1)
+    log_q = torch.log(same.sum(0).to(logits.dtype) / item_ids.shape[0])
+    eye = torch.eye(item_ids.shape[0], dtype=torch.bool, device=logits.device)
+    logits = (logits - log_q.unsqueeze(0)).masked_fill(same & ~eye, float("-inf"))
+    target = torch.arange(item_ids.shape[0], device=logits.device)
+    ce = F.cross_entropy(logits, target, reduction="none")
+    weight = positive.to(ce.dtype)
+    return (ce * weight).sum() / weight.sum().clamp(min=1.0)
+
+
+def compute_terms(
+    terms: tuple[str, ...],
+    teacher: TeacherOutput,
+    student: StudentOutput,
+    click: torch.Tensor,
+    conversion: torch.Tensor,
+    item_ids: torch.Tensor | None,
+    cfg: LossConfig,
+) -> dict[str, torch.Tensor]:
+    """The scalar value of each term in `terms`."""
+    click = click.to(teacher.pctr.dtype)
+    ctcvr = click * conversion.to(click.dtype)
+    c, temp = cfg.click_credit, cfg.distill_temperature
+    out: dict[str, torch.Tensor] = {}
+    for term in terms:
+        if term == "teacher/ctr":
+            out[term] = F.binary_cross_entropy_with_logits(teacher.logit_ctr, click)
+        elif term == "teacher/ctcvr":
+            out[term] = bce_prob(teacher.pctcvr, ctcvr)
+        elif term == "student/ctr":
+            out[term] = F.binary_cross_entropy_with_logits(student.s_c, click)
+        elif term == "student/ctcvr":
+            out[term] = F.binary_cross_entropy_with_logits(student.s_v, ctcvr)
+        elif term == "student/fused":
+            y = value_label(click, conversion.to(click.dtype), c)
+            out[term] = F.binary_cross_entropy_with_logits(student.fused, y)
+        elif term == "student/inbatch":
+            if item_ids is None:
+                raise ValueError("student/inbatch needs the batch's item ids")
+            out[term] = in_batch_softmax(student.u, student.i_c, student.tau, item_ids, click > 0)
+        elif term == "distill/ctr":
+            out[term] = distill(student.s_c, teacher.pctr, temp)
+        elif term == "distill/ctcvr":
+            out[term] = distill(student.s_v, teacher.pctcvr, temp)
+        elif term == "distill/fused":
+            out[term] = distill(student.fused, c * teacher.pctr + (1 - c) * teacher.pctcvr, temp)
+        else:
+            raise ValueError(f"unknown loss term {term!r}; known: {', '.join(LOSS_TERMS)}")
+    return out

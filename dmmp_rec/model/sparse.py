@@ -1,0 +1,79 @@
+"""The one shared sparse layer: a single EmbeddingBagCollection for every feature's table.
+
+Teacher and student towers read the same pooled embeddings, so the EBC is called exactly once per
+training forward (TrainPipelineSparseDist refuses a module called twice, and the planner would plan
+two module paths twice). Its pooled KeyedTensor is split here into one dense tensor per feature
+group. Retrieval looks up only one side's features through the same EBC, by padding the other
+keys with empty bags (length 0), so the EBC stays one module and one call, sharded or not.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torchrec.modules.embedding_modules import EmbeddingBagCollection
+from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
+
+from dmmp_rec.config.features import GROUPS, FeaturesConfig, Group
+
+
+class SharedSparseArch(nn.Module):
+    """Holds the EBC at attribute `ebc`; returns the pooled embeddings of each non-empty group."""
+
+    def __init__(self, features: FeaturesConfig, device: torch.device | str = "cpu") -> None:
+        super().__init__()
+        self.ebc = EmbeddingBagCollection(
+            tables=features.embedding_bag_configs(), device=torch.device(device)
+        )
+        self.feature_names: list[str] = features.names
+        self.group_features: dict[str, list[str]] = {
+            g: [s.name for s in features.group(g)] for g in GROUPS if features.group(g)
+        }
+        self.group_dims: dict[str, int] = {g: features.group_dim(g) for g in self.group_features}
+
+    def forward(self, features: KeyedJaggedTensor) -> dict[str, torch.Tensor]:
+        """Pooled embeddings by group, each [B, group_dim]. FX-traceable: under
+        TrainPipelineSparseDist the `ebc` call is found by tracing and pipelined."""
+        pooled = self.ebc(features).to_dict()  # a sharded EBC's awaitable resolves on access
+        return {
+            group: torch.cat([pooled[name] for name in names], dim=1)
+            for group, names in self.group_features.items()
+        }
+
+    def lookup(
+        self, features: KeyedJaggedTensor, groups: tuple[Group, ...]
+    ) -> dict[str, torch.Tensor]:
+        """Pooled embeddings of `groups` from a KJT that may hold only those groups' keys."""
+        needed = [n for g in groups for n in self.group_features.get(g, [])]
+        have = set(features.keys())
+        missing = [n for n in needed if n not in have]
+        if missing:
+            raise ValueError(
+                f"features for {'/'.join(groups)} lack keys {missing}; got {sorted(have)}"
+            )
+        unknown = sorted(have - set(self.feature_names))
+        if unknown:
+            raise ValueError(f"unknown feature keys {unknown}; known: {self.feature_names}")
+        pooled = self(self.pad(features))
+        return {g: pooled[g] for g in groups if g in pooled}
+
+    def pad(self, features: KeyedJaggedTensor) -> KeyedJaggedTensor:
+        """The same rows with every feature key in schema order; absent keys get empty bags."""
+        if list(features.keys()) == self.feature_names:
+            return features
+        batch = features.stride()
+        jts = features.to_dict()
+        values, lengths = [], []
+        ref = features.values()
+        for name in self.feature_names:
+            if name in jts:
+                values.append(jts[name].values())
+                lengths.append(jts[name].lengths())
+            else:
+                values.append(ref.new_zeros(0))
+                lengths.append(torch.zeros(batch, dtype=torch.int32, device=ref.device))
+        return KeyedJaggedTensor(
+            keys=self.feature_names,
+            values=torch.cat(values),
+            lengths=torch.cat([length.to(torch.int32) for length in lengths]),
+        )

@@ -1,0 +1,132 @@
+"""The student: a user tower, a click item tower, a conversion item tower and a user gate.
+
+All tower outputs are L2-normalised vectors of one width d. Scores are cosine similarities over a
+temperature tau: s_c = <u, i_c> / tau, s_v = <u, i_v> / tau, fused f = g_c s_c + g_v s_v with the
+per-user gate g = softmax(f_g(user embeddings)). Because g depends on the user only,
+f = <[g_c u, g_v u] / tau, [i_c, i_v]>: retrieval is one inner-product search over 2d floats.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dmmp_rec.config.model import StudentConfig
+from dmmp_rec.model.mlp import MLP
+
+MIN_TAU = 1e-2
+
+# The fixed gate of the variants without a learned one: no_gate mixes the tasks evenly; the
+# two-tower baseline has only the click task.
+FIXED_GATES = {"no_gate": (0.5, 0.5), "two_tower": (1.0, 0.0)}
+
+
+class StudentOutput(NamedTuple):
+    u: torch.Tensor  # [B, d]
+    i_c: torch.Tensor  # [B, d]
+    i_v: torch.Tensor | None  # [B, d]; None for the two-tower baseline
+    gate: torch.Tensor  # [B, 2]
+    s_c: torch.Tensor  # [B]
+    s_v: torch.Tensor  # [B]; the click score for the two-tower baseline
+    fused: torch.Tensor  # [B]
+    tau: torch.Tensor  # scalar
+
+
+class Student(nn.Module):
+    """Towers and gate of one variant: `two_tower` has no conversion tower and no gate,
+    `no_gate` has a fixed 0.5/0.5 gate; `dmmp` and `no_distill` have all parts."""
+
+    def __init__(
+        self,
+        user_dim: int,
+        item_dim: int,
+        gate_dim: int,
+        cfg: StudentConfig,
+        variant: str,
+        device: torch.device | str | None = None,
+    ) -> None:
+        super().__init__()
+        self.variant = variant
+        self.out_dim = cfg.out_dim
+        self.user_tower = MLP(user_dim, cfg.tower_dims, out_dim=cfg.out_dim, device=device)
+        self.click_tower = MLP(item_dim, cfg.tower_dims, out_dim=cfg.out_dim, device=device)
+        self.conversion_tower = (
+            None
+            if variant == "two_tower"
+            else MLP(item_dim, cfg.tower_dims, out_dim=cfg.out_dim, device=device)
+        )
+        self.fixed_gate = FIXED_GATES.get(variant)
+        self.gate_net = (
+            MLP(gate_dim, cfg.gate_dims, out_dim=2, device=device)
+            if self.fixed_gate is None
+            else None
+        )
+        self.init_tau = cfg.tau
+        self.log_tau = (
+            nn.Parameter(torch.full((), math.log(cfg.tau), device=device))
+            if cfg.learn_tau
+            else None
+        )
+
+    def reset_parameters(self) -> None:
+        """Re-initialise tau (DistributedModelParallel calls this on a meta-built model)."""
+        if self.log_tau is not None:
+            with torch.no_grad():
+                self.log_tau.fill_(math.log(self.init_tau))
+
+    @property
+    def vector_dim(self) -> int:
+        """Width of query and item vectors: 2d, or d for the two-tower baseline."""
+        return self.out_dim if self.conversion_tower is None else 2 * self.out_dim
+
+    def tau(self) -> torch.Tensor:
+        if self.log_tau is None:
+            return torch.tensor(self.init_tau)
+        return self.log_tau.exp().clamp(min=MIN_TAU)
+
+    def user_embedding(self, user: torch.Tensor, context: torch.Tensor | None) -> torch.Tensor:
+        x = user if context is None else torch.cat([user, context], dim=1)
+        return F.normalize(self.user_tower(x), dim=-1)
+
+    def item_embeddings(self, item: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        i_c = F.normalize(self.click_tower(item), dim=-1)
+        if self.conversion_tower is None:
+            return i_c, None
+        return i_c, F.normalize(self.conversion_tower(item), dim=-1)
+
+    def gate(self, user: torch.Tensor) -> torch.Tensor:
+        """[B, 2] task preferences (click, conversion), summing to 1; from user features only."""
+        if self.gate_net is None:
+            fixed = torch.tensor(self.fixed_gate, dtype=user.dtype, device=user.device)
+            return fixed.expand(user.shape[0], 2)
+        return torch.softmax(self.gate_net(user), dim=-1)
+
+    def forward(
+        self, user: torch.Tensor, context: torch.Tensor | None, item: torch.Tensor
+    ) -> StudentOutput:
+        u = self.user_embedding(user, context)
+        i_c, i_v = self.item_embeddings(item)
+        g = self.gate(user)
+        tau = self.tau().to(u.device)
+        s_c = (u * i_c).sum(-1) / tau
+        s_v = s_c if i_v is None else (u * i_v).sum(-1) / tau
+        fused = g[:, 0] * s_c + g[:, 1] * s_v
+        return StudentOutput(u, i_c, i_v, g, s_c, s_v, fused, tau)
+
+    def query_vector(self, user: torch.Tensor, context: torch.Tensor | None) -> torch.Tensor:
+        """[g_c u, g_v u] / tau ([B, 2d]); u / tau ([B, d]) for the two-tower baseline."""
+        u = self.user_embedding(user, context)
+        tau = self.tau().to(u.device)
+        if self.conversion_tower is None:
+            return u / tau
+        g = self.gate(user)
+        return torch.cat([g[:, :1] * u, g[:, 1:] * u], dim=1) / tau
+
+    def item_vector(self, item: torch.Tensor) -> torch.Tensor:
+        """[i_c, i_v] ([B, 2d]); i_c ([B, d]) for the two-tower baseline."""
+        i_c, i_v = self.item_embeddings(item)
+        return i_c if i_v is None else torch.cat([i_c, i_v], dim=1)

@@ -1,0 +1,63 @@
+"""Build the sharded model the same way for training, evaluation and export.
+
+One recipe: seed, build DMMP with its EBC on the meta device, mark the tables for the fused
+optimiser, plan, wrap in DistributedModelParallel. Training adds the optimisers; inference
+loads the model part of a checkpoint (DCP reshards it to this world size).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.distributed.checkpoint as dcp
+from torchrec.distributed import DistributedModelParallel
+from torchrec.distributed.types import ShardingEnv
+
+from dmmp_rec.config import DmmpConfig
+from dmmp_rec.distributed.checkpoint import CheckpointError, list_checkpoints, verify
+from dmmp_rec.distributed.env import DistEnv
+from dmmp_rec.distributed.model_parallel import resolve_plan, sharders_for
+from dmmp_rec.distributed.optim import attach_embedding_optimizer
+from dmmp_rec.model.factory import build_model
+
+
+def build_sharded_model(cfg: DmmpConfig, env: DistEnv) -> DistributedModelParallel:
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg, device=env.device, sparse_device="meta")
+    attach_embedding_optimizer(model.sparse.ebc, cfg.train)
+    plan = resolve_plan(cfg, model, env)
+    return DistributedModelParallel(
+        model,
+        env=ShardingEnv.from_process_group(dist.group.WORLD),
+        device=env.device,
+        plan=plan,
+        sharders=sharders_for(cfg),
+    )
+
+
+def checkpoint_dir(path: str | Path) -> Path:
+    """A step directory, or the newest complete one under a run / checkpoints directory."""
+    path = Path(path)
+    if (path / ".metadata").is_file():
+        verify(path)
+        return path
+    for root in (path / "checkpoints", path):
+        found = list_checkpoints(root)
+        if found:
+            verify(found[0].path)
+            return found[0].path
+    raise CheckpointError(f"{path}: no checkpoint found (expected step-* directories)")
+
+
+def load_for_inference(
+    cfg: DmmpConfig, env: DistEnv, checkpoint: str | Path
+) -> DistributedModelParallel:
+    """The trained model, sharded for this job's world size, in eval mode."""
+    dmp = build_sharded_model(cfg, env)
+    state = {"model": dmp.state_dict()}
+    dcp.load(state, checkpoint_id=str(checkpoint_dir(checkpoint)))
+    dmp.load_state_dict(state["model"])
+    dmp.eval()
+    return dmp

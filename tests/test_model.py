@@ -1,0 +1,391 @@
+"""The DMMP model's contracts: outputs, entire-space heads, gate, distillation, retrieval vectors,
+loss weighting and warm-up, baselines, and what DDP / the sparse pipeline need."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+from torchrec.distributed.embeddingbag import EmbeddingBagCollectionSharder
+from torchrec.distributed.model_parallel import DistributedModelParallel
+from torchrec.distributed.planner import EmbeddingShardingPlanner, ParameterConstraints, Topology
+from torchrec.distributed.train_pipeline import TrainPipelineSparseDist
+from torchrec.distributed.train_pipeline.tracing import Tracer
+from torchrec.optim.apply_optimizer_in_backward import apply_optimizer_in_backward
+from torchrec.optim.keyed import KeyedOptimizerWrapper
+from torchrec.optim.optimizers import in_backward_optimizer_filter
+from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
+
+from dmmp_rec.config import ConfigError, DmmpConfig, config_from_dict
+from dmmp_rec.config.model import DISTILL_TERMS, LOSS_TERMS
+from dmmp_rec.data.batch import Batch
+from dmmp_rec.model import DMMPModel, build_model
+from dmmp_rec.model.losses import in_batch_softmax
+
+B = 32
+VARIANTS = ["dmmp", "two_tower", "no_distill", "no_gate"]
+TEACHERS = ["ple", "mmoe", "shared_bottom"]
+USER_KEYS = ["user_id", "user_hist"]
+ITEM_KEYS = ["item_id", "item_cat"]
+CONTEXT_KEYS = ["hour"]
+
+
+def _config(**model: object) -> DmmpConfig:
+    raw_model = {
+        "teacher": {"expert_dims": [16], "tower_dims": [8], "num_levels": 2},
+        "student": {"tower_dims": [16], "out_dim": 8, "gate_dims": [8]},
+        "loss": {"distill_warmup_steps": 0, "distill_ramp_steps": 0},
+    }
+    for key, value in model.items():
+        if isinstance(value, dict):
+            raw_model.setdefault(key, {}).update(value)  # type: ignore[union-attr]
+        else:
+            raw_model[key] = value
+    return config_from_dict(
+        {
+            "features": {
+                "user": [
+                    {"name": "user_id", "cardinality": 50, "dim": 8},
+                    {
+                        "name": "user_hist",
+                        "cardinality": 60,
+                        "dim": 8,
+                        "multi_valued": True,
+                        "pooling": "mean",
+                    },
+                ],
+                "item": [
+                    {"name": "item_id", "cardinality": 60, "dim": 8},
+                    {"name": "item_cat", "cardinality": 6, "dim": 4},
+                ],
+                "context": [{"name": "hour", "cardinality": 24, "dim": 4}],
+            },
+            "model": raw_model,
+        }
+    )
+
+
+def _model(seed: int = 0, **model: object) -> DMMPModel:
+    torch.manual_seed(seed)
+    return build_model(_config(**model))
+
+
+def _batch(seed: int = 0, size: int = B) -> Batch:
+    g = torch.Generator().manual_seed(seed)
+    cards = {"user_id": 50, "user_hist": 60, "item_id": 60, "item_cat": 6, "hour": 24}
+    lengths, values = [], []
+    for key, card in cards.items():
+        n = torch.randint(0, 4, (size,), generator=g) if key == "user_hist" else torch.ones(size)
+        lengths.append(n.int())
+        values.append(torch.randint(0, card, (int(n.sum()),), generator=g))
+    kjt = KeyedJaggedTensor(keys=list(cards), values=torch.cat(values), lengths=torch.cat(lengths))
+    click = (torch.rand(size, generator=g) < 0.4).float()
+    conversion = click * (torch.rand(size, generator=g) < 0.5).float()
+    return Batch(kjt, click, conversion)
+
+
+def _subset(kjt: KeyedJaggedTensor, keys: list[str]) -> KeyedJaggedTensor:
+    jts = kjt.to_dict()
+    return KeyedJaggedTensor.from_jt_dict({k: jts[k] for k in keys})
+
+
+def _replace(kjt: KeyedJaggedTensor, key: str, values: torch.Tensor) -> KeyedJaggedTensor:
+    jts = kjt.to_dict()
+    return KeyedJaggedTensor(
+        keys=kjt.keys(),
+        values=torch.cat([values if k == key else jts[k].values() for k in kjt.keys()]),
+        lengths=kjt.lengths(),
+    )
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_outputs_have_shapes_and_dtypes(variant: str) -> None:
+    model = _model(variant=variant)
+    loss, out = model(_batch())
+    assert loss.shape == () and loss.dtype == torch.float32 and torch.isfinite(loss)
+    for key in ("pctr", "pcvr", "pctcvr", "s_c", "s_v", "fused"):
+        assert out[key].shape == (B,) and out[key].dtype == torch.float32, key
+        assert not out[key].requires_grad, key
+    assert out["gate"].shape == (B, 2) and out["gate"].dtype == torch.float32
+    for term in model.loss_terms:
+        assert out[f"loss/{term}"].shape == () and torch.isfinite(out[f"loss/{term}"]), term
+        assert out[f"weight/{term}"].shape == () and not out[f"weight/{term}"].requires_grad
+    assert not any(k.startswith("loss/") and k[5:] not in model.loss_terms for k in out)
+    assert set(model.loss_terms) <= set(LOSS_TERMS)
+
+
+def test_entire_space_ctcvr_never_exceeds_ctr() -> None:
+    model = _model()
+    _, out = model(_batch(size=256))
+    assert torch.all(out["pctcvr"] <= out["pctr"])
+    assert torch.allclose(out["pctcvr"], out["pctr"] * out["pcvr"])
+    assert torch.all((out["pcvr"] > 0) & (out["pcvr"] < 1))
+
+
+def test_gate_sums_to_one_and_reads_user_features_only() -> None:
+    model = _model().eval()
+    batch = _batch()
+    with torch.no_grad():
+        _, out = model(batch)
+        torch.testing.assert_close(out["gate"].sum(-1), torch.ones(B))
+        kjt = batch.features
+        for key in ("item_id", "item_cat", "hour"):
+            other = _replace(kjt, key, (kjt[key].values() + 1) % 6)
+            _, changed = model(Batch(other, batch.click, batch.conversion))
+            assert torch.equal(changed["gate"], out["gate"]), key
+            assert not torch.equal(changed["fused"], out["fused"]), key
+        other = _replace(kjt, "user_id", (kjt["user_id"].values() + 1) % 50)
+        _, changed = model(Batch(other, batch.click, batch.conversion))
+        assert not torch.allclose(changed["gate"], out["gate"])
+        torch.testing.assert_close(model.user_gate(_subset(kjt, USER_KEYS)), out["gate"])
+
+
+def test_distillation_sends_no_gradient_into_the_teacher() -> None:
+    only_distill = {t: (1.0 if t in DISTILL_TERMS else 0.0) for t in LOSS_TERMS}
+    model = _model(loss={"weighting": "fixed", "fixed_weights": only_distill})
+    loss, out = model(_batch())
+    assert all(float(out[f"loss/{t}"]) > 0 for t in DISTILL_TERMS)
+    loss.backward()
+    teacher = dict(model.teacher.named_parameters())
+    assert teacher
+    for name, p in teacher.items():
+        assert p.grad is not None and torch.count_nonzero(p.grad) == 0, name
+    student_grads = [p.grad.abs().sum() for p in model.student.parameters()]
+    assert sum(student_grads) > 0
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_query_item_inner_product_is_the_fused_score(variant: str) -> None:
+    model = _model(variant=variant).eval()
+    batch = _batch()
+    with torch.no_grad():
+        _, out = model(batch)
+        q = model.query_vector(_subset(batch.features, USER_KEYS + CONTEXT_KEYS))
+        i = model.item_vector(_subset(batch.features, ITEM_KEYS))
+    assert q.shape == i.shape == (B, model.vector_dim)
+    assert model.vector_dim == (8 if variant == "two_tower" else 16)
+    torch.testing.assert_close((q * i).sum(-1), out["fused"], rtol=1e-5, atol=1e-5)
+    # the item vectors hold unit-norm tower outputs
+    norms = i.view(B, -1, 8).norm(dim=-1)
+    torch.testing.assert_close(norms, torch.ones_like(norms))
+
+
+def test_retrieval_lookup_names_missing_and_unknown_keys() -> None:
+    model = _model()
+    kjt = _batch().features
+    with pytest.raises(ValueError, match="hour"):
+        model.query_vector(_subset(kjt, USER_KEYS))
+    bogus = KeyedJaggedTensor(
+        keys=["item_id", "item_cat", "shop"], values=torch.arange(3), lengths=torch.ones(3).int()
+    )
+    with pytest.raises(ValueError, match="shop"):
+        model.item_vector(bogus)
+
+
+def _train(model: DMMPModel, steps: int, lr: float = 1e-2) -> list[dict[str, torch.Tensor]]:
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    history = []
+    for step in range(steps):
+        loss, out = model(_batch(seed=step))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        history.append(out)
+    return history
+
+
+@pytest.mark.parametrize("scheme", ["uncertainty", "dwa"])
+def test_adaptive_weighting_moves_its_weights(scheme: str) -> None:
+    model = _model(loss={"weighting": scheme, "dwa_window": 2}).train()
+    history = _train(model, 8)
+    for term in model.loss_terms:
+        first, last = history[0][f"weight/{term}"], history[-1][f"weight/{term}"]
+        assert float(first) == pytest.approx(1.0), term
+        assert abs(float(last) - float(first)) > 1e-3, term
+
+
+def test_fixed_weights_stay_as_configured() -> None:
+    model = _model(loss={"weighting": "fixed", "fixed_weights": {"student/fused": 0.5}})
+    history = _train(model, 3)
+    assert all(float(h["weight/student/fused"]) == 0.5 for h in history)
+    assert all(float(h["weight/teacher/ctr"]) == 1.0 for h in history)
+
+
+@pytest.mark.parametrize("scheme", ["uncertainty", "fixed", "dwa"])
+def test_warmup_holds_distillation_weight_at_start(scheme: str) -> None:
+    loss = {
+        "weighting": scheme,
+        "distill_warmup_steps": 4,
+        "distill_warmup_start": 0.25,
+        "distill_ramp_steps": 2,
+        "dwa_window": 100,  # DWA weights stay 1 here, so the multiplier shows alone
+    }
+    model = _model(loss=loss).train()
+    history = _train(model, 7)
+    # held at the start value for 4 steps, half-way up the 2-step ramp at step 4, then full
+    expected = [0.25, 0.25, 0.25, 0.25, 0.625, 1.0, 1.0]
+    # uncertainty multiplies by exp(-s_k), whose s_k moves by about lr per step
+    tol = 0.05 if scheme == "uncertainty" else 1e-6
+    for step, out in enumerate(history):
+        for term in DISTILL_TERMS:
+            w = float(out[f"weight/{term}"])
+            assert w == pytest.approx(expected[step], rel=tol), (step, term)
+    assert int(model.train_step) == 7
+
+
+def test_train_step_is_checkpointed_and_eval_does_not_advance_it() -> None:
+    model = _model().train()
+    _train(model, 3)
+    model.eval()
+    with torch.no_grad():
+        model(_batch())
+    state = model.state_dict()
+    assert int(state["dense.train_step"]) == 3
+    other = _model(seed=1)
+    other.load_state_dict(state)
+    assert int(other.train_step) == 3
+
+
+@pytest.mark.parametrize("teacher", TEACHERS)
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_every_baseline_trains_and_every_parameter_gets_a_gradient(
+    variant: str, teacher: str
+) -> None:
+    model = _model(variant=variant, teacher={"kind": teacher}).train()
+    before = copy.deepcopy(model.state_dict())
+    batch = _batch(size=64)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(12):
+        loss, out = model(batch)
+        opt.zero_grad()
+        loss.backward()
+        missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+        assert not missing, f"parameters outside the graph (DDP would fail): {missing}"
+        opt.step()
+        losses.append(sum(float(out[f"loss/{t}"]) for t in model.loss_terms))
+    assert losses[-1] < losses[0]
+    changed = [n for n, v in model.state_dict().items() if not torch.equal(v, before[n])]
+    assert any(n.startswith("sparse.ebc.") for n in changed)
+    assert any(n.startswith("dense.teacher.") for n in changed)
+
+
+def test_baselines_differ_only_in_what_their_names_say() -> None:
+    two = _model(variant="two_tower")
+    assert two.student.conversion_tower is None and two.student.gate_net is None
+    assert not any("conversion_tower" in n or "gate_net" in n for n, _ in two.named_parameters())
+    assert two.loss_terms == ("teacher/ctr", "teacher/ctcvr", "student/ctr", "student/inbatch")
+    _, out = two(_batch())
+    assert torch.equal(out["s_v"], out["s_c"]) and torch.equal(out["fused"], out["s_c"])
+
+    no_gate = _model(variant="no_gate")
+    assert no_gate.student.gate_net is None
+    _, out = no_gate(_batch())
+    assert torch.equal(out["gate"], torch.full((B, 2), 0.5))
+    assert no_gate.loss_terms == _model().loss_terms
+
+    no_distill = _model(variant="no_distill")
+    assert not set(no_distill.loss_terms) & set(DISTILL_TERMS)
+    dmmp = _model()
+    assert set(dmmp.loss_terms) == set(LOSS_TERMS)
+    names = {n for n, _ in dmmp.named_parameters() if not n.startswith("dense.weighting")}
+    assert names == {n for n, _ in no_distill.named_parameters() if "weighting" not in n}
+
+    mmoe = _model(teacher={"kind": "mmoe"}).teacher.extractor
+    assert all(len(experts) == 0 for experts in mmoe.level.tasks)
+    assert len(mmoe.level.shared) == 2 + 2 * 1
+    ple = _model().teacher.extractor
+    assert len(ple.levels) == 2 and ple.levels[0].shared_gate is not None
+    assert ple.levels[1].shared_gate is None
+
+
+def test_in_batch_softmax_masks_duplicates_and_survives_no_clicks() -> None:
+    u = torch.nn.functional.normalize(torch.randn(4, 3), dim=-1).requires_grad_()
+    items = torch.nn.functional.normalize(torch.randn(4, 3), dim=-1)
+    tau = torch.tensor(0.1)
+    same_item = in_batch_softmax(u, items, tau, torch.zeros(4, dtype=torch.long), torch.ones(4))
+    assert same_item.item() == pytest.approx(0.0, abs=1e-6)
+    none = in_batch_softmax(u, items, tau, torch.arange(4), torch.zeros(4))
+    assert none.item() == 0.0
+    none.backward()
+    assert u.grad is not None
+    distinct = in_batch_softmax(u, items, tau, torch.arange(4), torch.ones(4))
+    expected = torch.nn.functional.cross_entropy(u @ items.T / tau, torch.arange(4))
+    torch.testing.assert_close(distinct, expected)  # equal frequencies: log q is a constant
+
+
+def test_forward_traces_with_the_ebc_reading_the_batch_directly() -> None:
+    """TrainPipelineSparseDist pipelines the EBC only if fx sees it called on batch.features."""
+    model = _model()
+    graph = Tracer(leaf_modules=["dense", "sparse.ebc"]).trace(model)
+    calls = [n for n in graph.nodes if n.op == "call_module"]
+    assert [n.target for n in calls] == ["sparse.ebc", "dense"]
+    (arg,) = calls[0].args
+    assert arg.op == "call_function" and arg.args[1] == "features"
+    assert arg.args[0].op == "placeholder"
+
+
+def test_meta_device_builds() -> None:
+    cfg = _config()
+    lazy = build_model(cfg, sparse_device="meta")
+    assert all(p.is_meta for p in lazy.sparse.ebc.parameters())
+    assert not any(p.is_meta for p in lazy.dense.parameters())
+    everything = build_model(cfg, device="meta")
+    assert all(p.is_meta for p in everything.parameters())
+
+
+def test_config_rejects_unknown_loss_term() -> None:
+    with pytest.raises(ConfigError, match="model.loss.fixed_weights.*student/cvr"):
+        _config(loss={"fixed_weights": {"student/cvr": 1.0}})
+
+
+@pytest.fixture
+def process_group(tmp_path: Path) -> Iterator[None]:
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'pg'}", rank=0, world_size=1)
+    try:
+        yield
+    finally:
+        dist.destroy_process_group()
+
+
+def test_sharded_pipelined_training_and_retrieval(process_group: None) -> None:
+    """Under DMP (one gloo rank, table-wise EBC) and TrainPipelineSparseDist the EBC call is
+    pipelined and the DDP-wrapped dense part trains; once the pipeline lets go of the model,
+    retrieval vectors still give the fused score."""
+    cfg = _config()
+    torch.manual_seed(0)
+    model = build_model(cfg, sparse_device="meta")
+    apply_optimizer_in_backward(torch.optim.Adagrad, model.sparse.ebc.parameters(), {"lr": 0.05})
+    constraints = {
+        c.name: ParameterConstraints(sharding_types=["table_wise"])
+        for c in cfg.features.embedding_bag_configs()
+    }
+    planner = EmbeddingShardingPlanner(
+        topology=Topology(world_size=1, compute_device="cpu"), constraints=constraints
+    )
+    plan = planner.collective_plan(model, [EmbeddingBagCollectionSharder()], dist.group.WORLD)
+    dmp = DistributedModelParallel(model, device=torch.device("cpu"), plan=plan)
+    dense = dict(in_backward_optimizer_filter(dmp.named_parameters()))
+    opt = KeyedOptimizerWrapper(dense, lambda params: torch.optim.Adam(params, lr=1e-2))
+    pipeline = TrainPipelineSparseDist(dmp, opt, torch.device("cpu"))
+
+    batches = iter([_batch(seed=s) for s in range(5)])
+    outputs = [pipeline.progress(batches) for _ in range(4)]
+    ebc = dmp.module.sparse.ebc
+    assert type(ebc).__name__ == "ShardedEmbeddingBagCollection"
+    assert getattr(ebc, "is_pipelined", False), "the EBC call was not pipelined"
+    assert int(dmp.module.train_step) == 4
+    assert all(torch.isfinite(o[f"loss/{t}"]) for o in outputs for t in model.loss_terms)
+
+    plain = pipeline.detach()
+    plain.eval()
+    batch = _batch(seed=9)
+    with torch.no_grad():
+        _, out = plain(batch)
+        q = plain.module.query_vector(_subset(batch.features, USER_KEYS + CONTEXT_KEYS))
+        i = plain.module.item_vector(_subset(batch.features, ITEM_KEYS))
+    torch.testing.assert_close((q * i).sum(-1), out["fused"], rtol=1e-5, atol=1e-5)
