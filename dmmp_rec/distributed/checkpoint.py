@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -146,11 +147,13 @@ class CheckpointManager:
             shutil.rmtree(stale, ignore_errors=True)
 
     def restore_latest(
-        self, state: dict[str, Any], log: Any = print
-    ) -> tuple[CheckpointInfo, dict[str, Any]] | None:
-        """Load the newest usable checkpoint into `state` (in place), trying older ones when the
-        newest is truncated or corrupt. Returns (info, trainer_state) or None when there is none.
-        Collective: rank 0 chooses, every rank loads the same directory."""
+        self, build_state: Callable[[dict[str, Any]], dict[str, Any]], log: Any = print
+    ) -> tuple[CheckpointInfo, dict[str, Any], dict[str, Any]] | None:
+        """Load the newest usable checkpoint, trying older ones when the newest is truncated or
+        corrupt. `build_state(trainer_state)` returns the state dict to load into (in place); it
+        sees the checkpoint's trainer state, so it can leave out what does not carry over.
+        Returns (info, trainer_state, state) or None. Collective: rank 0 chooses, every rank
+        loads the same directory."""
         candidates = [c.path for c in list_checkpoints(self.root)]
         candidates = [Path(p) for p in _broadcast([str(p) for p in candidates])]
         for path in candidates:
@@ -163,6 +166,8 @@ class CheckpointManager:
             problem = _broadcast(problem)
             if problem is None:
                 try:
+                    trainer_state = read_trainer_state(path)
+                    state = build_state(trainer_state)
                     dcp.load(state, checkpoint_id=str(path))
                     ok = True
                 except Exception as e:  # a corrupt file of the right size
@@ -170,7 +175,7 @@ class CheckpointManager:
                     ok = False
                 if _all_ok(ok):
                     info = CheckpointInfo(path, int(path.name[len(PREFIX) :]))
-                    return info, read_trainer_state(path)
+                    return info, trainer_state, state
                 problem = problem or f"{path}: load failed on another rank"
             if _rank() == 0:
                 log(f"checkpoint unusable, trying an older one: {problem}")

@@ -11,19 +11,18 @@ from __future__ import annotations
 from pathlib import Path
 
 from torch import nn
-from torchrec.distributed.embeddingbag import EmbeddingBagCollectionSharder
 from torchrec.distributed.types import ModuleSharder, ShardingPlan
 
 from dmmp_rec.config import DmmpConfig
 from dmmp_rec.distributed.env import DistEnv
 from dmmp_rec.distributed.plan_config import load_plan_config
 from dmmp_rec.distributed.plan_io import load_plan
-from dmmp_rec.distributed.planner import make_plan
+from dmmp_rec.distributed.planner import make_plan, make_sharders
 
 
 def sharders_for(cfg: DmmpConfig) -> list[ModuleSharder[nn.Module]]:
-    """EBC sharder; the fused optimiser comes from the in-backward marks on the tables."""
-    return [EmbeddingBagCollectionSharder()]
+    """The planner's sharders, so that planning and sharding agree on the fused optimiser."""
+    return make_sharders(cfg)
 
 
 def resolve_plan(cfg: DmmpConfig, model: nn.Module, env: DistEnv) -> ShardingPlan:

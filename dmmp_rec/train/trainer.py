@@ -14,20 +14,22 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.distributed as dist
-from torchrec.distributed import DistributedModelParallel
 from torchrec.distributed.train_pipeline import TrainPipelineSparseDist
-from torchrec.distributed.types import ShardingEnv
 
 from dmmp_rec.config import DmmpConfig, to_dict
 from dmmp_rec.data.loader import loader_for_split
 from dmmp_rec.distributed.checkpoint import CheckpointManager, list_checkpoints
 from dmmp_rec.distributed.env import DistEnv, init_distributed
-from dmmp_rec.distributed.model_parallel import resolve_plan, sharders_for
-from dmmp_rec.distributed.optim import attach_embedding_optimizer, combined_optimizer
-from dmmp_rec.model.factory import build_model
+from dmmp_rec.distributed.optim import combined_optimizer
+from dmmp_rec.distributed.plan_io import save_plan
 from dmmp_rec.train.logger import TrainLogger
 from dmmp_rec.train.position import TrackedIterator
+from dmmp_rec.train.resume import (
+    changed_optimizer_layouts,
+    optimizer_state_to_load,
+    table_layouts,
+)
+from dmmp_rec.train.setup import build_sharded_model
 from dmmp_rec.train.validation import score_batches, teacher_and_student_aucs
 
 
@@ -61,37 +63,42 @@ def train(cfg: DmmpConfig, env: DistEnv | None = None) -> dict[str, Any]:
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.json").write_text(json.dumps(to_dict(cfg), indent=1))
 
-    torch.manual_seed(cfg.seed)
-    model = build_model(cfg, device=env.device)
-    attach_embedding_optimizer(model.sparse.ebc, cfg.train)
-    plan = resolve_plan(cfg, model, env)
-    dmp = DistributedModelParallel(
-        model,
-        env=ShardingEnv.from_process_group(dist.group.WORLD),
-        device=env.device,
-        plan=plan,
-        sharders=sharders_for(cfg),
-    )
+    dmp = build_sharded_model(cfg, env)
+    if env.is_main:  # the plan this job trains with, reusable via sharding.plan=<this file>
+        save_plan(
+            dmp.plan,
+            out / "plan.json",
+            {"world_size": env.world_size, "device": env.device.type, "config": cfg.source},
+        )
     optimizer, dense = combined_optimizer(dmp, cfg.train)
     loader = loader_for_split(cfg, "train", env.rank, env.world_size)
     checkpoints = CheckpointManager(out / "checkpoints", cfg.train.keep_checkpoints)
     say = print if env.is_main else (lambda *_: None)
 
     start = 0
+    layouts = table_layouts(dmp.plan)
     if list_checkpoints(checkpoints.root):
         dense.init_state()  # DCP skips optimizer state that does not exist yet
-        state = {"model": dmp.state_dict(), "optim": optimizer.state_dict()}
-        restored = checkpoints.restore_latest(state, log=say)
+        model_state, optim_state = dmp.state_dict(), optimizer.state_dict()
+        reset: list[str] = []
+
+        def state_to_load(saved: dict[str, Any]) -> dict[str, Any]:
+            reset[:] = changed_optimizer_layouts(saved.get("table_layouts"), layouts)
+            return {"model": model_state, "optim": optimizer_state_to_load(optim_state, reset)}
+
+        restored = checkpoints.restore_latest(state_to_load, log=say)
         if restored is not None:
-            info, trainer_state = restored
-            dmp.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optim"])
+            info, trainer_state, _ = restored
+            dmp.load_state_dict(model_state)
+            optimizer.load_state_dict(optim_state)
             loader.load_state_dict(trainer_state["loader"])
             start = info.step
             say(
                 f"resumed from {info.path} (step {start}, written by "
                 f"{trainer_state['world_size']} ranks, now {env.world_size})"
             )
+            if reset:
+                say(f"optimizer state re-initialised for re-split tables: {', '.join(reset)}")
         else:
             say("no usable checkpoint: starting from scratch")
 
@@ -115,7 +122,12 @@ def train(cfg: DmmpConfig, env: DistEnv | None = None) -> dict[str, Any]:
             checkpoints.save(
                 step,
                 {"model": dmp.state_dict(), "optim": optimizer.state_dict()},
-                {"world_size": env.world_size, "loader": position, "config": cfg.source},
+                {
+                    "world_size": env.world_size,
+                    "loader": position,
+                    "table_layouts": layouts,
+                    "config": cfg.source,
+                },
             )
         if cfg.train.eval_every and step % cfg.train.eval_every == 0 and step < cfg.train.max_steps:
             pipeline.detach()
