@@ -65,6 +65,34 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"dmmp-rec {args.command}: config error: {e}", file=sys.stderr)
         return 2
+    except _user_errors() as e:  # bad input: the message names the file, row or key
+        print(f"dmmp-rec {args.command}: {type(e).__name__}: {e}", file=sys.stderr)
+        return 2
+
+
+def _user_errors() -> tuple[type[Exception], ...]:
+    """Errors about the user's input (data, plans, checkpoints, requests), shown without a
+    traceback. Imported here, after the command ran, so that `--help` stays fast."""
+    from dmmp_rec.data.aliccp_parse import MalformedRowError
+    from dmmp_rec.data.id_policy import OutOfRangeIdError
+    from dmmp_rec.data.loader import DataError
+    from dmmp_rec.distributed.checkpoint import CheckpointError
+    from dmmp_rec.distributed.plan_config import PlanError
+
+    errors: list[type[Exception]] = [
+        MalformedRowError,
+        OutOfRangeIdError,
+        DataError,
+        CheckpointError,
+        PlanError,
+    ]
+    try:
+        from dmmp_rec.serving.requests import RequestError
+
+        errors.append(RequestError)
+    except ImportError:
+        pass
+    return tuple(errors)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +57,24 @@ def test_two_ranks_train_with_mixed_sharding(two_rank_run: Path) -> None:
     losses = {k: v for k, v in summary["last_logged"].items() if k.startswith("loss/")}
     assert len(losses) >= 8 and all(np.isfinite(v) for v in losses.values())
     assert [c.step for c in list_checkpoints(two_rank_run / "checkpoints")] == [20, 10]
+
+
+def test_plan_for_another_world_size_stops_before_training(
+    two_rank_run: Path, tiny_world: Path, tmp_path: Path
+) -> None:
+    plan = two_rank_run / "plan.json"
+    overrides = tiny_overrides(tiny_world, tmp_path / "run", f"sharding.plan={plan}")
+    result = subprocess.run(
+        [sys.executable, "-m", "dmmp_rec.cli", "train", "--config", str(CONFIG), *overrides],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+    )
+    assert result.returncode == 2
+    assert str(plan) in result.stderr and "world size 2" in result.stderr
+    assert "1 ranks" in result.stderr
+    assert not (tmp_path / "run" / "checkpoints").exists()
 
 
 def test_saved_on_two_ranks_loads_on_one_with_same_predictions(

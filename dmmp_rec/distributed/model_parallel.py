@@ -1,15 +1,17 @@
 """The sharding plan a job trains with, and the sharders that realise it.
 
 `sharding.plan` in the config is either a saved plan JSON (reproduced exactly, after checking
-it was made for this world size and these tables) or a plan config YAML (planned now, with its
-constraints). Null plans with default constraints. Every rank computes the same plan: the
-planner is deterministic for identical inputs.
+it was made for this world size, device and these tables) or a plan config YAML (planned now,
+with its constraints). Null plans with default constraints. Planning happens on rank 0 and the
+plan is broadcast, so all ranks shard identically even where the planner breaks ties by hash
+order.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import torch.distributed as dist
 from torch import nn
 from torchrec.distributed.types import ModuleSharder, ShardingPlan
 
@@ -25,11 +27,32 @@ def sharders_for(cfg: DmmpConfig) -> list[ModuleSharder[nn.Module]]:
     return make_sharders(cfg)
 
 
-def resolve_plan(cfg: DmmpConfig, model: nn.Module, env: DistEnv) -> ShardingPlan:
+def _plan_locally(cfg: DmmpConfig, model: nn.Module, env: DistEnv) -> ShardingPlan:
     device = env.device.type
     source = cfg.sharding.plan
-    table_names = [s.table_name for s in cfg.features.all]
     if source is not None and Path(source).suffix == ".json":
-        return load_plan(source, expected_world_size=env.world_size, table_names=table_names)
+        return load_plan(
+            source,
+            expected_world_size=env.world_size,
+            table_names=[s.table_name for s in cfg.features.all],
+            expected_shapes={s.table_name: (s.cardinality, s.dim) for s in cfg.features.all},
+            expected_device=device,
+        )
     plan_cfg = load_plan_config(source) if source is not None else None
     return make_plan(cfg, plan_cfg, env.world_size, device, module=model).plan
+
+
+def resolve_plan(cfg: DmmpConfig, model: nn.Module, env: DistEnv) -> ShardingPlan:
+    """Rank 0 plans (or loads and checks the saved plan); every rank gets its result. A plan
+    error is raised on every rank, before any training."""
+    box: list[object] = [None]
+    if env.rank == 0:
+        try:
+            box[0] = _plan_locally(cfg, model, env)
+        except Exception as e:  # shipped to the other ranks so that none of them hangs
+            box[0] = e
+    if dist.is_initialized() and env.world_size > 1:
+        dist.broadcast_object_list(box, src=0)
+    if isinstance(box[0], Exception):
+        raise box[0]
+    return box[0]  # type: ignore[return-value]

@@ -1,0 +1,190 @@
+"""Sharding-plan configs (configs/plans/*.yaml): the cluster's topology and per-table constraints.
+
+A plan config describes the machines a plan is made for (world size, GPUs per host, HBM and DDR
+caps, per-rank batch size) and what the planner may choose for each table (sharding types,
+compute kernels, column-wise minimum partition, UVM caching ratio). `planner.make_plan` turns it
+into torchrec ParameterConstraints and a Topology. Keys are checked on load like the job config,
+with errors naming the file and the dotted key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from dmmp_rec.config.base import ConfigError, build, require
+from dmmp_rec.config.root import apply_overrides
+
+GIB = 1024**3  # torchrec's planner reports "GB" as 2**30 bytes; so do we
+
+ShardingTypeName = Literal[
+    "data_parallel",
+    "table_wise",
+    "column_wise",
+    "row_wise",
+    "table_row_wise",
+    "table_column_wise",
+    "grid_shard",
+]
+ComputeKernelName = Literal["dense", "fused", "fused_uvm", "fused_uvm_caching"]
+Device = Literal["cpu", "cuda"]
+
+# gloo has no reduce_scatter and fbgemm-gpu-cpu no UVM: the planner cannot use these on CPU.
+GPU_ONLY_SHARDING_TYPES = frozenset(
+    {"row_wise", "table_row_wise", "table_column_wise", "grid_shard"}
+)
+GPU_ONLY_KERNELS = frozenset({"fused_uvm", "fused_uvm_caching"})
+DEFAULT_KEY = "default"
+
+
+class PlanError(ValueError):
+    """A plan that cannot be used: does not fit, names unknown tables, or wrong world size."""
+
+
+@dataclass
+class TopologyConfig:
+    """The cluster a plan is for. Null values are filled from the job (see each field)."""
+
+    world_size: int | None = None  # null: any; the job's (or --world-size) decides
+    local_world_size: int | None = None  # ranks per host; null: world size (cpu), 8 (cuda)
+    device: Device | None = None  # null: any; a plan made for cuda refuses a cpu job
+    hbm_cap_gb: float | None = None  # per GPU, GiB; null: torchrec's default (32)
+    ddr_cap_gb: float | None = None  # per rank, GiB; null: torchrec's default (128)
+    batch_size: int | None = None  # per rank; null: data.batch_size of the job config
+    reserve_fraction: float = 0.15  # of each rank's memory, kept free as margin of error
+    dense_reserve_gb: float | None = None  # per rank for dense params + optimizer + DDP
+    intra_host_bw_gbs: float | None = None  # GiB/s within a host; null: torchrec's default
+    inter_host_bw_gbs: float | None = None  # GiB/s between hosts; null: torchrec's default
+
+    def validate(self, path: str) -> None:
+        for name in ("world_size", "local_world_size", "batch_size"):
+            value = getattr(self, name)
+            require(value is None or value > 0, f"{path}.{name}", f"must be > 0, got {value}")
+        for name in (
+            "hbm_cap_gb",
+            "ddr_cap_gb",
+            "dense_reserve_gb",
+            "intra_host_bw_gbs",
+            "inter_host_bw_gbs",
+        ):
+            value = getattr(self, name)
+            require(value is None or value >= 0, f"{path}.{name}", f"must be >= 0, got {value}")
+        require(
+            0.0 <= self.reserve_fraction < 1.0,
+            f"{path}.reserve_fraction",
+            f"must be in [0, 1), got {self.reserve_fraction}",
+        )
+        if self.world_size is not None and self.local_world_size is not None:
+            require(
+                self.world_size % self.local_world_size == 0,
+                f"{path}.local_world_size",
+                f"world_size ({self.world_size}) must be a multiple of local_world_size "
+                f"({self.local_world_size})",
+            )
+
+
+@dataclass
+class TableConstraint:
+    """What the planner may choose for one table; null leaves the choice to the planner."""
+
+    sharding_types: list[ShardingTypeName] | None = None
+    compute_kernels: list[ComputeKernelName] | None = None
+    min_partition: int | None = None  # column_wise shards are at least this wide (default 128)
+    caching_ratio: float | None = None  # fused_uvm_caching: share of rows cached in HBM
+    cache_algorithm: Literal["lru", "lfu"] | None = None
+    pooling_factor: float | None = None  # mean ids per sample (multi-valued features)
+
+    def validate(self, path: str) -> None:
+        for name in ("sharding_types", "compute_kernels"):
+            value = getattr(self, name)
+            require(value is None or len(value) > 0, f"{path}.{name}", "must not be empty")
+        require(
+            self.min_partition is None or self.min_partition > 0,
+            f"{path}.min_partition",
+            f"must be > 0, got {self.min_partition}",
+        )
+        require(
+            self.caching_ratio is None or 0.0 < self.caching_ratio <= 1.0,
+            f"{path}.caching_ratio",
+            f"must be in (0, 1], got {self.caching_ratio}",
+        )
+        caches = self.caching_ratio is not None or self.cache_algorithm is not None
+        require(
+            not caches
+            or (self.compute_kernels is not None and "fused_uvm_caching" in self.compute_kernels),
+            f"{path}.caching_ratio",
+            "caching settings need compute_kernels to include fused_uvm_caching",
+        )
+        require(
+            self.pooling_factor is None or self.pooling_factor > 0,
+            f"{path}.pooling_factor",
+            f"must be > 0, got {self.pooling_factor}",
+        )
+
+
+@dataclass
+class PlanConfig:
+    """A whole plan config: topology plus constraints keyed by feature or table name.
+
+    The key `default` applies to every table that is not named; a named table does not inherit
+    from `default`.
+    """
+
+    topology: TopologyConfig = field(default_factory=TopologyConfig)
+    tables: dict[str, TableConstraint] = field(default_factory=dict)
+    description: str = ""
+    source: str = field(default="<dict>", init=False, compare=False)
+
+    def validate(self, path: str) -> None:
+        if self.topology.device != "cpu":
+            return
+        prefix = f"{path}." if path else ""
+        for key, constraint in self.tables.items():
+            problem = cpu_problem(constraint)
+            require(problem is None, f"{prefix}tables.{key}", str(problem))
+
+
+def cpu_problem(constraint: TableConstraint) -> str | None:
+    """Why `constraint` cannot be planned on CPU, or None when it can."""
+    gpu_types = sorted(set(constraint.sharding_types or ()) & GPU_ONLY_SHARDING_TYPES)
+    if gpu_types:
+        return (
+            f"sharding types {', '.join(gpu_types)} cannot be planned for device cpu (gloo has "
+            "no reduce_scatter); use table_wise, column_wise or data_parallel"
+        )
+    gpu_kernels = sorted(set(constraint.compute_kernels or ()) & GPU_ONLY_KERNELS)
+    if gpu_kernels:
+        return f"compute kernels {', '.join(gpu_kernels)} need a GPU; use fused or dense on cpu"
+    return None
+
+
+def plan_config_from_dict(
+    raw: dict[str, Any], overrides: list[str] | None = None, source: str = "<dict>"
+) -> PlanConfig:
+    """Build and validate a plan config from a raw dict; errors name `source` and the key."""
+    try:
+        raw = apply_overrides(raw, list(overrides or []))
+        cfg = build(PlanConfig, raw)
+    except ConfigError as e:
+        raise e.with_source(source) from None
+    cfg.source = source
+    return cfg
+
+
+def load_plan_config(path: str | Path, overrides: list[str] | None = None) -> PlanConfig:
+    """Load a plan YAML (configs/plans/*.yaml), apply dotted overrides and validate it."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError("", "plan config file not found", str(path)) from None
+    except yaml.YAMLError as e:
+        raise ConfigError("", f"invalid YAML: {e}", str(path)) from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError("", "the plan config must be a mapping at the top level", str(path))
+    return plan_config_from_dict(raw, overrides, source=str(path))
