@@ -1,0 +1,92 @@
+"""`dmmp-rec export --checkpoint RUN [--out DIR] [--config F] [overrides]`: serving artifacts."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from dmmp_rec.cli import add_config_arguments
+
+HELP = "export a trained run for serving: user side (torch.export), item vectors, FAISS indexes"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_arguments(parser, required=False)
+    parser.add_argument(
+        "--checkpoint", required=True, help="run directory (train.out) or a step-* directory"
+    )
+    parser.add_argument("--out", default=None, help="export directory (default: RUN/export)")
+    parser.add_argument(
+        "--recall-queries", type=int, default=1000, help="users that measure HNSW recall"
+    )
+    parser.add_argument("--recall-k", type=int, default=100, help="k of the measured recall@k")
+    parser.add_argument(
+        "--recall-target", type=float, default=0.95, help="recall@k the HNSW efSearch must reach"
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def run_dir(checkpoint: Path) -> Path:
+    """The run directory of a run, checkpoints or step directory (where config.json is)."""
+    for candidate in (checkpoint, checkpoint.parent, checkpoint.parent.parent):
+        if (candidate / "config.json").is_file():
+            return candidate
+    return checkpoint
+
+
+def load_run_config(args: argparse.Namespace):
+    """--config if given, else the config.json the trainer wrote into the run directory."""
+    from dmmp_rec.config import ConfigError, config_from_dict, load_config
+
+    if args.config:
+        return load_config(args.config, args.overrides)
+    path = run_dir(Path(args.checkpoint)) / "config.json"
+    try:
+        raw = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(
+            "", "no config.json in the run directory; pass --config", str(path)
+        ) from None
+    return config_from_dict(raw, args.overrides, source=str(path))
+
+
+def run(args: argparse.Namespace) -> int:
+    from dmmp_rec.serving.export import ExportOptions, export_run
+    from dmmp_rec.serving.weights import ExportError
+
+    cfg = load_run_config(args)
+    checkpoint = Path(args.checkpoint)
+    out = Path(args.out) if args.out else run_dir(checkpoint) / "export"
+    options = ExportOptions(
+        queries=args.recall_queries,
+        recall_k=args.recall_k,
+        recall_target=args.recall_target,
+        progress=not args.quiet,
+    )
+    try:
+        manifest = export_run(cfg, checkpoint, out, options)
+    except ExportError as e:
+        print(f"dmmp-rec export: {e}")
+        return 1
+    sizes = {f.path: f.bytes for f in manifest.files.values()}
+    print(
+        json.dumps(
+            {
+                "out": str(out),
+                "variant": manifest.variant,
+                "train_step": manifest.train_step,
+                "items": manifest.num_items,
+                "vector_dim": manifest.vector_dim,
+                "tau": manifest.tau,
+                "hnsw": {
+                    "ef_search": manifest.approx.ef_search,
+                    f"recall@{manifest.approx.k}": manifest.approx.recall,
+                },
+                "bytes": sizes,
+                "seconds": manifest.export_seconds,
+            },
+            indent=1,
+        )
+    )
+    return 0

@@ -1,0 +1,210 @@
+"""Export a trained run for serving: user side, item vectors, FAISS indexes and a manifest.
+
+One process: the checkpoint is loaded into a world-size-1 DistributedModelParallel (DCP
+reshards it from any training world size), the sharded tables are reassembled whole, and:
+
+- user_side.pt2: the user side (tables, user tower, gate, tau) as a torch.export archive that
+  plain PyTorch loads and runs (`dmmp_rec.serving.user_side`);
+- item_vectors.npy / item_ids.npy: [i_c, i_v] for every catalogue row and the row's item id;
+- exact.faiss (IndexFlatIP) and approx.faiss (HNSW, efSearch tuned to a recall target on real
+  user queries that went through the exported file itself);
+- manifest.json (`dmmp_rec.serving.manifest`).
+
+Before anything is written the exported user side is checked against the training model's own
+`query_vector` on the same users; a difference above QUERY_TOLERANCE stops the export.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import faiss
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+import torchrec
+
+import dmmp_rec
+from dmmp_rec.config import DmmpConfig
+from dmmp_rec.data.schema import split_files
+from dmmp_rec.data.synthetic import ITEMS_FILE, USERS_FILE
+from dmmp_rec.distributed.env import init_distributed
+from dmmp_rec.eval.vectors import encode_items, encode_users, user_side
+from dmmp_rec.serving import index as faiss_index
+from dmmp_rec.serving.manifest import (
+    FORMAT,
+    MANIFEST_FILE,
+    ApproxIndex,
+    FileEntry,
+    Manifest,
+    UserFeature,
+)
+from dmmp_rec.serving.requests import parse_table
+from dmmp_rec.serving.retrieve import run_user_side
+from dmmp_rec.serving.user_file import load_user_side, save_user_side
+from dmmp_rec.serving.user_side import UserSide
+from dmmp_rec.serving.weights import ExportError, embedding_tables
+from dmmp_rec.train.setup import checkpoint_dir, load_for_inference
+
+EBC_TABLES = "sparse.ebc.embedding_bags."
+QUERY_TOLERANCE = 1e-4
+FILES = {
+    "user_side": "user_side.pt2",
+    "item_vectors": "item_vectors.npy",
+    "item_ids": "item_ids.npy",
+    "exact": "exact.faiss",
+    "approx": "approx.faiss",
+}
+
+
+@dataclass
+class ExportOptions:
+    queries: int = 1000  # users whose queries measure the approximate index's recall
+    recall_k: int = 100
+    recall_target: float = 0.95
+    batch_size: int = 4096
+    progress: bool = True
+
+
+def user_features(cfg: DmmpConfig) -> list[UserFeature]:
+    return [UserFeature.of(s) for s in user_side(cfg.features)]
+
+
+def sample_users(cfg: DmmpConfig, n: int, seed: int) -> pa.Table:
+    """Up to `n` users' user-side columns: users.parquet rows when the world has one, else
+    rows of the test split (real data has no user catalogue)."""
+    names = [s.name for s in user_side(cfg.features)]
+    path = Path(cfg.data.path) / USERS_FILE
+    table = pq.read_table(path, columns=names) if path.exists() else None
+    if table is None:
+        table = pq.read_table(split_files(cfg.data.path, "test")[0], columns=names)
+    rows = np.random.default_rng(seed).permutation(table.num_rows)[:n]
+    return table.take(np.sort(rows))
+
+
+def _catalogue(cfg: DmmpConfig) -> Path:
+    path = Path(cfg.data.path) / ITEMS_FILE
+    if not path.is_file():
+        raise ExportError(
+            f"{path}: no item catalogue (one row per item, item feature columns); "
+            "export indexes every catalogue item"
+        )
+    return path
+
+
+def _versions() -> dict[str, str]:
+    return {
+        "dmmp_rec": dmmp_rec.__version__,
+        "torch": torch.__version__,
+        "torchrec": getattr(torchrec, "__version__", "unknown"),
+        "faiss": faiss.__version__,
+        "numpy": np.__version__,
+    }
+
+
+def _check_replaceable(out: Path) -> None:
+    """Export replaces `out` whole: only an earlier export or an empty directory may be there."""
+    if out.exists() and not (
+        out.is_dir() and (not any(out.iterdir()) or (out / MANIFEST_FILE).exists())
+    ):
+        raise ExportError(f"{out}: exists and is not an export directory; choose another --out")
+
+
+def export_run(
+    cfg: DmmpConfig,
+    checkpoint: str | Path,
+    out: str | Path,
+    options: ExportOptions | None = None,
+    log: Callable[[str], None] = print,
+) -> Manifest:
+    """Write the serving artifacts of `checkpoint` to `out` (replaced if it exists)."""
+    opts = options or ExportOptions()
+    t0 = time.perf_counter()
+    out = Path(out)
+    _check_replaceable(out)
+    env = init_distributed("cpu")
+    if env.world_size != 1:
+        raise ExportError(f"export runs as one process, not {env.world_size} ranks")
+    if opts.queries < 1 or opts.recall_k < 1 or not 0 < opts.recall_target <= 1:
+        raise ExportError(f"bad options {opts}: need queries, recall_k >= 1, target in (0, 1]")
+    _catalogue(cfg)  # fail before the slow part
+    step_dir = checkpoint_dir(checkpoint)
+    log(f"export: loading {step_dir}")
+    dmp = load_for_inference(cfg, env, step_dir)
+    model = dmp.module
+    tables = embedding_tables(dmp.state_dict(), EBC_TABLES)
+    features = user_features(cfg)
+
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    log("export: user side -> torch.export")
+    module = UserSide(
+        cfg.features.group("user"), cfg.features.group("context"), tables, model.student
+    )
+    save_user_side(module, [f.cardinality for f in features], tmp / FILES["user_side"])
+    exported = load_user_side(tmp / FILES["user_side"])
+
+    users = sample_users(cfg, opts.queries, cfg.seed)
+    queries, gates = run_user_side(exported, parse_table(users, features, "users"), opts.batch_size)
+    ref_q, ref_g = encode_users(model, cfg.features, users, opts.batch_size)
+    diff = float(max(np.abs(queries - ref_q).max(), np.abs(gates - ref_g).max()))
+    if not diff <= QUERY_TOLERANCE:
+        raise ExportError(f"exported user side differs from the model by {diff:.2e}")
+    log(f"export: user side matches the model on {len(users)} users (max |diff| {diff:.1e})")
+
+    items = pq.read_table(_catalogue(cfg))
+    vectors = encode_items(model, cfg.features, items, opts.batch_size, progress=opts.progress)
+    id_feature = cfg.features.group("item")[0].name
+    np.save(tmp / FILES["item_vectors"], vectors, allow_pickle=False)
+    np.save(tmp / FILES["item_ids"], items.column(id_feature).to_numpy().astype(np.int64))
+    log(f"export: {len(vectors)} item vectors of width {vectors.shape[1]}; building indexes")
+    exact = faiss_index.exact_index(vectors)
+    faiss.write_index(exact, str(tmp / FILES["exact"]))
+    approx = faiss_index.hnsw_index(vectors)
+    tuning = faiss_index.tune_ef_search(approx, exact, queries, opts.recall_k, opts.recall_target)
+    faiss.write_index(approx, str(tmp / FILES["approx"]))
+    log(
+        f"export: HNSW efSearch {tuning.ef_search}: recall@{tuning.k} {tuning.recall:.4f} "
+        f"on {tuning.queries} user queries (target {tuning.target})"
+    )
+    if not tuning.reached:
+        log(f"export: WARNING the approximate index misses the recall target {tuning.target}")
+
+    manifest = Manifest(
+        format=FORMAT,
+        versions=_versions(),
+        variant=cfg.model.variant,
+        vector_dim=int(vectors.shape[1]),
+        tower_dim=cfg.model.student.out_dim,
+        tau=float(module.tau),
+        num_items=int(len(vectors)),
+        item_id_feature=id_feature,
+        user_features=features,
+        files={role: FileEntry.of(tmp, name) for role, name in FILES.items()},
+        approx=ApproxIndex(
+            kind="hnsw",
+            m=faiss_index.HNSW_M,
+            ef_construction=faiss_index.HNSW_EF_CONSTRUCTION,
+            ef_search=tuning.ef_search,
+            recall=round(tuning.recall, 6),
+            k=tuning.k,
+            queries=tuning.queries,
+            target=tuning.target,
+            tried={str(ef): round(r, 6) for ef, r in tuning.tried.items()},
+        ),
+        checkpoint=str(step_dir.resolve()),
+        train_step=int(model.train_step),
+        data_path=str(Path(cfg.data.path).resolve()),
+        query_max_abs_diff=diff,
+    )
+    manifest.export_seconds = round(time.perf_counter() - t0, 2)
+    manifest.write(tmp)
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+    return manifest

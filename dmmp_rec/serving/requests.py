@@ -1,0 +1,219 @@
+"""User feature requests for retrieval: JSON lines or Parquet -> validated, folded id arrays.
+
+JSON lines: one object per line mapping every user-side feature name to an integer id
+(single-valued features) or a list of integer ids (multi-valued features; a bare integer is a bag
+of one, an empty list an empty bag). Parquet: one column per feature, int64 or list<int64>.
+Anything else -- an unknown or missing feature, a string, a float, a bool, a null, a list for a
+single-valued feature, a nested list -- is a RequestError naming the file, the line (JSONL,
+1-based) or row (Parquet, 0-based) and the field. Ids outside a table follow the feature's
+out-of-range policy from the manifest, with the training loader's own hash
+(`dmmp_rec.data.id_policy`), so a raw id lands in the row it was trained in.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+
+from dmmp_rec.data.id_policy import OutOfRangeIdError, fold_out_of_range
+from dmmp_rec.serving.manifest import UserFeature
+
+
+class RequestError(ValueError):
+    """Bad request input, located by file, line or row, and field."""
+
+    def __init__(
+        self,
+        message: str,
+        file: str | None = None,
+        where: str | None = None,
+        field: str | None = None,
+    ) -> None:
+        self.file, self.where, self.field = file, where, field
+        parts = [p for p in (file, where) if p] + ([f"field {field!r}"] if field else [])
+        super().__init__(": ".join([*parts, message]))
+
+
+@dataclass
+class UserRequests:
+    """Users in input order; per feature (manifest order) flat ids and B+1 bag offsets."""
+
+    features: list[UserFeature]
+    values: list[np.ndarray]  # int64 ids, folded into [0, cardinality)
+    offsets: list[np.ndarray]  # int64 [B + 1]: user b's ids are values[offsets[b]:offsets[b+1]]
+    labels: list[str]  # "line 3" / "row 2": where each user came from
+    folded: dict[str, np.ndarray]  # feature -> ids folded per user (only features with any)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def batch(self, lo: int, hi: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Inputs of the exported user side for users [lo, hi): values, bag starts."""
+        values, starts = [], []
+        for v, o in zip(self.values, self.offsets, strict=True):
+            values.append(torch.from_numpy(np.ascontiguousarray(v[o[lo] : o[hi]])))
+            starts.append(torch.from_numpy(o[lo:hi] - o[lo]))
+        return values, starts
+
+    def folded_for(self, row: int) -> dict[str, int]:
+        return {k: int(v[row]) for k, v in self.folded.items() if v[row]}
+
+
+def _is_int(x: object) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _type_name(x: object) -> str:
+    return "null" if x is None else type(x).__name__
+
+
+def _bag(value: object, feature: UserFeature, error) -> list[int]:
+    if feature.multi_valued:
+        if _is_int(value):
+            return [value]  # type: ignore[list-item]
+        if not isinstance(value, list):
+            raise error(f"expected a list of integers, got {_type_name(value)} {value!r}")
+        for x in value:
+            if not _is_int(x):
+                raise error(f"expected a list of integers, found {_type_name(x)} {x!r} in it")
+        return value
+    if not _is_int(value):
+        raise error(f"expected one integer id, got {_type_name(value)} {value!r}")
+    return [value]  # type: ignore[list-item]
+
+
+def _finish(
+    features: list[UserFeature],
+    bags: list[list[list[int]]] | None,
+    arrays: list[tuple[np.ndarray, np.ndarray]] | None,
+    labels: list[str],
+    file: str,
+) -> UserRequests:
+    """Fold out-of-range ids per the manifest, naming the user and field under `error`."""
+    values, offsets, folded = [], [], {}
+    for j, feature in enumerate(features):
+        if arrays is not None:
+            offs, ids = arrays[j]
+        else:
+            lengths = np.array([len(b) for b in bags[j]], dtype=np.int64)  # type: ignore[index]
+            offs = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+            flat = [x for b in bags[j] for x in b]  # type: ignore[index]
+            try:
+                ids = np.array(flat, dtype=np.int64)
+            except OverflowError:
+                row = next(i for i, b in enumerate(bags[j]) if any(abs(x) >= 2**63 for x in b))
+                raise RequestError(
+                    "id does not fit in int64", file, labels[row], feature.name
+                ) from None
+        try:
+            ids, positions = fold_out_of_range(ids, feature.spec())
+        except OutOfRangeIdError as e:
+            row = int(np.searchsorted(offs, e.index, side="right") - 1)
+            raise RequestError(str(e), file, labels[row], feature.name) from None
+        if positions.size:
+            rows = np.searchsorted(offs, positions, side="right") - 1
+            folded[feature.name] = np.bincount(rows, minlength=len(labels))
+        values.append(np.asarray(ids, dtype=np.int64))
+        offsets.append(offs)
+    return UserRequests(features, values, offsets, labels, folded)
+
+
+def _check_fields(keys: list[str], features: list[UserFeature], error) -> None:
+    known = [f.name for f in features]
+    unknown = [k for k in keys if k not in known]
+    if unknown:
+        raise error(f"unknown feature; the user side takes {', '.join(known)}", unknown[0])
+    missing = [k for k in known if k not in keys]
+    if missing:
+        raise error("missing feature (every user-side feature is required)", missing[0])
+
+
+def parse_jsonl(path: str | Path, features: list[UserFeature]) -> UserRequests:
+    """Users from a JSON-lines file; blank lines are skipped."""
+    file = str(path)
+    bags: list[list[list[int]]] = [[] for _ in features]
+    labels: list[str] = []
+    with open(path, encoding="utf-8") as f:
+        for number, text in enumerate(f, start=1):
+            if not text.strip():
+                continue
+            where = f"line {number}"
+
+            def error(message: str, field: str | None = None, where: str = where) -> RequestError:
+                return RequestError(message, file, where, field)
+
+            try:
+                record = json.loads(text)
+            except json.JSONDecodeError as e:
+                raise error(f"invalid JSON: {e.msg} (column {e.colno})") from None
+            if not isinstance(record, dict):
+                raise error(f"expected a JSON object, got {_type_name(record)}")
+            _check_fields(list(record), features, error)
+            for j, feature in enumerate(features):
+                bags[j].append(
+                    _bag(record[feature.name], feature, lambda m, n=feature.name: error(m, n))
+                )
+            labels.append(where)
+    if not labels:
+        raise RequestError("no users in the file", file)
+    return _finish(features, bags, None, labels, file)
+
+
+def _column_arrays(arr: pa.Array, feature: UserFeature, file: str) -> tuple[np.ndarray, np.ndarray]:
+    def error(message: str, row: int | None = None) -> RequestError:
+        return RequestError(message, file, None if row is None else f"row {row}", feature.name)
+
+    if arr.null_count:
+        row = int(np.flatnonzero(arr.is_null().to_numpy(zero_copy_only=False))[0])
+        raise error("null value", row)
+    is_list = pa.types.is_list(arr.type) or pa.types.is_large_list(arr.type)
+    if feature.multi_valued and not is_list:
+        raise error(f"expected a list<int64> column (multi-valued), found {arr.type}")
+    if not feature.multi_valued and is_list:
+        raise error(f"expected an integer column (single-valued), found {arr.type}")
+    child = arr.flatten() if is_list else arr
+    if not pa.types.is_integer(child.type):
+        raise error(f"expected integer ids, found {child.type}")
+    if child.null_count:
+        offsets = arr.offsets.to_numpy() - arr.offsets[0].as_py()
+        pos = int(np.flatnonzero(child.is_null().to_numpy(zero_copy_only=False))[0])
+        raise error("null id in a list", int(np.searchsorted(offsets, pos, side="right") - 1))
+    ids = child.to_numpy(zero_copy_only=False).astype(np.int64)
+    if is_list:
+        raw = arr.offsets.to_numpy().astype(np.int64)
+        return raw - raw[0], ids
+    return np.arange(len(arr) + 1, dtype=np.int64), ids
+
+
+def parse_table(table: pa.Table, features: list[UserFeature], file: str) -> UserRequests:
+    """Users from the rows of an Arrow table with exactly the user-side feature columns."""
+
+    def error(message: str, field: str | None = None) -> RequestError:
+        return RequestError(message, file, None, field)
+
+    _check_fields(table.column_names, features, error)
+    if table.num_rows == 0:
+        raise RequestError("no users in the file", file)
+    arrays = [_column_arrays(table.column(f.name).combine_chunks(), f, file) for f in features]
+    labels = [f"row {i}" for i in range(table.num_rows)]
+    return _finish(features, None, arrays, labels, file)
+
+
+def read_requests(path: str | Path, features: list[UserFeature]) -> UserRequests:
+    """Users from `.parquet` (Parquet) or any other file (JSON lines)."""
+    path = Path(path)
+    if not path.is_file():
+        raise RequestError("no such file", str(path))
+    if path.suffix == ".parquet":
+        try:
+            table = pq.read_table(path)
+        except pa.ArrowInvalid as e:
+            raise RequestError(f"not a readable Parquet file ({e})", str(path)) from None
+        return parse_table(table, features, str(path))
+    return parse_jsonl(path, features)

@@ -1,0 +1,74 @@
+"""Save the user side as a torch.export archive (.pt2) and load it back without pickle.
+
+torch.export (not TorchScript: `torch.jit.script` warns that it is deprecated) writes the
+graph as JSON and plain float tensors as raw bytes; only tensor subclasses or odd constants
+would be pickled, and its loader would then call `torch.load(weights_only=False)`.
+`check_pickle_free` refuses such an archive before it is loaded, so loading an exported user
+side never unpickles objects.
+Loading needs only torch: `torch.export.load(path).module()(values, offsets)`.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.export import Dim
+
+from dmmp_rec.serving.weights import ExportError
+
+_EXAMPLE_BATCH = 3
+_EXAMPLE_IDS = 5  # != batch, so no dynamic size is specialised to another
+
+
+def _example_inputs(cardinalities: list[int]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    values = [torch.arange(_EXAMPLE_IDS, dtype=torch.int64) % c for c in cardinalities]
+    offsets = [torch.tensor([0, 2, 4], dtype=torch.int64) for _ in cardinalities]
+    return values, offsets
+
+
+def save_user_side(module: nn.Module, cardinalities: list[int], path: str | Path) -> None:
+    """torch.export `module` with a dynamic batch and dynamic id counts, and save it."""
+    batch = Dim("batch", min=1)
+    dynamic = {
+        "values": [{0: Dim(f"ids_{i}", min=0)} for i in range(len(cardinalities))],
+        "offsets": [{0: batch} for _ in cardinalities],
+    }
+    module = module.eval()
+    with torch.no_grad():
+        program = torch.export.export(
+            module, _example_inputs(cardinalities), dynamic_shapes=dynamic, strict=False
+        )
+    torch.export.save(program, str(path))
+    check_pickle_free(path)
+
+
+def check_pickle_free(path: str | Path) -> None:
+    """Raise ExportError if the archive holds any pickled payload beyond plain tensors."""
+    path = Path(path)
+    try:
+        archive = zipfile.ZipFile(path)
+    except (OSError, zipfile.BadZipFile) as e:
+        raise ExportError(f"{path}: not a torch.export archive ({e})") from None
+    with archive:
+        for name in archive.namelist():
+            if name.endswith("_config.json") and "/data/" in name:
+                config = json.loads(archive.read(name)).get("config", {})
+                pickled = [k for k, meta in config.items() if meta.get("use_pickle")]
+                if pickled:
+                    raise ExportError(f"{path}: {name} stores pickled objects {pickled}")
+            elif "/data/sample_inputs/" in name:
+                try:  # plain tensors only; torch.export.load would retry with full pickle
+                    torch.load(io.BytesIO(archive.read(name)), weights_only=True)
+                except Exception as e:
+                    raise ExportError(f"{path}: {name} is not plain tensors ({e})") from None
+
+
+def load_user_side(path: str | Path) -> nn.Module:
+    """The exported user side as a callable module, after `check_pickle_free`."""
+    check_pickle_free(path)
+    return torch.export.load(str(path)).module()

@@ -1,0 +1,75 @@
+"""The user side of the student as one plain-PyTorch module: what a serving process runs.
+
+It holds one `nn.EmbeddingBag` per user and context feature (the trained tables, pooled as
+configured), deep copies of the student's own user tower and gate networks (the very modules
+that were trained, so the math cannot drift from `DMMPModel.query_vector`) and tau frozen at its
+trained value. Nothing in it refers to dmmp_rec: exported with torch.export it is pure aten.
+
+Input, per feature in `feature_names` order: a 1-D int64 `values` tensor of ids and a 1-D int64
+`offsets` tensor with the start of each user's bag (nn.EmbeddingBag style, B entries; an empty
+bag pools to zeros, as in the EBC). Output: (query [B, D], gate [B, 2] (click, conversion)).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dmmp_rec.config.features import FeatureSpec
+from dmmp_rec.model.student import Student
+from dmmp_rec.serving.weights import ExportError
+
+
+def _bag(spec: FeatureSpec, table: torch.Tensor) -> nn.EmbeddingBag:
+    if tuple(table.shape) != (spec.cardinality, spec.dim):
+        raise ExportError(
+            f"table {spec.table_name}: shape {tuple(table.shape)} does not match feature "
+            f"{spec.name!r} (cardinality {spec.cardinality}, dim {spec.dim})"
+        )
+    return nn.EmbeddingBag.from_pretrained(
+        table.detach().to(torch.float32).clone(), freeze=True, mode=spec.pooling
+    )
+
+
+class UserSide(nn.Module):
+    """query = [g_c u, g_v u] / tau (u / tau for the two-tower baseline), gate = (g_c, g_v)."""
+
+    def __init__(
+        self,
+        user: list[FeatureSpec],
+        context: list[FeatureSpec],
+        tables: dict[str, torch.Tensor],
+        student: Student,
+    ) -> None:
+        super().__init__()
+        specs = user + context
+        missing = [s.table_name for s in specs if s.table_name not in tables]
+        if missing:
+            raise ExportError(f"the checkpoint lacks tables {missing}")
+        self.feature_names = [s.name for s in specs]
+        self.num_user = len(user)
+        self.bags = nn.ModuleList([_bag(s, tables[s.table_name]) for s in specs])
+        self.user_tower = copy.deepcopy(student.user_tower).eval()
+        self.gate_net = None if student.gate_net is None else copy.deepcopy(student.gate_net).eval()
+        fixed = student.fixed_gate if student.fixed_gate is not None else (0.5, 0.5)
+        self.register_buffer("fixed_gate", torch.tensor(fixed, dtype=torch.float32))
+        self.register_buffer("tau", student.tau().detach().to(torch.float32).cpu().clone())
+        self.two_tower = student.conversion_tower is None
+        self.requires_grad_(False)
+
+    def forward(
+        self, values: list[torch.Tensor], offsets: list[torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        pooled = [bag(v, o) for bag, v, o in zip(self.bags, values, offsets, strict=True)]
+        user = torch.cat(pooled[: self.num_user], dim=1)
+        u = F.normalize(self.user_tower(torch.cat(pooled, dim=1)), dim=-1)
+        if self.gate_net is None:
+            gate = self.fixed_gate.expand(u.shape[0], 2)
+        else:
+            gate = torch.softmax(self.gate_net(user), dim=-1)
+        if self.two_tower:
+            return u / self.tau, gate
+        return torch.cat([gate[:, :1] * u, gate[:, 1:] * u], dim=1) / self.tau, gate
