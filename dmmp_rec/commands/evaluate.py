@@ -1,0 +1,68 @@
+"""`dmmp-rec eval --config FILE --checkpoint DIR [--out report.json]`: teacher metrics with their
+Bayes ceilings and full-corpus retrieval of the student; one process or one rank of torchrun."""
+
+from __future__ import annotations
+
+import argparse
+
+from dmmp_rec.cli import add_config_arguments, config_from_args
+
+HELP = "evaluate a checkpoint: teacher AUC/log loss/calibration, Bayes ceilings, retrieval@K"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_arguments(parser)
+    parser.add_argument(
+        "--checkpoint", required=True, help="run dir (train.out), its checkpoints/ or a step dir"
+    )
+    parser.add_argument("--out", default=None, help="write the report as JSON here")
+    parser.add_argument("--k", default="10,50,100", help="cut-offs K, comma-separated")
+    parser.add_argument(
+        "--oracle-users",
+        type=int,
+        default=2000,
+        help="seeded sample of test users for the ground-truth metrics (0: skip them)",
+    )
+    parser.add_argument(
+        "--encode-batch", type=int, default=4096, help="rows per call when encoding vectors"
+    )
+    parser.add_argument("--split", default="test", choices=["val", "test"], help="labelled split")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = config_from_args(args)
+    try:
+        ks = [int(k) for k in args.k.split(",") if k.strip()]
+    except ValueError:
+        print(f"dmmp-rec eval: --k wants comma-separated integers, got {args.k!r}")
+        return 2
+    from dmmp_rec.distributed.env import init_distributed, shutdown
+    from dmmp_rec.eval.report import EvalOptions, evaluate, format_report, write_report
+    from dmmp_rec.eval.retrieval_eval import RetrievalOptions
+
+    options = EvalOptions(
+        retrieval=RetrievalOptions(
+            ks=ks,
+            oracle_users=args.oracle_users,
+            split=args.split,
+            batch_size=args.encode_batch,
+            seed=cfg.seed,
+        ),
+        progress=not args.quiet,
+    )
+    try:
+        options.retrieval.validate()
+    except ValueError as e:
+        print(f"dmmp-rec eval: {e}")
+        return 2
+    env = init_distributed(cfg.train.device)
+    try:
+        report = evaluate(cfg, args.checkpoint, env, options)
+    finally:
+        shutdown()
+    if env.is_main:
+        print(format_report(report))
+        if args.out:
+            print(f"report written to {write_report(report, args.out)}")
+    return 0

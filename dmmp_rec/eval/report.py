@@ -1,0 +1,198 @@
+"""`evaluate(cfg, checkpoint, env)`: the whole evaluation of a trained checkpoint as one dict, and
+its readable table.
+
+Sections: `teacher` (and `student_impressions`) on the labelled split, `bayes` (the same metrics
+with the true probabilities, synthetic world only), `retrieval` (the student through FAISS),
+`references` (rankers that need no model) and `meta`. Every rank returns the same dict.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from dmmp_rec.config import DmmpConfig, to_dict
+from dmmp_rec.data.loader import loader_for_split
+from dmmp_rec.data.world import GROUND_TRUTH_FILE, GroundTruth
+from dmmp_rec.distributed.env import DistEnv
+from dmmp_rec.eval.retrieval_eval import RetrievalOptions, evaluate_retrieval
+from dmmp_rec.eval.teacher_eval import (
+    bayes_metrics,
+    gather_rows,
+    score_rows,
+    student_metrics,
+    teacher_metrics,
+)
+
+
+@dataclass
+class EvalOptions:
+    """What `dmmp-rec eval` measures beyond the config (its command-line options)."""
+
+    retrieval: RetrievalOptions = field(default_factory=RetrievalOptions)
+    progress: bool = True
+
+
+def load_truth(cfg: DmmpConfig) -> GroundTruth | None:
+    """The synthetic world's ground truth, or None for data without one (Ali-CCP)."""
+    path = Path(cfg.data.path)
+    return GroundTruth.load(path) if (path / GROUND_TRUTH_FILE).exists() else None
+
+
+def evaluate_model(
+    dmp: torch.nn.Module,
+    cfg: DmmpConfig,
+    env: DistEnv,
+    options: EvalOptions | None = None,
+) -> dict[str, object]:
+    """Evaluate a loaded model: `dmp` is a DistributedModelParallel in eval mode (its `module`
+    is the DMMPModel) or a plain DMMPModel. Every rank must call this together."""
+    options = options or EvalOptions()
+    truth = load_truth(cfg)
+    split = options.retrieval.split
+    show = options.progress and env.is_main
+    timings = {}
+    t0 = time.perf_counter()
+    loader = loader_for_split(cfg, split, env.rank, env.world_size, drop_last=False)
+    batches = tqdm(loader, desc=f"scoring {split}", unit="batch") if show else loader
+    rows = gather_rows(score_rows(dmp, batches, cfg.features, env.device))
+    report: dict[str, object] = {
+        "teacher": teacher_metrics(rows),
+        "student_impressions": student_metrics(rows),
+    }
+    if truth is not None:
+        report["bayes"] = bayes_metrics(rows, truth)
+    timings["impressions_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    module = getattr(dmp, "module", dmp)
+    report.update(
+        evaluate_retrieval(module, cfg, truth, options.retrieval, env.device, options.progress)
+    )
+    timings["retrieval_s"] = time.perf_counter() - t0
+    report["meta"] = {
+        "config": cfg.source,
+        "data": cfg.data.path,
+        "split": split,
+        "variant": cfg.model.variant,
+        "teacher_kind": cfg.model.teacher.kind,
+        "world_size": env.world_size,
+        "ground_truth": truth is not None,
+        "options": asdict(options.retrieval),
+        "timings_s": {k: round(v, 2) for k, v in timings.items()},
+    }
+    return report
+
+
+def evaluate(
+    cfg: DmmpConfig,
+    checkpoint: str | Path,
+    env: DistEnv,
+    options: EvalOptions | None = None,
+) -> dict[str, object]:
+    """Load `checkpoint` (a run dir, its checkpoints/ dir or a step dir) sharded for this job and
+    evaluate it; the report dict, the same on every rank."""
+    from dmmp_rec.train.setup import checkpoint_dir, load_for_inference
+
+    t0 = time.perf_counter()
+    step_dir = checkpoint_dir(checkpoint)
+    dmp = load_for_inference(cfg, env, step_dir)
+    load_s = time.perf_counter() - t0
+    report = evaluate_model(dmp, cfg, env, options)
+    meta = report["meta"]
+    assert isinstance(meta, dict)
+    meta["checkpoint"] = str(step_dir)
+    meta["timings_s"]["load_s"] = round(load_s, 2)
+    meta["config_values"] = to_dict(cfg)
+    return report
+
+
+def write_report(report: dict[str, object], path: str | Path) -> Path:
+    """JSON with NaN written as null (strict JSON readers reject NaN)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(_nan_to_none(report), indent=1) + "\n")
+    return path
+
+
+def _nan_to_none(obj: object) -> object:
+    if isinstance(obj, float) and math.isnan(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _nan_to_none(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_nan_to_none(v) for v in obj]
+    return obj
+
+
+# ---------------------------------------------------------------------------------------------
+# The readable table
+
+
+def _f(x: object, digits: int = 4) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "-"
+    return f"{x:.{digits}f}" if isinstance(x, float) else str(x)
+
+
+def _probability_table(report: dict) -> list[str]:
+    teacher, bayes = report["teacher"], report.get("bayes")
+    lines = [
+        f"Impressions ({report['meta']['split']}): {teacher['rows']} rows, "
+        f"{teacher['clicks']} clicks, {teacher['conversions']} conversions",
+        f"  {'task':<6} {'AUC':>7} {'Bayes':>7} {'logloss':>8} {'Bayes':>8} "
+        f"{'pred':>8} {'obs':>8} {'calib':>6}",
+    ]
+    for task, rows in (("ctr", "all"), ("cvr", "clicked"), ("ctcvr", "all")):
+        t = teacher[task]
+        b = bayes[task] if bayes else {}
+        lines.append(
+            f"  {task:<6} {_f(t['auc']):>7} {_f(b.get('auc')):>7} {_f(t['log_loss']):>8} "
+            f"{_f(b.get('log_loss')):>8} {_f(t['predicted_rate'], 5):>8} "
+            f"{_f(t['observed_rate'], 5):>8} {_f(t['calibration'], 3):>6}  ({rows} rows)"
+        )
+    student = report.get("student_impressions", {})
+    if student:
+        lines.append(
+            "  student impression AUCs: " + ", ".join(f"{k} {_f(v)}" for k, v in student.items())
+        )
+    return lines
+
+
+def _ranker_lines(name: str, scopes: dict, ks: list[int]) -> list[str]:
+    lines = []
+    for scope, metrics in scopes.items():
+        for metric, by_k in metrics.items():
+            values = " ".join(f"{_f(by_k.get(str(k))):>7}" for k in ks)
+            lines.append(f"  {name:<14} {scope:<10} {metric:<22} {values}")
+    return lines
+
+
+def format_report(report: dict) -> str:
+    """The report as a plain-text table for the terminal."""
+    r = report["retrieval"]
+    ks = r["k"]
+    lines = _probability_table(report)
+    lines += [
+        "",
+        f"Retrieval ({r['index']}): {r['users']} users ({r['users_with_clicks']} with clicks, "
+        f"{r['users_with_conversions']} with conversions; recall averages over those), "
+        f"{r['items']} items from {r['catalogue']}",
+        f"  oracle metrics on a sample of {r['oracle_sample_users']} users "
+        f"(seed {r['oracle_sample_seed']}); mean gate (click, conversion) "
+        f"{_f(r['mean_gate'][0], 3)}, {_f(r['mean_gate'][1], 3)}",
+        f"  {'ranker':<14} {'users':<10} {'metric':<22} "
+        + " ".join(f"{'@' + str(k):>7}" for k in ks),
+    ]
+    scopes = {k: v for k, v in r.items() if k in ("all_users", "sample")}
+    lines += _ranker_lines("model", scopes, ks)
+    for name, ref in report.get("references", {}).items():
+        lines += _ranker_lines(name, ref, ks)
+    t = report["meta"].get("timings_s", {})
+    lines += ["", "timings (s): " + ", ".join(f"{k} {v}" for k, v in t.items())]
+    return "\n".join(lines)

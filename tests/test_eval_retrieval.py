@@ -1,0 +1,150 @@
+"""Full-corpus retrieval metrics against a brute-force recomputation on the tiny world."""
+
+from __future__ import annotations
+
+import copy
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+from sklearn.metrics import ndcg_score
+from support import CONFIG, tiny_config, tiny_overrides
+
+from dmmp_rec.cli import main
+from dmmp_rec.data.schema import split_files
+from dmmp_rec.data.world import GroundTruth
+from dmmp_rec.eval.retrieval_eval import RetrievalOptions, evaluate_retrieval, true_scores
+from dmmp_rec.eval.vectors import item_side, table_kjt, user_side
+from dmmp_rec.model import build_model
+
+KS = [5, 20]
+
+
+@pytest.fixture(scope="module")
+def setup(tiny_world: Path, tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+    cfg = tiny_config(tiny_world, tmp_path_factory.mktemp("run"))
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    return cfg, model
+
+
+def _relevant(world: Path, label: str) -> dict[int, set[int]]:
+    t = pq.read_table(split_files(world, "test"), columns=["user_id", "item_id", label])
+    rel: dict[int, set[int]] = defaultdict(set)
+    for u, i, y in zip(*(t.column(c).to_pylist() for c in t.column_names), strict=True):
+        if y:
+            rel[u].add(i)
+    return rel
+
+
+def _recall(top: np.ndarray, users: np.ndarray, rel: dict[int, set[int]], k: int) -> float:
+    vals = [
+        len(set(top[r, :k].tolist()) & rel[u]) / len(rel[u])
+        for r, u in enumerate(users)
+        if rel.get(u)
+    ]
+    return float(np.mean(vals))
+
+
+def test_model_and_reference_metrics_equal_brute_force(setup, tiny_world: Path) -> None:  # noqa: ANN001
+    cfg, model = setup
+    truth = GroundTruth.load(tiny_world)
+    opts = RetrievalOptions(ks=KS, oracle_users=10**6, batch_size=700, seed=1)
+    report = evaluate_retrieval(model, cfg, truth, opts, progress=False)
+    r, refs = report["retrieval"], report["references"]
+
+    test = pq.read_table(split_files(tiny_world, "test"), columns=["user_id"])
+    users = np.unique(test.column("user_id").to_numpy())
+    items = pq.read_table(tiny_world / "items.parquet")
+    people = pq.read_table(tiny_world / "users.parquet").take(users)  # row i = user i
+    with torch.no_grad():
+        iv = model.item_vector(table_kjt(items, item_side(cfg.features))).numpy()
+        qv = model.query_vector(table_kjt(people, user_side(cfg.features))).numpy()
+    scores = qv @ iv.T
+    top = np.argsort(-scores, axis=1, kind="stable")[:, : max(KS)]
+    clicks, convs = _relevant(tiny_world, "click"), _relevant(tiny_world, "conversion")
+    assert r["users"] == len(users) and r["items"] == items.num_rows == 3000
+    assert r["users_with_clicks"] == sum(1 for u in users if clicks.get(u))
+    assert r["oracle_sample_users"] == len(users)  # the sample is everyone here
+
+    train = pq.read_table(split_files(tiny_world, "train"), columns=["item_id", "click"])
+    counts = np.bincount(
+        train.column("item_id").to_numpy()[train.column("click").to_numpy() > 0], minlength=3000
+    )
+    popular = np.argsort(-counts, kind="stable")[: max(KS)]
+    pop_top = np.broadcast_to(popular, top.shape)
+
+    uu, ii = np.meshgrid(users, np.arange(3000), indexing="ij")
+    true_ctr = truth.pctr(uu.ravel(), ii.ravel()).reshape(uu.shape)  # users.parquet hour
+    true_ctcvr = true_ctr * truth.pcvr(uu.ravel(), ii.ravel()).reshape(uu.shape)
+    best = -np.sort(-true_ctcvr, axis=1)
+    for k in KS:
+        key = str(k)
+        for scope in ("all_users", "sample"):
+            assert r[scope]["recall_click"][key] == pytest.approx(_recall(top, users, clicks, k))
+            assert r[scope]["recall_conversion"][key] == pytest.approx(
+                _recall(top, users, convs, k)
+            )
+        pop = refs["popularity"]["all_users"]
+        assert pop["recall_click"][key] == pytest.approx(_recall(pop_top, users, clicks, k))
+        s = r["sample"]
+        assert s["ndcg_pctcvr"][key] == pytest.approx(ndcg_score(true_ctcvr, scores, k=k), rel=1e-4)
+        got = np.take_along_axis(true_ctcvr, top[:, :k], 1)
+        assert s["bait_share"][key] == pytest.approx(truth.is_bait[top[:, :k]].mean())
+        assert s["exp_conversions_ratio"][key] == pytest.approx(
+            np.mean(got.sum(1) / best[:, :k].sum(1)), rel=1e-4
+        )
+        oracle = refs["oracle_pctcvr"]["sample"]
+        assert oracle["ndcg_pctcvr"][key] == pytest.approx(1.0)
+        assert oracle["exp_conversions_ratio"][key] == pytest.approx(1.0)
+        assert refs["oracle_pctr"]["sample"]["exp_clicks_ratio"][key] == pytest.approx(1.0)
+        oracle_top = np.argsort(-true_ctr, axis=1, kind="stable")[:, :k]
+        assert refs["oracle_pctr"]["sample"]["bait_share"][key] == pytest.approx(
+            truth.is_bait[oracle_top].mean()
+        )
+    # the story the references tell: ranking by clicks pulls in baits, by conversions does not
+    assert (
+        refs["oracle_pctr"]["sample"]["bait_share"]["5"]
+        > refs["oracle_pctcvr"]["sample"]["bait_share"]["5"]
+    )
+
+
+def test_blocked_true_scores_equal_the_ground_truth_per_user(tiny_world: Path) -> None:
+    truth = GroundTruth.load(tiny_world)
+    users = np.array([0, 17, 1999])
+    items = np.array([5, 0, 2999, 42])  # any subset, any order
+    ctr, ctcvr = true_scores(truth, users, items)
+    for r, u in enumerate(users):
+        np.testing.assert_allclose(ctr[r], truth.score_all_items(int(u), "pctr")[items], rtol=1e-5)
+        np.testing.assert_allclose(
+            ctcvr[r], truth.score_all_items(int(u), "pctcvr")[items], rtol=1e-5
+        )
+
+
+def test_data_without_catalogues_or_truth_uses_the_split(
+    setup, tiny_world: Path, tmp_path: Path
+) -> None:  # noqa: ANN001, E501
+    cfg, model = copy.deepcopy(setup)
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for split in ("train", "test"):
+        (bare / split).symlink_to(tiny_world / split)
+    cfg.data.path = str(bare)
+    opts = RetrievalOptions(ks=[5], oracle_users=100)
+    report = evaluate_retrieval(model, cfg, None, opts, progress=False)
+    r = report["retrieval"]
+    test = pq.read_table(split_files(bare, "test"), columns=["item_id", "user_id"])
+    assert r["catalogue"] == "first rows of the test split"
+    assert r["items"] == len(np.unique(test.column("item_id").to_numpy()))
+    assert r["oracle_sample_users"] == 0 and "sample" not in r
+    assert set(report["references"]) == {"popularity"}
+    assert 0.0 <= r["all_users"]["recall_click"]["5"] <= 1.0
+
+
+def test_cli_rejects_bad_cutoffs(tiny_world: Path, tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    argv = ["eval", "--config", str(CONFIG), "--checkpoint", str(tmp_path), "--k", "10,0"]
+    assert main([*argv, *tiny_overrides(tiny_world, tmp_path)]) == 2
+    assert "K values must be >= 1" in capsys.readouterr().out
