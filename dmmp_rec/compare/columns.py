@@ -1,0 +1,43 @@
+"""The metric columns of the comparison, in table order, with their headers.
+
+Every model's numbers are flattened into these keys (None where a metric does not apply), so
+the table, the targets, the plot and comparison.json agree on one vocabulary.
+"""
+
+from __future__ import annotations
+
+K_TABLE = 50  # the K of the single-K columns and of the targets
+
+TEACHER_COLUMNS = ("ctr_auc", "cvr_auc", "ctcvr_auc", "ctr_logloss", "ctcvr_logloss")
+RETRIEVAL_COLUMNS = (
+    "click_recall@10",
+    "click_recall@50",
+    "click_recall@100",
+    "conversion_recall@50",
+    "ndcg@50",
+    "bait_share@50",
+    "expected_conversions@50",
+)
+COLUMNS = TEACHER_COLUMNS + RETRIEVAL_COLUMNS
+
+HEADERS = {
+    "ctr_auc": "CTR AUC",
+    "cvr_auc": "CVR AUC (clicked)",
+    "ctcvr_auc": "CTCVR AUC",
+    "ctr_logloss": "CTR logloss",
+    "ctcvr_logloss": "CTCVR logloss",
+    "click_recall@10": "click R@10",
+    "click_recall@50": "click R@50",
+    "click_recall@100": "click R@100",
+    "conversion_recall@50": "conv R@50",
+    "ndcg@50": "NDCG@50 (pCTCVR)",
+    "bait_share@50": "bait share@50",
+    "expected_conversions@50": "exp. conv@50 / oracle",
+}
+
+# metrics whose value must lie in [0, 1]; log losses are only >= 0
+UNIT_INTERVAL = tuple(c for c in COLUMNS if not c.endswith("logloss"))
+
+
+def empty_metrics() -> dict[str, float | None]:
+    return dict.fromkeys(COLUMNS)

@@ -1,0 +1,61 @@
+"""Which models the comparison trains: our variants as config overrides, and the peers.
+
+Every model of ours is the same config with a few keys overridden (`model.variant`,
+`model.teacher.kind`), so data, sizes, seed and training budget are the same by construction.
+The torch-rechub peers read the same config for features, dims and the budget.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from dmmp_rec.compare.rechub_models import RechubKind
+
+Family = Literal["dmmp_rec", "rechub"]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str  # run directory and key in comparison.json
+    label: str  # row label of the table
+    short: str  # legend label of the plot
+    family: Family
+    overrides: tuple[str, ...] = ()  # config overrides of our models
+    rechub: RechubKind | None = None  # the torch-rechub model of a peer
+
+
+def _ours(name: str, label: str, short: str, variant: str, teacher: str) -> ModelSpec:
+    overrides = (f"model.variant={variant}", f"model.teacher.kind={teacher}")
+    return ModelSpec(name, label, short, "dmmp_rec", overrides)
+
+
+MODELS: tuple[ModelSpec, ...] = (
+    _ours("dmmp", "DMMP (CGC/PLE teacher + gated 3-tower student)", "DMMP", "dmmp", "ple"),
+    _ours("two_tower", "two-tower CTR-only (DSSM-like)", "two-tower", "two_tower", "ple"),
+    _ours("no_distill", "3 towers, no distillation", "no distill", "no_distill", "ple"),
+    _ours("no_gate", "3 towers, no gate (0.5/0.5)", "no gate", "no_gate", "ple"),
+    _ours("teacher_mmoe", "DMMP with MMoE teacher", "DMMP/MMoE", "dmmp", "mmoe"),
+    _ours(
+        "teacher_shared_bottom",
+        "DMMP with shared-bottom ESMM teacher",
+        "DMMP/shared-bottom",
+        "dmmp",
+        "shared_bottom",
+    ),
+    ModelSpec("rechub_esmm", "torch-rechub ESMM", "rechub ESMM", "rechub", rechub="esmm"),
+    ModelSpec("rechub_mmoe", "torch-rechub MMoE", "rechub MMoE", "rechub", rechub="mmoe"),
+    ModelSpec("rechub_ple", "torch-rechub PLE", "rechub PLE", "rechub", rechub="ple"),
+    ModelSpec("rechub_dssm", "torch-rechub DSSM", "rechub DSSM", "rechub", rechub="dssm"),
+)
+
+
+def select_models(names: list[str] | None) -> list[ModelSpec]:
+    """All models, or the named ones in table order; unknown names raise naming the known."""
+    if not names:
+        return list(MODELS)
+    known = {m.name: m for m in MODELS}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ValueError(f"unknown model(s) {unknown}; known: {', '.join(known)}")
+    return [m for m in MODELS if m.name in names]

@@ -1,0 +1,174 @@
+"""The torch-rechub 0.9.0 peers on our features: feature objects, input dicts and model builders.
+
+torch-rechub reads a dict of tensors, one per feature: a LongTensor [B] for a single-valued
+feature, a padded LongTensor [B, L] for a multi-valued one (a `SequenceFeature`, pooled as our
+EBC pools it, padding masked out). Its `EmbeddingLayer` concatenates the per-feature embeddings
+[B, 1, D] along dim 1, so every feature must have ONE embedding width: the peers use the mean of
+our per-feature dims (rounded), which keeps the total input width within a few floats of ours.
+MLP sizes mirror ours: experts = `teacher.expert_dims`, towers = `teacher.tower_dims`; ESMM has
+no shared bottom in torch-rechub, so each of its towers gets `expert_dims + tower_dims`; DSSM's
+towers are `student.tower_dims + [student.out_dim]`.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import nn
+from torch_rechub.basic.features import SequenceFeature, SparseFeature
+from torch_rechub.models.matching import DSSM
+from torch_rechub.models.multi_task import ESMM, MMOE, PLE
+from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
+
+from dmmp_rec.config.features import FeatureSpec
+from dmmp_rec.config.root import DmmpConfig
+
+RechubKind = Literal["esmm", "mmoe", "ple", "dssm"]
+RECHUB_KINDS: tuple[RechubKind, ...] = ("esmm", "mmoe", "ple", "dssm")
+
+
+def uniform_dim(cfg: DmmpConfig) -> int:
+    """The one embedding width torch-rechub needs: the mean of our feature dims, rounded."""
+    dims = [s.dim for s in cfg.features.all]
+    return max(1, round(sum(dims) / len(dims)))
+
+
+def rechub_feature(spec: FeatureSpec, dim: int) -> SparseFeature | SequenceFeature:
+    """A multi-valued feature gets one extra row, `cardinality`, as its masked padding id."""
+    if spec.multi_valued:
+        return SequenceFeature(
+            spec.name,
+            vocab_size=spec.cardinality + 1,
+            embed_dim=dim,
+            pooling=spec.pooling,
+            padding_idx=spec.cardinality,
+        )
+    return SparseFeature(spec.name, vocab_size=spec.cardinality, embed_dim=dim)
+
+
+def _padded(values: torch.Tensor, lengths: torch.Tensor, pad: int) -> torch.Tensor:
+    """[B, L] ids, row i holding its `lengths[i]` values then `pad`; L >= 1."""
+    width = max(1, int(lengths.max())) if lengths.numel() else 1
+    mask = torch.arange(width, device=lengths.device)[None, :] < lengths[:, None]
+    out = torch.full((lengths.numel(), width), pad, dtype=torch.long, device=values.device)
+    out[mask] = values.long()
+    return out
+
+
+def kjt_to_inputs(kjt: KeyedJaggedTensor, specs: list[FeatureSpec]) -> dict[str, torch.Tensor]:
+    """torch-rechub's input dict for the features `specs` of a KJT (other keys are ignored)."""
+    jts = kjt.to_dict()
+    inputs = {}
+    for spec in specs:
+        if spec.name not in jts:
+            raise KeyError(f"feature {spec.name!r} is not in the batch; got {sorted(jts)}")
+        jt = jts[spec.name]
+        if spec.multi_valued:
+            inputs[spec.name] = _padded(jt.values(), jt.lengths(), spec.cardinality)
+        else:
+            lengths = jt.lengths()
+            if lengths.numel() and bool((lengths != 1).any()):
+                raise ValueError(f"single-valued feature {spec.name!r} has a row without 1 id")
+            inputs[spec.name] = jt.values().long()
+    return inputs
+
+
+class RechubPeer:
+    """A torch-rechub model with the feature lists it reads (query side, item side)."""
+
+    def __init__(self, kind: RechubKind, cfg: DmmpConfig) -> None:
+        if kind not in RECHUB_KINDS:
+            raise ValueError(f"unknown torch-rechub model {kind!r}; known: {RECHUB_KINDS}")
+        self.kind = kind
+        dim = uniform_dim(cfg)
+        self.query_specs = cfg.features.group("user") + cfg.features.group("context")
+        self.item_specs = cfg.features.group("item")
+        self.specs = self.query_specs + self.item_specs
+        self.vector_dim = 0  # DSSM's tower output width; 0 for the rankers
+        self.query_features = [rechub_feature(s, dim) for s in self.query_specs]
+        self.item_features = [rechub_feature(s, dim) for s in self.item_specs]
+        self.model = self._build(cfg)
+
+    def _build(self, cfg: DmmpConfig) -> nn.Module:
+        t, s = cfg.model.teacher, cfg.model.student
+        features = self.query_features + self.item_features
+        tower = {"dims": list(t.tower_dims)}
+        expert = {"dims": list(t.expert_dims)}
+        if self.kind == "esmm":
+            deep = {"dims": list(t.expert_dims) + list(t.tower_dims)}
+            return ESMM(self.query_features, self.item_features, deep, dict(deep))
+        if self.kind == "mmoe":
+            n_expert = t.shared_experts + 2 * t.task_experts  # as our MMoE: same expert count
+            return MMOE(features, ["classification"] * 2, n_expert, expert, [tower, dict(tower)])
+        if self.kind == "ple":
+            return PLE(
+                features,
+                ["classification"] * 2,
+                t.num_levels,
+                t.task_experts,
+                t.shared_experts,
+                expert,
+                [tower, dict(tower)],
+            )
+        towers = {"dims": list(s.tower_dims) + [s.out_dim]}
+        self.vector_dim = s.out_dim
+        return DSSM(self.query_features, self.item_features, towers, dict(towers))
+
+    @property
+    def task_count(self) -> int:
+        """Outputs of the model: ESMM [pCVR, pCTR, pCTCVR], MMoE/PLE [CTR, CTCVR], DSSM 1."""
+        return {"esmm": 3, "mmoe": 2, "ple": 2, "dssm": 1}[self.kind]
+
+    def inputs(self, kjt: KeyedJaggedTensor) -> dict[str, torch.Tensor]:
+        return kjt_to_inputs(kjt, self.specs)
+
+    def labels(self, click: torch.Tensor, conversion: torch.Tensor) -> torch.Tensor:
+        """Targets in the model's output order. MMoE and PLE learn task 2 as CTCVR over all
+        impressions (MTLTrainer has no per-task row mask, so CVR on clicked rows is not an
+        option without rewriting its loop); ESMM's pCVR column is not trained, as in ESMM."""
+        ctcvr = click * conversion
+        if self.kind == "esmm":
+            return torch.stack([conversion, click, ctcvr], dim=1)
+        if self.kind == "dssm":
+            return click
+        return torch.stack([click, ctcvr], dim=1)
+
+    @torch.no_grad()
+    def probabilities(self, kjt: KeyedJaggedTensor) -> dict[str, torch.Tensor]:
+        """pctr, pcvr, pctcvr [B] of a ranking peer; pcvr = pCTCVR / pCTR for MMoE and PLE."""
+        out = self.model(self.inputs(kjt))
+        if self.kind == "esmm":
+            return {"pcvr": out[:, 0], "pctr": out[:, 1], "pctcvr": out[:, 2]}
+        if self.kind == "dssm":
+            raise ValueError("DSSM is a retriever; use its towers (RechubRetriever)")
+        pctr, pctcvr = out[:, 0], out[:, 1]
+        pcvr = (pctcvr / pctr.clamp(min=1e-12)).clamp(max=1.0)
+        return {"pctr": pctr, "pcvr": pcvr, "pctcvr": pctcvr}
+
+
+class RechubRetriever(nn.Module):
+    """DSSM's towers behind the retrieval interface of DMMPModel (`query_vector`,
+    `item_vector`, `user_gate`), so the same encoders, FAISS index and metrics serve it."""
+
+    def __init__(self, peer: RechubPeer) -> None:
+        super().__init__()
+        if peer.kind != "dssm":
+            raise ValueError(f"only DSSM is a retriever, got {peer.kind}")
+        self.peer = peer
+        self.dssm = peer.model
+
+    @property
+    def vector_dim(self) -> int:
+        return self.peer.vector_dim
+
+    def query_vector(self, features: KeyedJaggedTensor) -> torch.Tensor:
+        return self.dssm.user_tower(kjt_to_inputs(features, self.peer.query_specs))
+
+    def item_vector(self, features: KeyedJaggedTensor) -> torch.Tensor:
+        return self.dssm.item_tower(kjt_to_inputs(features, self.peer.item_specs))
+
+    def user_gate(self, features: KeyedJaggedTensor) -> torch.Tensor:
+        """A single (click) task: the gate is (1, 0) for every user."""
+        batch = features.stride()
+        return torch.tensor([1.0, 0.0]).expand(batch, 2)
