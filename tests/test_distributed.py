@@ -144,7 +144,9 @@ def test_killed_rank_restarts_and_matches_uninterrupted_run(
             str(CONFIG),
             *tiny_overrides(tiny_world, faulty, *common, "train.fault_at_step=25"),
         ],
-        max_restarts=1,
+        # one restart is what the fault needs; a second absorbs the occasional gloo reconnect
+        # race of a restarted group on a loaded machine ("connectFullMesh failed")
+        max_restarts=2,
     )
     output = result.stdout + result.stderr
     assert "fault injection" in output  # rank 1 really died after step 25
