@@ -69,7 +69,7 @@ class DenseArch(nn.Module):
         outputs = {k: v.detach() for k, v in outputs.items()}
         outputs.update({f"loss/{k}": v.detach() for k, v in losses.items()})
         outputs.update({f"weight/{k}": v for k, v in weights.items()})
-        outputs["loss/total"] = total.detach()
+        outputs["total_loss"] = total.detach()
         return total, outputs
 
 

@@ -27,13 +27,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
+import torch.distributed as dist
 import torchrec
 
 import dmmp_rec
 from dmmp_rec.config import DmmpConfig
 from dmmp_rec.data.schema import split_files
 from dmmp_rec.data.synthetic import ITEMS_FILE, USERS_FILE
-from dmmp_rec.distributed.env import init_distributed
+from dmmp_rec.distributed.env import init_distributed, shutdown
 from dmmp_rec.eval.vectors import encode_items, encode_users, user_side
 from dmmp_rec.serving import index as faiss_index
 from dmmp_rec.serving.manifest import (
@@ -122,10 +123,20 @@ def export_run(
     options: ExportOptions | None = None,
     log: Callable[[str], None] = print,
 ) -> Manifest:
-    """Write the serving artifacts of `checkpoint` to `out` (replaced if it exists)."""
-    opts = options or ExportOptions()
+    """Write the serving artifacts of `checkpoint` to `out` (replaced if it exists). Joins a
+    one-process group for the sharded checkpoint and leaves none behind that it created."""
+    created = not dist.is_initialized()
+    try:
+        return _export(cfg, checkpoint, Path(out), options or ExportOptions(), log)
+    finally:
+        if created:
+            shutdown()
+
+
+def _export(
+    cfg: DmmpConfig, checkpoint: str | Path, out: Path, opts: ExportOptions, log: Callable
+) -> Manifest:
     t0 = time.perf_counter()
-    out = Path(out)
     _check_replaceable(out)
     env = init_distributed("cpu")
     if env.world_size != 1:

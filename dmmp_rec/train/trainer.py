@@ -36,6 +36,8 @@ from dmmp_rec.train.validation import score_batches, teacher_and_student_aucs
 def _scalars(out: dict[str, torch.Tensor]) -> dict[str, float]:
     """Loss terms, adaptive weights and the gate's mean of rank 0's last batch."""
     scalars = {k: float(v) for k, v in out.items() if k.startswith(("loss/", "weight/"))}
+    if "total_loss" in out:
+        scalars["loss/total"] = float(out["total_loss"])
     if "gate" in out:
         scalars["gate/conversion_mean"] = float(out["gate"][:, -1].float().mean())
     return scalars
