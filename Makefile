@@ -49,5 +49,9 @@ format: $(STAMP)
 	$(VENV)/bin/ruff format dmmp_rec tests benchmarks launchers
 	$(VENV)/bin/ruff check --fix dmmp_rec tests benchmarks launchers
 
+# Benchmarks (benchmarks/README.md): ~20 min on 2 cores; writes benchmarks/results/latest.{json,md}
+bench: $(STAMP)
+	$(PY) -m benchmarks.run
+
 clean:
 	rm -rf $(VENV) data runs .pytest_cache

@@ -1,0 +1,159 @@
+"""One training-throughput measurement: one system, one process group (run under torchrun).
+
+    torchrun --nproc_per_node 2 benchmarks/train_worker.py --system dmmp --config C --out J
+
+Systems: `dmmp` (our torchrec model: DMP, planner, fused row-wise Adagrad,
+TrainPipelineSparseDist, exactly as dmmp_rec.train.trainer builds it), `replica` (plain PyTorch,
+benchmarks/replica.py), `rechub_ple_esmm` and `rechub_dssm` (benchmarks/rechub.py). All read the
+same batches: each rank pre-loads its share of the train split with the project's loader, so
+that the measured time is the training step, not Parquet decoding. After `warmup` steps, `reps`
+repetitions of `steps` steps are timed (barrier before and after each) and rank 0 writes
+samples/s (global batch x steps / seconds) per repetition.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.common import load_now, write_json  # noqa: E402
+from dmmp_rec.config import DmmpConfig, load_config  # noqa: E402
+from dmmp_rec.data.loader import loader_for_split  # noqa: E402
+from dmmp_rec.distributed.env import DistEnv, init_distributed  # noqa: E402
+
+SYSTEMS = ("dmmp", "replica", "rechub_ple_esmm", "rechub_dssm")
+
+
+def preload(cfg: DmmpConfig, env: DistEnv, count: int) -> list[Any]:
+    loader = loader_for_split(cfg, "train", env.rank, env.world_size)
+    return list(itertools.islice(loader.forever(), count))
+
+
+def _ddp(model: torch.nn.Module, env: DistEnv) -> torch.nn.Module:
+    if env.world_size == 1:
+        return model
+    return torch.nn.parallel.DistributedDataParallel(model)
+
+
+def dmmp_stepper(cfg: DmmpConfig, env: DistEnv, batches: list[Any]) -> Callable[[], None]:
+    from torchrec.distributed.train_pipeline import TrainPipelineSparseDist
+
+    from dmmp_rec.distributed.optim import combined_optimizer
+    from dmmp_rec.train.setup import build_sharded_model
+
+    dmp = build_sharded_model(cfg, env)
+    optimizer, _ = combined_optimizer(dmp, cfg.train)
+    pipeline = TrainPipelineSparseDist(dmp, optimizer, env.device, execute_all_batches=True)
+    it: Iterator[Any] = itertools.cycle(batches)
+    return lambda: pipeline.progress(it)
+
+
+def plain_stepper(
+    model: torch.nn.Module, optimizers: list[torch.optim.Optimizer], batches: list[Any]
+) -> Callable[[], None]:
+    it = itertools.cycle(batches)
+
+    def step() -> None:
+        for opt in optimizers:
+            opt.zero_grad(set_to_none=True)
+        loss, _ = model(next(it))
+        loss.backward()
+        for opt in optimizers:
+            opt.step()
+
+    return step
+
+
+def make_stepper(
+    system: str, cfg: DmmpConfig, env: DistEnv, batches: list[Any]
+) -> Callable[[], None]:
+    torch.manual_seed(cfg.seed)
+    if system == "dmmp":
+        return dmmp_stepper(cfg, env, batches)
+    if system == "replica":
+        from benchmarks.replica import ReplicaBatch, ReplicaModel, replica_optimizers
+
+        model = ReplicaModel(cfg)
+        opts = list(replica_optimizers(model, cfg))
+        data = [ReplicaBatch(b, cfg.features.names) for b in batches]
+        return plain_stepper(_ddp(model, env), opts, data)
+    if system.startswith("rechub_"):
+        from benchmarks.rechub import RechubBatch, RechubModel, rechub_optimizer
+
+        model = RechubModel(cfg, system.removeprefix("rechub_"))  # type: ignore[arg-type]
+        data = [RechubBatch(b, cfg) for b in batches]
+        return plain_stepper(_ddp(model, env), [rechub_optimizer(model, cfg)], data)
+    raise SystemExit(f"unknown system {system!r}; known: {', '.join(SYSTEMS)}")
+
+
+def measure(step: Callable[[], None], warmup: int, steps: int, reps: int) -> list[float]:
+    """Seconds per repetition of `steps` steps, after `warmup` steps; ranks synchronised."""
+    for _ in range(warmup):
+        step()
+    out = []
+    for r in range(reps):
+        dist.barrier()
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            step()
+        dist.barrier()
+        out.append(time.perf_counter() - t0)
+        if dist.get_rank() == 0:
+            print(f"  rep {r + 1}/{reps}: {out[-1]:.2f} s", flush=True)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--system", required=True, choices=SYSTEMS)
+    p.add_argument("--config", required=True)
+    p.add_argument("--out", required=True, help="JSON written by rank 0")
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--reps", type=int, default=5)
+    p.add_argument("overrides", nargs="*")
+    args = p.parse_args(argv)
+
+    cfg = load_config(args.config, args.overrides)
+    env = init_distributed("cpu")
+    batches = preload(cfg, env, min(args.warmup + args.steps * args.reps, 64))
+    t_build = time.perf_counter()
+    step = make_stepper(args.system, cfg, env, batches)
+    build_s = time.perf_counter() - t_build
+    if env.is_main:
+        print(f"{args.system} x{env.world_size}: built in {build_s:.1f} s, measuring", flush=True)
+    seconds = measure(step, args.warmup, args.steps, args.reps)
+    global_batch = cfg.data.batch_size * env.world_size
+    if env.is_main:
+        write_json(
+            args.out,
+            {
+                "system": args.system,
+                "world_size": env.world_size,
+                "global_batch": global_batch,
+                "steps_per_rep": args.steps,
+                "warmup_steps": args.warmup,
+                "build_s": round(build_s, 2),
+                "rep_seconds": [round(s, 4) for s in seconds],
+                "samples_per_s": [global_batch * args.steps / s for s in seconds],
+                "torch_threads": torch.get_num_threads(),
+                "loadavg": load_now(),
+            },
+        )
+    dist.barrier()
+    dist.destroy_process_group()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,209 @@
+"""Smoke tests of benchmarks/ at tiny sizes. No test asserts a time: they check that each piece
+runs, that the statistics and accounting are right, and that the report renders."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+# benchmarks/ is a directory of scripts at the repository root, not an installed package
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.common import REPO, machine_info, percentiles_ms, summarise  # noqa: E402
+from benchmarks.membw import bytes_per_sample, copy_bandwidth_gbs  # noqa: E402
+from benchmarks.report import render  # noqa: E402
+from benchmarks.retrieval import bench_retrieval, recall_at_k  # noqa: E402
+from benchmarks.run import QUICK_OVERRIDES, _first_rows, _ratios  # noqa: E402
+from dmmp_rec.config import load_config  # noqa: E402
+from dmmp_rec.data.loader import loader_for_split  # noqa: E402
+
+CONFIG = REPO / "configs/bench.yaml"
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory):
+    from dmmp_rec.data.synthetic import generate_world
+
+    data = tmp_path_factory.mktemp("bench_world")
+    overrides = QUICK_OVERRIDES + [f"data.path={data}"]
+    cfg = load_config(CONFIG, overrides)
+    generate_world(cfg, data, progress=False)
+    return cfg, overrides
+
+
+def test_summarise_and_percentiles() -> None:
+    s = summarise([3.0, 1.0, 2.0, 10.0, 4.0])
+    assert (s["median"], s["min"], s["max"], s["n"]) == (3.0, 1.0, 10.0, 5)
+    p = percentiles_ms([0.001] * 99 + [0.1])
+    assert p["p50_ms"] == pytest.approx(1.0)
+    assert p["p99_ms"] > 1.0 and p["n"] == 100
+    with pytest.raises(ValueError):
+        summarise([])
+
+
+def test_machine_info_names_the_stack() -> None:
+    m = machine_info()
+    assert m["cpu_count"] >= 1 and m["mem_total_gib"] > 0
+    assert m["torch"] == torch.__version__ and m["torchrec"] is not None
+    assert len(m["loadavg_1_5_15"]) == 3
+
+
+def test_copy_bandwidth_is_positive() -> None:
+    bw = copy_bandwidth_gbs(mbytes=8, reps=2)
+    assert len(bw) == 2 and all(b > 0 for b in bw)
+
+
+def test_bytes_per_sample_accounting() -> None:
+    cfg = load_config(CONFIG)
+    res = bytes_per_sample(cfg, {"user_hist_items": 10.0})
+    # single-valued dim-64 feature: 1 row * (64*4 + 8) lookup + (4*64 + 2)*4 update + 2*64*4
+    one = 64 * 4 + 8 + (4 * 64 + 2) * 4 + 2 * 64 * 4
+    assert res["tables"]["user_id"]["bytes"] == pytest.approx(one)
+    hist = 10 * (64 * 4 + 8) + 10 * (4 * 64 + 2) * 4 + 2 * 64 * 4
+    assert res["tables"]["user_hist_items"]["bytes"] == pytest.approx(hist)
+    assert res["bytes_per_sample"] == pytest.approx(11 * one + hist)
+
+
+def test_recall_and_ratios() -> None:
+    exact = np.array([[1, 2, 3, 4], [5, 6, 7, 8]])
+    approx = np.array([[1, 2, 9, -1], [5, 6, 7, 8]])
+    assert recall_at_k(approx, exact) == pytest.approx((2 + 4) / 8)
+    runs = [
+        {"system": "dmmp", "world_size": 2, "samples_per_s_summary": {"median": 300.0}},
+        {"system": "replica", "world_size": 2, "samples_per_s_summary": {"median": 100.0}},
+        {"system": "rechub_dssm", "world_size": 2, "samples_per_s_summary": {"median": 150.0}},
+        {"system": "replica", "world_size": 1, "error": "exit 1"},
+    ]
+    r = _ratios(runs)
+    assert r["dmmp/replica@2"] == 3.0 and r["dmmp/best_other@2"] == 2.0
+
+
+def test_retrieval_on_clustered_vectors_reaches_recall() -> None:
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(20, 16))
+    items = (centres[rng.integers(0, 20, 3000)] + 0.3 * rng.normal(size=(3000, 16))).astype(
+        np.float32
+    )
+    queries = rng.normal(size=(60, 16)).astype(np.float32)
+    res = bench_retrieval(items, queries[:30], queries[30:], target_recall=0.9, reps=5)
+    assert res["items"] == 3000 and res["exact"]["qps_batch"]["n"] == 5
+    assert res["approx"]["tuning_recall"] >= 0.9
+    assert 0.0 <= res["approx"]["recall_at_100"] <= 1.0
+    assert res["exact"]["single_query"]["n"] == 30
+
+
+def test_train_worker_replica_smoke(tiny, tmp_path: Path) -> None:
+    cfg, overrides = tiny
+    out = tmp_path / "replica.json"
+    cmd = [sys.executable, str(REPO / "benchmarks/train_worker.py"), "--system", "replica"]
+    cmd += ["--config", str(CONFIG), "--out", str(out), "--warmup", "1", "--steps", "1"]
+    cmd += ["--reps", "2", *overrides]
+    subprocess.run(cmd, check=True, cwd=REPO, timeout=120)
+    res = json.loads(out.read_text())
+    assert res["world_size"] == 1 and res["global_batch"] == cfg.data.batch_size
+    assert len(res["samples_per_s"]) == 2 and all(s > 0 for s in res["samples_per_s"])
+
+
+@pytest.mark.parametrize("kind", ["ple_esmm", "dssm"])
+def test_rechub_models_train_on_our_batches(tiny, kind: str) -> None:
+    from benchmarks.rechub import RechubBatch, RechubModel, rechub_optimizer
+
+    cfg, _ = tiny
+    batch = next(iter(loader_for_split(cfg, "train")))
+    model = RechubModel(cfg, kind)
+    hist = RechubBatch(batch, cfg).x["user_hist_items"]
+    assert hist.shape[0] == batch.size and hist.dim() == 2
+    opt = rechub_optimizer(model, cfg)
+    loss, _ = model(RechubBatch(batch, cfg))
+    loss.backward()
+    opt.step()
+    assert torch.isfinite(loss)
+
+
+def test_replica_matches_model_shapes(tiny) -> None:
+    from benchmarks.replica import ReplicaBatch, ReplicaModel
+
+    cfg, _ = tiny
+    batch = next(iter(loader_for_split(cfg, "train")))
+    loss, out = ReplicaModel(cfg)(ReplicaBatch(batch, cfg.features.names))
+    assert out["pctr"].shape == (batch.size,) and out["gate"].shape == (batch.size, 2)
+    assert torch.isfinite(loss)
+
+
+def test_inference_bench_on_untrained_model(tiny) -> None:
+    from benchmarks.inference import bench_inference
+    from benchmarks.trained import item_kjts, user_kjts
+    from dmmp_rec.model.factory import build_model
+
+    cfg, _ = tiny
+    model = build_model(cfg).eval()
+    users = user_kjts(cfg, np.arange(8), 8)[0]
+    items = item_kjts(cfg, 8, 8)[0]
+    assert _first_rows(users, 3).stride() == 3
+    res = bench_inference(
+        cfg,
+        model,
+        {1: _first_rows(users, 1), 8: users},
+        {8: items},
+        {1: 3, 8: 3},
+        with_compile=False,
+    )
+    assert set(res["user"]) == {"eager", "eager_plain", "exported"}
+    assert res["user"]["exported"][8]["n"] == 3 and res["item"]["eager"][8]["p99_ms"] > 0
+    # the exported user side computes the model's own query vectors
+    from benchmarks.inference import ItemSide, split_inputs, tables_of
+    from dmmp_rec.serving.user_side import UserSide
+
+    side = UserSide(
+        cfg.features.group("user"), cfg.features.group("context"), tables_of(model), model.student
+    )
+    with torch.no_grad():
+        q, _ = side(*split_inputs(users))
+        torch.testing.assert_close(q, model.query_vector(users), atol=1e-5, rtol=1e-4)
+        i = ItemSide(cfg, model)(*split_inputs(items))
+        torch.testing.assert_close(i, model.item_vector(items), atol=1e-5, rtol=1e-4)
+
+
+def test_report_renders_every_section() -> None:
+    result = {
+        "command": "run.py",
+        "config": "configs/bench.yaml",
+        "started": "now",
+        "total_s": 1.0,
+        "machine": machine_info(),
+        "train": {
+            "runs": [
+                {
+                    "system": "dmmp",
+                    "world_size": 2,
+                    "global_batch": 8,
+                    "build_s": 1.0,
+                    "samples_per_s_summary": summarise([1.0, 2.0, 3.0]),
+                },
+                {"system": "replica", "world_size": 2, "error": "exit 1"},
+            ],
+            "ratios": {"dmmp/best_other@2": 2.5},
+        },
+        "membw": {
+            "copy_gbs": summarise([10.0]),
+            "bytes_per_sample": 1000.0,
+            "limit_samples_per_s": 10_000_000,
+            "share_of_limit": {"dmmp@2": 0.01},
+        },
+        "planner": {
+            "label": "PLANNER ESTIMATES",
+            "config": "c",
+            "plan_config": "p",
+            "estimates": [{"world_size": 8, "error": "does not fit"}],
+        },
+    }
+    md = render(result)
+    assert "| dmmp | 2 | 8 | 2 (1-3) |" in md
+    assert "failed: exit 1" in md and "dmmp/best_other@2 = 2.5" in md
+    assert "PLANNER ESTIMATES" in md and "no plan: does not fit" in md
