@@ -61,7 +61,7 @@ def test_short_training_lowers_every_loss_and_teacher_ranks_clicks(
     rising = [t for t in history if not last[t] < first[t]]
     assert not rising, f"loss terms that did not fall: {rising}"
 
-    held_out = score_batches(model, loader_for_split(cfg, "val"), torch.device("cpu"))
+    held_out = score_batches(model, loader_for_split(cfg, "val"), cfg.features, torch.device("cpu"))
     assert held_out["click"].size == 10_000  # the whole val day, no row dropped
     auc_ctr = roc_auc_score(held_out["click"], held_out["pctr"])
     auc_student = roc_auc_score(held_out["click"], held_out["s_c"])

@@ -54,7 +54,7 @@ def _maybe_inject_fault(cfg: DmmpConfig, env: DistEnv, step: int) -> None:
 def validate(cfg: DmmpConfig, dmp: torch.nn.Module, env: DistEnv) -> dict[str, float]:
     loader = loader_for_split(cfg, "val", env.rank, env.world_size, drop_last=True)
     batches = (b for i, b in zip(range(cfg.train.eval_batches), loader, strict=False))
-    return teacher_and_student_aucs(score_batches(dmp, batches, env.device))
+    return teacher_and_student_aucs(score_batches(dmp, batches, cfg.features, env.device))
 
 
 def train(cfg: DmmpConfig, env: DistEnv | None = None) -> dict[str, Any]:

@@ -6,43 +6,26 @@ from collections.abc import Iterable
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from torch import nn
 
+from dmmp_rec.config.features import FeaturesConfig
 from dmmp_rec.data.batch import Batch
 from dmmp_rec.eval.metrics import auc
-
-# model outputs collected per impression
-_COLLECT = ("pctr", "pctcvr", "pcvr", "s_c", "s_v", "fused")
-
-
-def _gather(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    if not dist.is_initialized() or dist.get_world_size() == 1:
-        return arrays
-    parts: list[dict[str, np.ndarray] | None] = [None] * dist.get_world_size()
-    dist.all_gather_object(parts, arrays)
-    return {k: np.concatenate([p[k] for p in parts if p is not None]) for k in arrays}
+from dmmp_rec.eval.teacher_eval import gather_rows, score_rows
 
 
 @torch.no_grad()
-def score_batches(model: nn.Module, batches: Iterable[Batch], device: torch.device) -> dict:
-    """Labels and model outputs for every impression of `batches`, gathered from all ranks."""
+def score_batches(
+    model: nn.Module, batches: Iterable[Batch], features: FeaturesConfig, device: torch.device
+) -> dict[str, np.ndarray]:
+    """Labels and model outputs for every impression of `batches`, gathered from all ranks,
+    scored in eval mode (the model's mode is restored afterwards)."""
     was_training = model.training
     model.eval()
-    cols: dict[str, list[np.ndarray]] = {k: [] for k in ("click", "conversion", *_COLLECT)}
     try:
-        for batch in batches:
-            batch = batch.to(device)
-            _, out = model(batch)
-            cols["click"].append(batch.click.cpu().numpy())
-            cols["conversion"].append(batch.conversion.cpu().numpy())
-            for key in _COLLECT:
-                if key in out:
-                    cols[key].append(out[key].float().cpu().numpy().reshape(-1))
+        return gather_rows(score_rows(model, batches, features, device))
     finally:
         model.train(was_training)
-    arrays = {k: np.concatenate(v) for k, v in cols.items() if v}
-    return _gather(arrays)
 
 
 def teacher_and_student_aucs(scores: dict[str, np.ndarray]) -> dict[str, float]:

@@ -26,7 +26,7 @@ def main() -> None:
     dmp = load_for_inference(cfg, env, checkpoint)
     loader = loader_for_split(cfg, "val", rank=0, world_size=1, drop_last=True)
     batches = (b for _, b in zip(range(3), loader, strict=False))
-    scores = score_batches(dmp, batches, env.device)
+    scores = score_batches(dmp, batches, cfg.features, env.device)
     if env.rank == 0:
         # all ranks scored the same rows: keep rank 0's copy
         n = len(scores["click"]) // env.world_size
