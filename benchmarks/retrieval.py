@@ -16,15 +16,10 @@ import faiss
 import numpy as np
 
 from benchmarks.common import load_now, percentiles_ms, summarise
+from dmmp_rec.serving.index import recall_at_k
 
 K = 100
 NPROBE_LADDER = (1, 2, 4, 8, 16, 32, 64, 128, 256)
-
-
-def recall_at_k(approx: np.ndarray, exact: np.ndarray) -> float:
-    """Mean share of the exact top-K ids that the approximate top-K also returns."""
-    hits = [len(np.intersect1d(a[a >= 0], e)) for a, e in zip(approx, exact, strict=True)]
-    return float(np.mean(hits) / exact.shape[1])
 
 
 def ivf_index(vectors: np.ndarray, nlist: int, seed: int = 0) -> faiss.IndexIVFFlat:
