@@ -37,17 +37,17 @@ demo: $(STAMP)
 	$(VENV)/bin/dmmp-rec demo --config $(DEMO_CONFIG)
 
 test: $(STAMP)
-	$(VENV)/bin/ruff check dmmp_rec tests benchmarks launchers
-	$(VENV)/bin/ruff format --check dmmp_rec tests benchmarks launchers
+	$(VENV)/bin/ruff check dmmp_rec tests benchmarks launchers scripts
+	$(VENV)/bin/ruff format --check dmmp_rec tests benchmarks launchers scripts
 	$(PY) -m pytest -q
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check dmmp_rec tests benchmarks launchers
-	$(VENV)/bin/ruff format --check dmmp_rec tests benchmarks launchers
+	$(VENV)/bin/ruff check dmmp_rec tests benchmarks launchers scripts
+	$(VENV)/bin/ruff format --check dmmp_rec tests benchmarks launchers scripts
 
 format: $(STAMP)
-	$(VENV)/bin/ruff format dmmp_rec tests benchmarks launchers
-	$(VENV)/bin/ruff check --fix dmmp_rec tests benchmarks launchers
+	$(VENV)/bin/ruff format dmmp_rec tests benchmarks launchers scripts
+	$(VENV)/bin/ruff check --fix dmmp_rec tests benchmarks launchers scripts
 
 # Benchmarks (benchmarks/README.md): ~20 min on 2 cores; writes benchmarks/results/latest.{json,md}
 bench: $(STAMP)

@@ -1,7 +1,8 @@
 """Which models the comparison trains: our variants as config overrides, and the peers.
 
 Every model of ours is the same config with a few keys overridden (`model.variant`,
-`model.teacher.kind`), so data, sizes, seed and training budget are the same by construction.
+`model.teacher.kind`, and for one DMMP point `model.loss.click_credit`), so data, sizes, seed
+and training budget are the same by construction.
 The torch-rechub peers read the same config for features, dims and the budget.
 """
 
@@ -25,13 +26,23 @@ class ModelSpec:
     rechub: RechubKind | None = None  # the torch-rechub model of a peer
 
 
-def _ours(name: str, label: str, short: str, variant: str, teacher: str) -> ModelSpec:
-    overrides = (f"model.variant={variant}", f"model.teacher.kind={teacher}")
+def _ours(name: str, label: str, short: str, variant: str, teacher: str, *extra: str) -> ModelSpec:
+    overrides = (f"model.variant={variant}", f"model.teacher.kind={teacher}", *extra)
     return ModelSpec(name, label, short, "dmmp_rec", overrides)
 
 
 MODELS: tuple[ModelSpec, ...] = (
     _ours("dmmp", "DMMP (CGC/PLE teacher + gated 3-tower student)", "DMMP", "dmmp", "ple"),
+    # The same model with a click worth a tenth of a purchase instead of 0.3 (the value label's
+    # click_credit): a second point on the click / conversion trade-off, not a different model.
+    _ours(
+        "dmmp_click_credit_0.1",
+        "DMMP, click_credit 0.1",
+        "DMMP c=0.1",
+        "dmmp",
+        "ple",
+        "model.loss.click_credit=0.1",
+    ),
     _ours("two_tower", "two-tower CTR-only (DSSM-like)", "two-tower", "two_tower", "ple"),
     _ours("no_distill", "3 towers, no distillation", "no distill", "no_distill", "ple"),
     _ours("no_gate", "3 towers, no gate (0.5/0.5)", "no gate", "no_gate", "ple"),

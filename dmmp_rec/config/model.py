@@ -78,6 +78,9 @@ class LossConfig:
     distill_warmup_start: float = 0.0
     distill_ramp_steps: int = 100
     distill_temperature: float = 1.0
+    # distill/ctcvr also teaches the conversion tower the teacher's ranking of each user's own
+    # item and this many other items of the batch (dmmp_rec.model.candidates.py); 0: off.
+    distill_candidates: int = 4
     click_credit: float = 0.3
     uncertainty_init: float = 0.0  # initial log-variance s_k of every term
     dwa_temperature: float = 2.0
@@ -93,6 +96,11 @@ class LossConfig:
             self.distill_temperature > 0,
             f"{path}.distill_temperature",
             f"must be > 0, got {self.distill_temperature}",
+        )
+        require(
+            self.distill_candidates >= 0,
+            f"{path}.distill_candidates",
+            f"must be >= 0, got {self.distill_candidates}",
         )
         require(
             0.0 <= self.click_credit <= 1.0,

@@ -12,8 +12,9 @@ import torch
 from torch import nn
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
-from dmmp_rec.config.model import ModelConfig
+from dmmp_rec.config.model import DISTILL_TERMS, ModelConfig
 from dmmp_rec.data.batch import Batch
+from dmmp_rec.model.candidates import conversion_candidates
 from dmmp_rec.model.losses import compute_terms, terms_for
 from dmmp_rec.model.sparse import SharedSparseArch
 from dmmp_rec.model.student import Student
@@ -36,6 +37,8 @@ class DenseArch(nn.Module):
         )
         self.terms = terms_for(cfg.variant, cfg.student.in_batch_negatives)
         self.weighting = build_weighting(self.terms, cfg.loss)
+        distills = any(t in DISTILL_TERMS for t in self.terms)
+        self.num_candidates = cfg.loss.distill_candidates if distills else 0
         # Training steps taken; drives the distillation warm-up and checkpoints with the model.
         self.register_buffer("train_step", torch.zeros((), dtype=torch.int64))
 
@@ -51,7 +54,14 @@ class DenseArch(nn.Module):
         parts = [user, item] + ([context] if context is not None else [])
         t = self.teacher(torch.cat(parts, dim=1))
         s = self.student(user, context, item)
-        losses = compute_terms(self.terms, t, s, click, conversion, item_ids, self.loss_cfg)
+        candidates = None
+        if self.num_candidates > 0:
+            candidates = conversion_candidates(
+                self.teacher, t, self.student, user, item, context, self.num_candidates
+            )
+        losses = compute_terms(
+            self.terms, t, s, click, conversion, item_ids, self.loss_cfg, candidates
+        )
         total, weights = self.weighting(losses, self.train_step)
         if self.training:
             with torch.no_grad():

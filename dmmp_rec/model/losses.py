@@ -9,6 +9,8 @@ Terms (names as in outputs `loss/<term>` and `model.loss.fixed_weights`):
   corrected;
 - distill/ctr, distill/ctcvr, distill/fused: Bernoulli KL from the teacher's pCTR, pCTCVR and
   c * pCTR + (1 - c) * pCTCVR to s_c, s_v and f, with temperature T; the teacher side is detached.
+  distill/ctcvr also ranks each user's own item and R other items of the batch as the teacher
+  does (listwise KL; `distill_candidates` = R, candidates.py).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from dmmp_rec.config.model import DISTILL_TERMS, LOSS_TERMS, LossConfig
+from dmmp_rec.model.candidates import Candidates
 from dmmp_rec.model.student import StudentOutput
 from dmmp_rec.model.teacher import TeacherOutput
 
@@ -62,6 +65,21 @@ def distill(
     return temperature**2 * (bce - entropy).mean()
 
 
+def listwise_distill(
+    student_logits: torch.Tensor, teacher_prob: torch.Tensor, temperature: float
+) -> torch.Tensor:
+    """T^2 * KL(softmax(log p / T) || softmax(s / T)) over each row's candidates ([B, n]).
+
+    The teacher's probabilities ranked within a user's candidate list, the way retrieval ranks:
+    scale-free, so rare events (pCTCVR ~ 1e-3) teach as much ordering as common ones.
+    """
+    log_p = torch.log(teacher_prob.detach().clamp(EPS, 1.0))
+    target = torch.log_softmax(log_p / temperature, dim=1)
+    pred = torch.log_softmax(student_logits / temperature, dim=1)
+    kl = (target.exp() * (target - pred)).sum(1)
+    return temperature**2 * kl.mean()
+
+
 def in_batch_softmax(
     u: torch.Tensor,
     items: torch.Tensor,
@@ -95,8 +113,9 @@ def compute_terms(
     conversion: torch.Tensor,
     item_ids: torch.Tensor | None,
     cfg: LossConfig,
+    candidates: Candidates | None = None,
 ) -> dict[str, torch.Tensor]:
-    """The scalar value of each term in `terms`."""
+    """The scalar value of each term in `terms`; distill/ctcvr also ranks `candidates`."""
     click = click.to(teacher.pctr.dtype)
     ctcvr = click * conversion.to(click.dtype)
     c, temp = cfg.click_credit, cfg.distill_temperature
@@ -121,6 +140,9 @@ def compute_terms(
             out[term] = distill(student.s_c, teacher.pctr, temp)
         elif term == "distill/ctcvr":
             out[term] = distill(student.s_v, teacher.pctcvr, temp)
+            if candidates is not None:
+                ranking = listwise_distill(candidates.s_v, candidates.teacher_pctcvr, temp)
+                out[term] = out[term] + ranking
         elif term == "distill/fused":
             out[term] = distill(student.fused, c * teacher.pctr + (1 - c) * teacher.pctcvr, temp)
         else:

@@ -96,7 +96,12 @@ class Student(nn.Module):
         i_c = F.normalize(self.click_tower(item), dim=-1)
         if self.conversion_tower is None:
             return i_c, None
-        return i_c, F.normalize(self.conversion_tower(item), dim=-1)
+        return i_c, self.conversion_embedding(item)
+
+    def conversion_embedding(self, item: torch.Tensor) -> torch.Tensor:
+        """i_v; the two-tower baseline has no conversion tower and scores with i_c."""
+        tower = self.click_tower if self.conversion_tower is None else self.conversion_tower
+        return F.normalize(tower(item), dim=-1)
 
     def gate(self, user: torch.Tensor) -> torch.Tensor:
         """[B, 2] task preferences (click, conversion), summing to 1; from user features only."""
