@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(args.threads)
         faiss.omp_set_num_threads(args.threads)
-    env = init_distributed(cfg.train.device)
+    env = init_distributed(cfg.train.device, cfg.train.dist_timeout_s)
     try:
         result = run_comparison(cfg, env, options)
     finally:

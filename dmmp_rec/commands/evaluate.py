@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as e:
         print(f"dmmp-rec eval: {e}")
         return 2
-    env = init_distributed(cfg.train.device)
+    env = init_distributed(cfg.train.device, cfg.train.dist_timeout_s)
     try:
         report = evaluate(cfg, args.checkpoint, env, options)
     finally:

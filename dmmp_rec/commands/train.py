@@ -19,7 +19,7 @@ def run(args: argparse.Namespace) -> int:
     from dmmp_rec.distributed.env import init_distributed, shutdown
     from dmmp_rec.train.trainer import train
 
-    env = init_distributed(cfg.train.device)
+    env = init_distributed(cfg.train.device, cfg.train.dist_timeout_s)
     try:
         summary = train(cfg, env)
     finally:

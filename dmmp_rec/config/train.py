@@ -21,6 +21,9 @@ class TrainConfig:
     eval_every: int = 0  # 0: validate only at the end
     eval_batches: int = 20
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    # How long a rank waits on its peers (joining the process group, any collective) before it
+    # fails; the elastic agent then restarts the workers (max_restarts). torch's default is 30 min.
+    dist_timeout_s: float = 1800.0
     # Fault injection for the elastic-recovery test: rank 1 kills itself (SIGKILL) after this
     # step on the job's first attempt only. null in every real config.
     fault_at_step: int | None = None
@@ -36,7 +39,7 @@ class TrainConfig:
                 f"{path}.{name}",
                 f"must be >= 0, got {getattr(self, name)}",
             )
-        for name in ("dense_lr", "embedding_lr"):
+        for name in ("dense_lr", "embedding_lr", "dist_timeout_s"):
             require(
                 getattr(self, name) > 0, f"{path}.{name}", f"must be > 0, got {getattr(self, name)}"
             )

@@ -59,7 +59,7 @@ def validate(cfg: DmmpConfig, dmp: torch.nn.Module, env: DistEnv) -> dict[str, f
 
 def train(cfg: DmmpConfig, env: DistEnv | None = None) -> dict[str, Any]:
     """Train to `cfg.train.max_steps`, resuming from the newest usable checkpoint."""
-    env = env or init_distributed(cfg.train.device)
+    env = env or init_distributed(cfg.train.device, cfg.train.dist_timeout_s)
     out = Path(cfg.train.out)
     if env.is_main:
         out.mkdir(parents=True, exist_ok=True)
