@@ -21,8 +21,9 @@ import torch
 
 from dmmp_rec.config import config_from_dict
 from dmmp_rec.distributed.env import init_distributed, shutdown
+from dmmp_rec.eval import ranking
 from dmmp_rec.eval.report import load_truth
-from dmmp_rec.eval.retrieval_eval import load_catalogue
+from dmmp_rec.eval.retrieval_eval import load_catalogue, true_scores
 from dmmp_rec.eval.vectors import item_side, table_kjt, user_side
 from dmmp_rec.train.setup import load_for_inference
 
@@ -67,13 +68,13 @@ def main() -> int:
             t = teacher(torch.cat(parts, 1))
             t_ctcvr.append(t.pctcvr.numpy())
             t_ctr.append(t.pctr.numpy())
-    true_ctcvr = np.stack([truth.score_all_items(int(x), "pctcvr")[cat.item_ids] for x in user_ids])
-    true_ctr = np.stack([truth.score_all_items(int(x), "pctr")[cat.item_ids] for x in user_ids])
-    best = -np.sort(-true_ctcvr, 1)[:, :K].sum(1)
+    true_ctr, true_ctcvr = true_scores(truth, user_ids, cat.item_ids)
+    best = np.take_along_axis(true_ctcvr, ranking.top_k(true_ctcvr, K), 1)
 
     def report(name: str, scores: np.ndarray) -> None:
-        top = np.argsort(-scores, 1)[:, :K]
-        conv = (np.take_along_axis(true_ctcvr, top, 1).sum(1) / best).mean()
+        top = ranking.top_k(scores, K)
+        gains = np.take_along_axis(true_ctcvr, top, 1)
+        conv = np.nanmean(ranking.sum_ratio_at(gains, best, [K]))
         clicks = np.take_along_axis(true_ctr, top, 1).sum(1).mean()
         print(f"{name:>30}: expected conversions@{K} / oracle {conv:.4f}, clicks {clicks:.2f}")
 

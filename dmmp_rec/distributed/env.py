@@ -14,6 +14,7 @@ from datetime import timedelta
 
 import torch
 import torch.distributed as dist
+from torch.distributed.constants import default_pg_timeout
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,7 @@ def init_distributed(device_choice: str = "auto", timeout_s: float | None = None
     timeout = None if timeout_s is None else timedelta(seconds=timeout_s)
     if not dist.is_initialized():
         if launched:
-            store = _attempt_store(rank, world_size, timeout or timedelta(minutes=30))
+            store = _attempt_store(rank, world_size, timeout or default_pg_timeout)
             dist.init_process_group(
                 backend=backend, store=store, rank=rank, world_size=world_size, timeout=timeout
             )
