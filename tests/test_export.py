@@ -136,9 +136,11 @@ _ISOLATED = textwrap.dedent(
     offsets = [torch.from_numpy(data[f"o{i}"]) for i in range(n)]
     module = torch.export.load(sys.argv[2] + "/user_side.pt2").module()
     with torch.no_grad():
-        query, gate = module(values, offsets)
+        query, gate = module(values, offsets, torch.zeros(1))
+        query_b, gate_b = module(values, offsets, torch.tensor([1.5]))
     loaded = sorted(m for m in sys.modules if m.startswith("dmmp_rec") and sys.modules[m])
-    np.savez(sys.argv[1] + ".out.npz", query=query.numpy(), gate=gate.numpy())
+    np.savez(sys.argv[1] + ".out.npz", query=query.numpy(), gate=gate.numpy(),
+             query_b=query_b.numpy(), gate_b=gate_b.numpy())
     print("dmmp_rec modules:", loaded)
     """
 )
@@ -177,6 +179,11 @@ def test_user_side_matches_training_model_without_dmmp_rec(exported, tmp_path):
     np.testing.assert_allclose(out["query"], query, atol=1e-5, rtol=0)
     np.testing.assert_allclose(out["gate"], gate, atol=1e-5, rtol=0)
     np.testing.assert_allclose(out["gate"].sum(1), 1.0, atol=1e-6)
+    # the serving knob is an input of the archive: beta 1.5 matches the model at beta 1.5
+    query_b, gate_b = encode_users(exported.model, exported.cfg.features, users, beta=1.5)
+    np.testing.assert_allclose(out["query_b"], query_b, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(out["gate_b"], gate_b, atol=1e-5, rtol=0)
+    assert (out["gate_b"][:, 1] > out["gate"][:, 1]).all()  # beta > 0 leans to conversion
     before, _ = encode_users(exported.model, exported.cfg.features, original)
     assert np.abs(before[-1] - query[-1]).max() > 1e-3  # the empty bag was really exercised
 

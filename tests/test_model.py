@@ -174,6 +174,56 @@ def test_query_item_inner_product_is_the_fused_score(variant: str) -> None:
     torch.testing.assert_close(norms, torch.ones_like(norms))
 
 
+@pytest.mark.parametrize("variant", ["dmmp", "no_gate"])
+def test_serving_knob_shifts_the_gate_and_its_ends_are_single_towers(variant: str) -> None:
+    model = _model(variant=variant).eval()
+    batch = _batch()
+    users = _subset(batch.features, USER_KEYS + CONTEXT_KEYS)
+    items = _subset(batch.features, ITEM_KEYS)
+    with torch.no_grad():
+        _, out = model(batch)
+        i = model.item_vector(items)
+        # beta = 0 is the model as trained: the fused score
+        torch.testing.assert_close((model.query_vector(users, 0.0) * i).sum(-1), out["fused"])
+        # softmax(gate_logits + [0, beta]), by hand from the gate network's own logits
+        beta = 1.25
+        g = model.user_gate(_subset(batch.features, USER_KEYS), beta)
+        if variant == "dmmp":
+            logits = model.student.gate_net(model.sparse.lookup(users, ("user",))["user"])
+        else:
+            logits = torch.log(torch.full((B, 2), 0.5))
+        want = torch.softmax(logits + torch.tensor([0.0, beta]), dim=-1)
+        torch.testing.assert_close(g, want)
+        assert (g[:, 1] > out["gate"][:, 1]).all()
+        q = model.query_vector(users, beta)
+        torch.testing.assert_close(
+            (q * i).sum(-1), g[:, 0] * out["s_c"] + g[:, 1] * out["s_v"], rtol=1e-5, atol=1e-5
+        )
+        # -inf: click tower only; +inf: conversion tower only (exactly, not nearly)
+        d = model.student.out_dim
+        q_click = model.query_vector(users, -float("inf"))
+        assert torch.count_nonzero(q_click[:, d:]) == 0
+        torch.testing.assert_close((q_click * i).sum(-1), out["s_c"], rtol=1e-5, atol=1e-5)
+        q_conv = model.query_vector(users, float("inf"))
+        assert torch.count_nonzero(q_conv[:, :d]) == 0
+        torch.testing.assert_close((q_conv * i).sum(-1), out["s_v"], rtol=1e-5, atol=1e-5)
+        # query_parts + compose_query is the same query at any beta
+        u_tau, z = model.query_parts(users)
+        from dmmp_rec.model.student import compose_query
+
+        for b in (-3.0, 0.0, 2.0):
+            torch.testing.assert_close(compose_query(u_tau, z, b), model.query_vector(users, b))
+
+
+def test_two_tower_ignores_the_serving_knob() -> None:
+    model = _model(variant="two_tower").eval()
+    users = _subset(_batch().features, USER_KEYS + CONTEXT_KEYS)
+    with torch.no_grad():
+        torch.testing.assert_close(model.query_vector(users, 3.0), model.query_vector(users))
+        g = model.user_gate(_subset(_batch().features, USER_KEYS), 3.0)
+    torch.testing.assert_close(g, torch.tensor([[1.0, 0.0]]).expand(B, 2))
+
+
 def test_retrieval_lookup_names_missing_and_unknown_keys() -> None:
     model = _model()
     kjt = _batch().features

@@ -70,6 +70,33 @@ def test_top_k_and_scores_agree_with_the_trained_model(exported, retriever, tmp_
         assert r.candidates[0].fused >= r.candidates[-1].fused
 
 
+def test_conversion_shift_moves_the_ranking_to_the_conversion_tower(exported, retriever, tmp_path):  # noqa: F811, E501
+    requests = read_requests(_jsonl(tmp_path / "u.jsonl", _records(exported)), retriever.features)
+    as_trained = retriever.search(requests, K)
+    leaning = retriever.search(requests, K, beta=2.0)
+    conversion_only = retriever.search(requests, K, beta=float("inf"))
+    vectors = retriever.item_vectors
+    d = retriever.manifest.tower_dim
+    for b, r in enumerate(conversion_only):
+        assert r.gate_conversion == 1.0 and r.gate_click == 0.0
+        scores = [c.conversion for c in r.candidates]  # ranked by s_v alone
+        assert scores == sorted(scores, reverse=True)
+        np.testing.assert_allclose([c.fused for c in r.candidates], scores, atol=1e-4)
+        # the same u: the click and conversion scores of an item do not depend on beta
+        best = r.candidates[0]
+        plain = {c.item: c for c in as_trained[b].candidates}
+        if best.item in plain:
+            assert plain[best.item].conversion == pytest.approx(best.conversion, abs=1e-4)
+        assert leaning[b].gate_conversion > as_trained[b].gate_conversion
+    assert vectors.shape[1] == 2 * d
+    assert any(
+        [c.item for c in x.candidates] != [c.item for c in y.candidates]
+        for x, y in zip(as_trained, conversion_only, strict=True)
+    )
+    with pytest.raises(ValueError, match="nan"):
+        retriever.search(requests, K, beta=float("nan"))
+
+
 def test_parquet_and_jsonl_give_the_same_answer(exported, retriever, tmp_path):  # noqa: F811
     records = _records(exported)
     pq.write_table(pa.Table.from_pylist(records), tmp_path / "u.parquet")
@@ -216,6 +243,12 @@ def test_retrieve_command(exported, tmp_path, capsys):  # noqa: F811
     assert main([*argv, "--index", "approx"]) == 0
     table = capsys.readouterr().out
     assert "line 1: gate click" in table and "% c" in table and "approx index" in table
+
+    assert main([*argv, "--format", "jsonl", "--conversion-shift", "inf"]) == 0
+    shifted = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert [x["gate"]["conversion"] for x in shifted] == [1.0, 1.0]
+    assert main([*argv, "--conversion-shift", "nan"]) == 2
+    assert "--conversion-shift must be a number" in capsys.readouterr().err
 
     first = _records(exported, 1)[0]
     _jsonl(path, [first, dict(first, user_id="x")])

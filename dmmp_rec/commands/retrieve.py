@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 
 HELP = "top-K items for users (JSON lines or Parquet of user features), with gate and scores"
@@ -18,6 +19,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("-k", type=int, default=10, help="candidates per user")
     parser.add_argument("--index", choices=("exact", "approx"), default="exact")
+    parser.add_argument(
+        "--conversion-shift",
+        type=float,
+        default=0.0,
+        metavar="BETA",
+        help="serving knob: add BETA to every user's conversion gate logit, "
+        "g' = softmax(gate_logits + [0, BETA]); > 0 leans towards purchases, < 0 towards "
+        "clicks, 0 = as trained (inf / -inf: conversion / click tower only)",
+    )
     parser.add_argument("--format", choices=("table", "jsonl"), default="table", help="stdout")
     parser.add_argument("--out", default=None, help="also write JSON lines to this file")
 
@@ -45,6 +55,9 @@ def run(args: argparse.Namespace) -> int:
     if args.k < 1 or (args.demo_users is not None and args.demo_users < 1):
         print("dmmp-rec retrieve: -k and --demo-users must be >= 1", file=sys.stderr)
         return 2
+    if math.isnan(args.conversion_shift):
+        print("dmmp-rec retrieve: --conversion-shift must be a number", file=sys.stderr)
+        return 2
     retriever = Retriever(args.export, args.index)
     try:
         if args.users:
@@ -54,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     except (RequestError, FileNotFoundError) as e:
         print(f"dmmp-rec retrieve: {e}", file=sys.stderr)
         return 2
-    results = retriever.search(requests, args.k)
+    results = retriever.search(requests, args.k, beta=args.conversion_shift)
     lines = [json.dumps(r.to_dict()) for r in results]
     if args.out:
         with open(args.out, "w", encoding="utf-8") as f:
@@ -65,7 +78,8 @@ def run(args: argparse.Namespace) -> int:
         m = retriever.manifest
         print(
             f"{len(results)} users, top {args.k} of {m.num_items} items "
-            f"({args.index} index, {m.variant}, tau {m.tau:.4f})"
+            f"({args.index} index, {m.variant}, tau {m.tau:.4f}, "
+            f"conversion shift {args.conversion_shift:g})"
         )
         print(_table(results, args.k))
     return 0

@@ -162,13 +162,14 @@ class RechubRetriever(nn.Module):
     def vector_dim(self) -> int:
         return self.peer.vector_dim
 
-    def query_vector(self, features: KeyedJaggedTensor) -> torch.Tensor:
+    def query_vector(self, features: KeyedJaggedTensor, beta: float = 0.0) -> torch.Tensor:
+        """The user vector; a single-task retriever has no serving knob (`beta` is ignored)."""
         return self.dssm.user_tower(kjt_to_inputs(features, self.peer.query_specs))
 
     def item_vector(self, features: KeyedJaggedTensor) -> torch.Tensor:
         return self.dssm.item_tower(kjt_to_inputs(features, self.peer.item_specs))
 
-    def user_gate(self, features: KeyedJaggedTensor) -> torch.Tensor:
+    def user_gate(self, features: KeyedJaggedTensor, beta: float = 0.0) -> torch.Tensor:
         """A single (click) task: the gate is (1, 0) for every user."""
         batch = features.stride()
         return torch.tensor([1.0, 0.0]).expand(batch, 2)

@@ -27,11 +27,11 @@ _CPU = torch.device("cpu")
 class RetrievalModel(Protocol):
     """What encoding needs: a DMMPModel, or `dmp.module` of a DistributedModelParallel."""
 
-    def query_vector(self, features: KeyedJaggedTensor) -> torch.Tensor: ...
+    def query_vector(self, features: KeyedJaggedTensor, beta: float = 0.0) -> torch.Tensor: ...
 
     def item_vector(self, features: KeyedJaggedTensor) -> torch.Tensor: ...
 
-    def user_gate(self, features: KeyedJaggedTensor) -> torch.Tensor: ...
+    def user_gate(self, features: KeyedJaggedTensor, beta: float = 0.0) -> torch.Tensor: ...
 
 
 def user_side(features: FeaturesConfig) -> list[FeatureSpec]:
@@ -177,13 +177,14 @@ def encode_users(
     batch_size: int = 4096,
     device: torch.device = _CPU,
     progress: bool = False,
+    beta: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(query vectors [n, D] float32, gates [n, 2] (click, conversion)) for the rows of `users`,
-    from its user and context columns."""
+    from its user and context columns, at the serving knob `beta` (0 = as trained)."""
     vectors, gates = _encode(
         users,
         user_side(features),
-        lambda kjt: [model.query_vector(kjt), model.user_gate(kjt)],
+        lambda kjt: [model.query_vector(kjt, beta), model.user_gate(kjt, beta)],
         batch_size,
         device,
         "users",

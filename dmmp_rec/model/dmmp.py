@@ -123,10 +123,17 @@ class DMMPModel(nn.Module):
             item_ids = batch.features[self.item_id_feature].values()
         return self.dense(groups, batch.click, batch.conversion, item_ids)
 
-    def query_vector(self, features: KeyedJaggedTensor) -> torch.Tensor:
-        """[g_c u, g_v u] / tau ([B, vector_dim]) from user and context features."""
+    def query_vector(self, features: KeyedJaggedTensor, beta: float = 0.0) -> torch.Tensor:
+        """[g'_c u, g'_v u] / tau ([B, vector_dim]) from user and context features, the gate
+        shifted by the serving knob `beta` (0 = as trained)."""
         g = self.sparse.lookup(features, ("user", "context"))
-        return self.dense.student.query_vector(g["user"], g.get("context"))
+        return self.dense.student.query_vector(g["user"], g.get("context"), beta)
+
+    def query_parts(self, features: KeyedJaggedTensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(u / tau [B, d], gate logit z [B]): a query at any beta is
+        `student.compose_query(u / tau, z, beta)` (one encoding serves a whole beta grid)."""
+        g = self.sparse.lookup(features, ("user", "context"))
+        return self.dense.student.query_parts(g["user"], g.get("context"))
 
     def item_vector(self, features: KeyedJaggedTensor) -> torch.Tensor:
         """[i_c, i_v] ([B, vector_dim]) from item features; its inner product with
@@ -134,7 +141,7 @@ class DMMPModel(nn.Module):
         g = self.sparse.lookup(features, ("item",))
         return self.dense.student.item_vector(g["item"])
 
-    def user_gate(self, features: KeyedJaggedTensor) -> torch.Tensor:
-        """[B, 2] (click, conversion) preferences from user features."""
+    def user_gate(self, features: KeyedJaggedTensor, beta: float = 0.0) -> torch.Tensor:
+        """[B, 2] (click, conversion) preferences from user features, shifted by `beta`."""
         g = self.sparse.lookup(features, ("user",))
-        return self.dense.student.gate(g["user"])
+        return self.dense.student.gate(g["user"], beta)

@@ -4,6 +4,12 @@ All tower outputs are L2-normalised vectors of one width d. Scores are cosine si
 temperature tau: s_c = <u, i_c> / tau, s_v = <u, i_v> / tau, fused f = g_c s_c + g_v s_v with the
 per-user gate g = softmax(f_g(user embeddings)). Because g depends on the user only,
 f = <[g_c u, g_v u] / tau, [i_c, i_v]>: retrieval is one inner-product search over 2d floats.
+
+The serving knob: g' = softmax(gate_logits + [0, beta]) with one global beta (0 = as trained)
+leans every user's candidates towards conversions (beta > 0) or clicks (beta < 0) without
+retraining; beta = -inf is click-only retrieval, +inf conversion-only. As a softmax of two
+logits, g'_v = sigmoid(z + beta) with z the gate's conversion-minus-click logit, which is exact
+at beta = +-inf too.
 """
 
 from __future__ import annotations
@@ -34,6 +40,21 @@ class StudentOutput(NamedTuple):
     s_v: torch.Tensor  # [B]; the click score for the two-tower baseline
     fused: torch.Tensor  # [B]
     tau: torch.Tensor  # scalar
+
+
+def shifted_gate(logit_diff: torch.Tensor, beta: float | torch.Tensor = 0.0) -> torch.Tensor:
+    """[B, 2] (g_c, g_v) = softmax([0, z + beta]) from the conversion-minus-click gate logit z
+    ([B]); computed as two sigmoids so both ends are exact and beta may be +-inf."""
+    z = logit_diff + beta
+    return torch.stack([torch.sigmoid(-z), torch.sigmoid(z)], dim=-1)
+
+
+def compose_query(
+    u_over_tau: torch.Tensor, logit_diff: torch.Tensor, beta: float | torch.Tensor = 0.0
+) -> torch.Tensor:
+    """[g'_c u, g'_v u] / tau ([B, 2d]) from u / tau ([B, d]) and the gate logit z ([B])."""
+    g = shifted_gate(logit_diff, beta).to(u_over_tau.dtype)
+    return torch.cat([g[:, :1] * u_over_tau, g[:, 1:] * u_over_tau], dim=1)
 
 
 class Student(nn.Module):
@@ -103,12 +124,25 @@ class Student(nn.Module):
         tower = self.click_tower if self.conversion_tower is None else self.conversion_tower
         return F.normalize(tower(item), dim=-1)
 
-    def gate(self, user: torch.Tensor) -> torch.Tensor:
-        """[B, 2] task preferences (click, conversion), summing to 1; from user features only."""
+    def gate_logit(self, user: torch.Tensor) -> torch.Tensor:
+        """[B] conversion-minus-click gate logit z, so that g = (sigmoid(-z), sigmoid(z)). A
+        fixed gate (g_c, g_v) has z = log(g_v / g_c) for every user (-inf for the two-tower)."""
         if self.gate_net is None:
-            fixed = torch.tensor(self.fixed_gate, dtype=user.dtype, device=user.device)
-            return fixed.expand(user.shape[0], 2)
-        return torch.softmax(self.gate_net(user), dim=-1)
+            g_c, g_v = self.fixed_gate
+            z = math.log(g_v / g_c) if g_v > 0 else -math.inf
+            return torch.full((user.shape[0],), z, dtype=user.dtype, device=user.device)
+        logits = self.gate_net(user)
+        return logits[:, 1] - logits[:, 0]
+
+    def gate(self, user: torch.Tensor, beta: float | torch.Tensor = 0.0) -> torch.Tensor:
+        """[B, 2] task preferences (click, conversion), summing to 1; from user features only.
+        `beta` shifts the conversion logit (the serving knob); the two-tower has no conversion
+        tower and keeps (1, 0)."""
+        if self.conversion_tower is None:
+            return torch.tensor((1.0, 0.0), dtype=user.dtype, device=user.device).expand(
+                user.shape[0], 2
+            )
+        return shifted_gate(self.gate_logit(user), beta)
 
     def forward(
         self, user: torch.Tensor, context: torch.Tensor | None, item: torch.Tensor
@@ -122,14 +156,22 @@ class Student(nn.Module):
         fused = g[:, 0] * s_c + g[:, 1] * s_v
         return StudentOutput(u, i_c, i_v, g, s_c, s_v, fused, tau)
 
-    def query_vector(self, user: torch.Tensor, context: torch.Tensor | None) -> torch.Tensor:
-        """[g_c u, g_v u] / tau ([B, 2d]); u / tau ([B, d]) for the two-tower baseline."""
+    def query_parts(
+        self, user: torch.Tensor, context: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(u / tau [B, d], gate logit z [B]): what a query is composed of at any beta."""
         u = self.user_embedding(user, context)
-        tau = self.tau().to(u.device)
+        return u / self.tau().to(u.device), self.gate_logit(user)
+
+    def query_vector(
+        self, user: torch.Tensor, context: torch.Tensor | None, beta: float | torch.Tensor = 0.0
+    ) -> torch.Tensor:
+        """[g'_c u, g'_v u] / tau ([B, 2d]) at the knob `beta`; u / tau ([B, d]) for the
+        two-tower baseline."""
+        u_tau, z = self.query_parts(user, context)
         if self.conversion_tower is None:
-            return u / tau
-        g = self.gate(user)
-        return torch.cat([g[:, :1] * u, g[:, 1:] * u], dim=1) / tau
+            return u_tau
+        return compose_query(u_tau, z, beta)
 
     def item_vector(self, item: torch.Tensor) -> torch.Tensor:
         """[i_c, i_v] ([B, 2d]); i_c ([B, d]) for the two-tower baseline."""

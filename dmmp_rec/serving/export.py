@@ -16,6 +16,7 @@ Before anything is written the exported user side is checked against the trainin
 
 from __future__ import annotations
 
+import math
 import shutil
 import time
 from collections.abc import Callable
@@ -54,6 +55,7 @@ from dmmp_rec.train.setup import checkpoint_dir, load_for_inference
 
 EBC_TABLES = "sparse.ebc.embedding_bags."
 QUERY_TOLERANCE = 1e-4
+CHECK_BETAS = (0.0, -2.0, 1.0, 4.0, -math.inf, math.inf)  # serving-knob values checked
 FILES = {
     "user_side": "user_side.pt2",
     "item_vectors": "item_vectors.npy",
@@ -162,12 +164,21 @@ def _export(
     exported = load_user_side(tmp / FILES["user_side"])
 
     users = sample_users(cfg, opts.queries, cfg.seed)
-    queries, gates = run_user_side(exported, parse_table(users, features, "users"), opts.batch_size)
-    ref_q, ref_g = encode_users(model, cfg.features, users, opts.batch_size)
-    diff = float(max(np.abs(queries - ref_q).max(), np.abs(gates - ref_g).max()))
-    if not diff <= QUERY_TOLERANCE:
-        raise ExportError(f"exported user side differs from the model by {diff:.2e}")
-    log(f"export: user side matches the model on {len(users)} users (max |diff| {diff:.1e})")
+    requests = parse_table(users, features, "users")
+    diff = 0.0
+    for beta in CHECK_BETAS:  # the knob is an input: check it where operators will turn it
+        queries, gates = run_user_side(exported, requests, opts.batch_size, beta)
+        ref_q, ref_g = encode_users(model, cfg.features, users, opts.batch_size, beta=beta)
+        diff = max(diff, float(max(np.abs(queries - ref_q).max(), np.abs(gates - ref_g).max())))
+        if not diff <= QUERY_TOLERANCE:
+            raise ExportError(
+                f"exported user side differs from the model by {diff:.2e} at beta {beta}"
+            )
+    queries, _ = run_user_side(exported, requests, opts.batch_size)
+    log(
+        f"export: user side matches the model on {len(users)} users at beta "
+        f"{', '.join(f'{b:g}' for b in CHECK_BETAS)} (max |diff| {diff:.1e})"
+    )
 
     items = pq.read_table(_catalogue(cfg))
     vectors = encode_items(model, cfg.features, items, opts.batch_size, progress=opts.progress)

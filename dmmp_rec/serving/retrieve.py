@@ -10,6 +10,7 @@ torch.export archive checked to be pickle-free.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -61,13 +62,15 @@ class UserResult:
 
 
 def run_user_side(
-    module: Callable, requests: UserRequests, batch_size: int = 4096
+    module: Callable, requests: UserRequests, batch_size: int = 4096, beta: float = 0.0
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(queries [B, D], gates [B, 2]) as float32 numpy, from the exported user side."""
+    """(queries [B, D], gates [B, 2]) as float32 numpy, from the exported user side, at the
+    serving knob `beta` (0 = the gate as trained; +-inf allowed)."""
     queries, gates = [], []
+    knob = torch.tensor([beta], dtype=torch.float32)
     with torch.no_grad():
         for lo in range(0, len(requests), batch_size):
-            q, g = module(*requests.batch(lo, min(len(requests), lo + batch_size)))
+            q, g = module(*requests.batch(lo, min(len(requests), lo + batch_size)), knob)
             queries.append(q.numpy())
             gates.append(g.numpy())
     return np.concatenate(queries), np.concatenate(gates)
@@ -117,16 +120,22 @@ class Retriever:
         return self.manifest.user_features
 
     def encode(
-        self, requests: UserRequests, batch_size: int = 4096
+        self, requests: UserRequests, batch_size: int = 4096, beta: float = 0.0
     ) -> tuple[np.ndarray, np.ndarray]:
-        """(queries [B, D], gates [B, 2]) from the exported user side."""
-        return run_user_side(self.user_side, requests, batch_size)
+        """(queries [B, D], gates [B, 2]) from the exported user side at knob `beta`."""
+        return run_user_side(self.user_side, requests, batch_size, beta)
 
-    def search(self, requests: UserRequests, k: int, batch_size: int = 4096) -> list[UserResult]:
+    def search(
+        self, requests: UserRequests, k: int, batch_size: int = 4096, beta: float = 0.0
+    ) -> list[UserResult]:
+        """Top-k items per user; `beta` leans the gate towards conversions (> 0) or clicks
+        (< 0) for every user, without retraining (0 = as trained)."""
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
+        if math.isnan(beta):
+            raise ValueError("beta (--conversion-shift) must be a number, got nan")
         k = min(k, self.manifest.num_items)
-        queries, gates = self.encode(requests, batch_size)
+        queries, gates = self.encode(requests, batch_size, beta)
         fused, rows = self.index.search(np.ascontiguousarray(queries, np.float32), k)
         d = self.manifest.tower_dim
         two_tower = self.manifest.vector_dim == d

@@ -5,7 +5,8 @@ graph as JSON and plain float tensors as raw bytes; only tensor subclasses or od
 would be pickled, and its loader would then call `torch.load(weights_only=False)`.
 `check_pickle_free` refuses such an archive before it is loaded, so loading an exported user
 side never unpickles objects.
-Loading needs only torch: `torch.export.load(path).module()(values, offsets)`.
+Loading needs only torch: `torch.export.load(path).module()(values, offsets, beta)`, beta a
+float32 tensor of shape [1] (0 = the gate as trained).
 """
 
 from __future__ import annotations
@@ -25,10 +26,12 @@ _EXAMPLE_BATCH = 3
 _EXAMPLE_IDS = 5  # != batch, so no dynamic size is specialised to another
 
 
-def _example_inputs(cardinalities: list[int]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+def _example_inputs(
+    cardinalities: list[int],
+) -> tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor]:
     values = [torch.arange(_EXAMPLE_IDS, dtype=torch.int64) % c for c in cardinalities]
     offsets = [torch.tensor([0, 2, 4], dtype=torch.int64) for _ in cardinalities]
-    return values, offsets
+    return values, offsets, torch.zeros(1)
 
 
 def save_user_side(module: nn.Module, cardinalities: list[int], path: str | Path) -> None:
@@ -37,6 +40,7 @@ def save_user_side(module: nn.Module, cardinalities: list[int], path: str | Path
     dynamic = {
         "values": [{0: Dim(f"ids_{i}", min=0)} for i in range(len(cardinalities))],
         "offsets": [{0: batch} for _ in cardinalities],
+        "beta": None,
     }
     module = module.eval()
     with torch.no_grad():

@@ -7,19 +7,23 @@ trained value. Nothing in it refers to dmmp_rec: exported with torch.export it i
 
 Input, per feature in `feature_names` order: a 1-D int64 `values` tensor of ids and a 1-D int64
 `offsets` tensor with the start of each user's bag (nn.EmbeddingBag style, B entries; an empty
-bag pools to zeros, as in the EBC). Output: (query [B, D], gate [B, 2] (click, conversion)).
+bag pools to zeros, as in the EBC); then `beta`, a float32 tensor of shape [1]: the serving
+knob g' = softmax(gate_logits + [0, beta]) (0 = as trained; see dmmp_rec.model.student), an
+input so operators turn it without re-exporting. Output: (query [B, D], gate [B, 2] (click,
+conversion)), both at that beta.
 """
 
 from __future__ import annotations
 
 import copy
+import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from dmmp_rec.config.features import FeatureSpec
-from dmmp_rec.model.student import Student
+from dmmp_rec.model.student import Student, compose_query, shifted_gate
 from dmmp_rec.serving.weights import ExportError
 
 
@@ -55,21 +59,25 @@ class UserSide(nn.Module):
         self.user_tower = copy.deepcopy(student.user_tower).eval()
         self.gate_net = None if student.gate_net is None else copy.deepcopy(student.gate_net).eval()
         fixed = student.fixed_gate if student.fixed_gate is not None else (0.5, 0.5)
-        self.register_buffer("fixed_gate", torch.tensor(fixed, dtype=torch.float32))
+        g_c, g_v = fixed
+        fixed_logit = torch.tensor(math.log(g_v / g_c) if g_v > 0 else -math.inf)
+        self.register_buffer("fixed_logit", fixed_logit.to(torch.float32))
         self.register_buffer("tau", student.tau().detach().to(torch.float32).cpu().clone())
         self.two_tower = student.conversion_tower is None
         self.requires_grad_(False)
 
     def forward(
-        self, values: list[torch.Tensor], offsets: list[torch.Tensor]
+        self, values: list[torch.Tensor], offsets: list[torch.Tensor], beta: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         pooled = [bag(v, o) for bag, v, o in zip(self.bags, values, offsets, strict=True)]
         user = torch.cat(pooled[: self.num_user], dim=1)
-        u = F.normalize(self.user_tower(torch.cat(pooled, dim=1)), dim=-1)
-        if self.gate_net is None:
-            gate = self.fixed_gate.expand(u.shape[0], 2)
-        else:
-            gate = torch.softmax(self.gate_net(user), dim=-1)
+        u_tau = F.normalize(self.user_tower(torch.cat(pooled, dim=1)), dim=-1) / self.tau
         if self.two_tower:
-            return u / self.tau, gate
-        return torch.cat([gate[:, :1] * u, gate[:, 1:] * u], dim=1) / self.tau, gate
+            one_hot = torch.ones_like(u_tau[:, :1])
+            return u_tau, torch.cat([one_hot, torch.zeros_like(one_hot)], dim=1)
+        if self.gate_net is None:
+            z = self.fixed_logit.expand(u_tau.shape[0])
+        else:
+            logits = self.gate_net(user)
+            z = logits[:, 1] - logits[:, 0]
+        return compose_query(u_tau, z, beta), shifted_gate(z, beta)
