@@ -20,10 +20,10 @@ import numpy as np
 import torch
 
 from dmmp_rec.config import config_from_dict
+from dmmp_rec.data.catalogue import load_catalogue
 from dmmp_rec.distributed.env import init_distributed, shutdown
 from dmmp_rec.eval import ranking
 from dmmp_rec.eval.report import load_truth
-from dmmp_rec.eval.retrieval_eval import load_catalogue, true_scores
 from dmmp_rec.eval.vectors import item_side, table_kjt, user_side
 from dmmp_rec.train.setup import load_for_inference
 
@@ -68,7 +68,7 @@ def main() -> int:
             t = teacher(torch.cat(parts, 1))
             t_ctcvr.append(t.pctcvr.numpy())
             t_ctr.append(t.pctr.numpy())
-    true_ctr, true_ctcvr = true_scores(truth, user_ids, cat.item_ids)
+    true_ctr, true_ctcvr = truth.score_matrix(user_ids, cat.item_ids)
     best = np.take_along_axis(true_ctcvr, ranking.top_k(true_ctcvr, K), 1)
 
     def report(name: str, scores: np.ndarray) -> None:

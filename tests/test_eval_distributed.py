@@ -21,7 +21,10 @@ def _flatten(node: object, prefix: str = "") -> dict[str, object]:
             out.update(_flatten(v, f"{prefix}/{k}"))
         return out
     if isinstance(node, list):
-        return {f"{prefix}[{i}]": v for i, v in enumerate(node)}
+        out = {}
+        for i, v in enumerate(node):
+            out.update(_flatten(v, f"{prefix}[{i}]"))
+        return out
     return {prefix: node}
 
 
@@ -53,5 +56,7 @@ def test_two_rank_eval_equals_one_process(tiny_world: Path, tmp_path: Path) -> N
     world = json.loads((tiny_world / "world.json").read_text())
     assert reports[2]["teacher"]["rows"] == world["splits"]["test"]["rows"]  # every row once
     assert reports[2]["retrieval"]["oracle_sample_users"] == 300
+    betas = [float(p["beta"]) for p in reports[2]["frontier"]["points"]]
+    assert betas[0] == -math.inf and betas[-1] == math.inf and 0.0 in betas
     # a 20-step model is far from the Bayes ceiling
     assert reports[1]["bayes"]["ctr"]["auc"] > reports[1]["teacher"]["ctr"]["auc"]

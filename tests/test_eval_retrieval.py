@@ -16,7 +16,7 @@ from support import CONFIG, tiny_config, tiny_overrides
 from dmmp_rec.cli import main
 from dmmp_rec.data.schema import split_files
 from dmmp_rec.data.world import GroundTruth
-from dmmp_rec.eval.retrieval_eval import RetrievalOptions, evaluate_retrieval, true_scores
+from dmmp_rec.eval.retrieval_eval import RetrievalOptions, evaluate_retrieval
 from dmmp_rec.eval.vectors import item_side, table_kjt, user_side
 from dmmp_rec.model import build_model
 
@@ -116,12 +116,13 @@ def test_blocked_true_scores_equal_the_ground_truth_per_user(tiny_world: Path) -
     truth = GroundTruth.load(tiny_world)
     users = np.array([0, 17, 1999])
     items = np.array([5, 0, 2999, 42])  # any subset, any order
-    ctr, ctcvr = true_scores(truth, users, items)
+    ctr, ctcvr = truth.score_matrix(users, items)
     for r, u in enumerate(users):
+        pair_users = np.full(len(items), u)
+        # the pairwise formula (the one the generator samples from), at the evaluation hour
+        np.testing.assert_allclose(ctr[r], truth.pctr(pair_users, items), rtol=1e-5)
+        np.testing.assert_allclose(ctcvr[r], truth.pctcvr(pair_users, items), rtol=1e-5)
         np.testing.assert_allclose(ctr[r], truth.score_all_items(int(u), "pctr")[items], rtol=1e-5)
-        np.testing.assert_allclose(
-            ctcvr[r], truth.score_all_items(int(u), "pctcvr")[items], rtol=1e-5
-        )
 
 
 def test_data_without_catalogues_or_truth_uses_the_split(
@@ -148,3 +149,86 @@ def test_cli_rejects_bad_cutoffs(tiny_world: Path, tmp_path: Path, capsys) -> No
     argv = ["eval", "--config", str(CONFIG), "--checkpoint", str(tmp_path), "--k", "10,0"]
     assert main([*argv, *tiny_overrides(tiny_world, tmp_path)]) == 2
     assert "K values must be >= 1" in capsys.readouterr().out
+
+
+def test_frontier_ends_and_middle_are_the_single_towers_and_the_fused_score(
+    setup, tiny_world: Path
+) -> None:  # noqa: ANN001
+    cfg, model = setup
+    truth = GroundTruth.load(tiny_world)
+    betas = [-float("inf"), -1.0, 0.0, 2.0, float("inf")]
+    opts = RetrievalOptions(ks=KS, oracle_users=60, seed=3, betas=betas)
+    report = evaluate_retrieval(model, cfg, truth, opts, progress=False)
+    points = report["frontier"]["points"]
+    assert [p["beta"] for p in points] == betas
+    # beta = 0: exactly today's fused retrieval (the model's own sample metrics)
+    middle = points[2]
+    for metric in ("exp_clicks_ratio", "exp_conversions_ratio", "bait_share", "ndcg_pctcvr"):
+        assert middle[metric] == report["retrieval"]["sample"][metric]
+    assert middle["mean_gate_conversion"] == pytest.approx(
+        report["retrieval"]["mean_gate"][1], rel=1e-5
+    )
+
+    # beta = -inf / +inf: the click / conversion tower alone, recomputed by brute force
+    test = pq.read_table(split_files(tiny_world, "test"), columns=["user_id"])
+    users = np.unique(test.column("user_id").to_numpy())
+    sample = users[np.random.default_rng(3).choice(len(users), 60, replace=False)]
+    sample = np.sort(sample)
+    items = pq.read_table(tiny_world / "items.parquet")
+    people = pq.read_table(tiny_world / "users.parquet").take(sample)
+    with torch.no_grad():
+        g = model.sparse.lookup(table_kjt(people, user_side(cfg.features)), ("user", "context"))
+        i = model.sparse.lookup(table_kjt(items, item_side(cfg.features)), ("item",))["item"]
+        u = model.student.user_embedding(g["user"], g["context"])
+        i_c, i_v = model.student.item_embeddings(i)
+    ctr, ctcvr = truth.score_matrix(sample, np.arange(3000))
+    for point, towers in ((points[0], i_c), (points[-1], i_v)):
+        top = np.argsort(-(u @ towers.T).numpy(), axis=1, kind="stable")[:, : max(KS)]
+        for k in KS:
+            got_ctr = np.take_along_axis(ctr, top[:, :k], 1).sum(1)
+            best_ctr = -np.sort(-ctr, axis=1)[:, :k].sum(1)
+            assert point["exp_clicks_ratio"][str(k)] == pytest.approx(
+                np.mean(got_ctr / best_ctr), rel=1e-4
+            )
+            got_v = np.take_along_axis(ctcvr, top[:, :k], 1).sum(1)
+            best_v = -np.sort(-ctcvr, axis=1)[:, :k].sum(1)
+            assert point["exp_conversions_ratio"][str(k)] == pytest.approx(
+                np.mean(got_v / best_v), rel=1e-4
+            )
+    assert points[0]["mean_gate_conversion"] == 0.0 and points[-1]["mean_gate_conversion"] == 1.0
+    gates = [p["mean_gate_conversion"] for p in points]
+    assert gates == sorted(gates)
+
+
+def test_two_tower_is_a_point_without_a_frontier(tiny_world: Path, tmp_path: Path) -> None:
+    cfg = tiny_config(tiny_world, tmp_path, "model.variant=two_tower")
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    truth = GroundTruth.load(tiny_world)
+    report = evaluate_retrieval(
+        model, cfg, truth, RetrievalOptions(ks=KS, oracle_users=30), progress=False
+    )
+    assert "frontier" not in report
+    assert report["retrieval"]["sample"]["exp_clicks_ratio"]["5"] > 0
+
+
+def test_validation_sample_never_meets_the_test_sample(setup, tiny_world: Path) -> None:  # noqa: ANN001
+    from dmmp_rec.data.catalogue import split_users
+    from dmmp_rec.eval.samples import oracle_sample
+
+    cfg, model = setup
+    test_users, val_users = split_users(cfg, "test"), split_users(cfg, "val")
+    assert np.intersect1d(test_users, val_users).size > 0  # the days share users
+    for n in (10, 80, 10**6):
+        test = oracle_sample("test", test_users, None, n, seed=5)
+        val = oracle_sample("val", val_users, test_users, n, seed=5)
+        assert np.intersect1d(test, val).size == 0
+        assert len(test) == min(n, len(test_users)) and len(val) > 0
+        assert set(val) <= set(val_users)
+    truth = GroundTruth.load(tiny_world)
+    opts = RetrievalOptions(ks=KS, oracle_users=40, seed=5, split="val", betas=[0.0])
+    report = evaluate_retrieval(model, cfg, truth, opts, progress=False)
+    assert report["retrieval"]["split"] == "val"
+    assert report["retrieval"]["oracle_sample_users"] == 40
+    with pytest.raises(ValueError, match="test users"):
+        oracle_sample("val", val_users, None, 5, seed=0)

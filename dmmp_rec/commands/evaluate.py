@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from dmmp_rec.cli import add_config_arguments, config_from_args
+from dmmp_rec.eval.frontier import DEFAULT_BETAS
 
 HELP = "evaluate a checkpoint: teacher AUC/log loss/calibration, Bayes ceilings, retrieval@K"
 
@@ -26,8 +27,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--encode-batch", type=int, default=4096, help="rows per call when encoding vectors"
     )
-    parser.add_argument("--split", default="test", choices=["val", "test"], help="labelled split")
+    parser.add_argument(
+        "--split",
+        default="test",
+        choices=["val", "test"],
+        help="labelled split; make choices on val (its oracle sample never shares a user with "
+        "test's), read test once for the final numbers",
+    )
+    parser.add_argument(
+        "--betas",
+        default=None,
+        help="serving-knob grid for the frontier of three-tower models, comma-separated "
+        "(inf / -inf allowed); default: " + ",".join(f"{b:g}" for b in DEFAULT_BETAS),
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _floats(text: str) -> list[float]:
+    return [float(x) for x in text.split(",") if x.strip()]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -36,6 +53,11 @@ def run(args: argparse.Namespace) -> int:
         ks = [int(k) for k in args.k.split(",") if k.strip()]
     except ValueError:
         print(f"dmmp-rec eval: --k wants comma-separated integers, got {args.k!r}")
+        return 2
+    try:
+        betas = list(DEFAULT_BETAS) if args.betas is None else _floats(args.betas)
+    except ValueError:
+        print(f"dmmp-rec eval: --betas wants comma-separated numbers, got {args.betas!r}")
         return 2
     from dmmp_rec.distributed.env import init_distributed, shutdown
     from dmmp_rec.eval.report import EvalOptions, evaluate, format_report, write_report
@@ -48,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
             split=args.split,
             batch_size=args.encode_batch,
             seed=cfg.seed,
+            betas=betas,
         ),
         progress=not args.quiet,
     )

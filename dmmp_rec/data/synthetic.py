@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from dmmp_rec.config import DmmpConfig, to_dict
 from dmmp_rec.data import synthetic_entities, synthetic_log, world
+from dmmp_rec.data.catalogue import ITEMS_FILE, USERS_FILE
 from dmmp_rec.data.schema import (
     DAY,
     IS_RAND,
@@ -41,8 +42,6 @@ from dmmp_rec.data.synthetic_features import cardinalities, feature_column
 from dmmp_rec.data.synthetic_log import Impressions, log_rows
 from dmmp_rec.data.synthetic_stats import LogStats
 
-ITEMS_FILE = "items.parquet"
-USERS_FILE = "users.parquet"
 WORLD_FILE = "world.json"
 
 

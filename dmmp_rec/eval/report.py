@@ -121,8 +121,12 @@ def write_report(report: dict[str, object], path: str | Path) -> Path:
 
 
 def _nan_to_none(obj: object) -> object:
+    """Strict JSON: NaN as null, +-inf (the serving knob's ends) as the strings "inf"/"-inf",
+    which float() reads back."""
     if isinstance(obj, float) and math.isnan(obj):
         return None
+    if isinstance(obj, float) and math.isinf(obj):
+        return "inf" if obj > 0 else "-inf"
     if isinstance(obj, dict):
         return {k: _nan_to_none(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
@@ -173,6 +177,25 @@ def _ranker_lines(name: str, scopes: dict, ks: list[int]) -> list[str]:
     return lines
 
 
+def _frontier_lines(frontier: dict | None, k: int = 50) -> list[str]:
+    """The serving knob's frontier at K = k (where K is evaluated), one line per beta."""
+    if not frontier or str(k) not in frontier["points"][0]["exp_clicks_ratio"]:
+        return []
+    lines = [
+        "",
+        f"Frontier over the serving knob beta (g' = softmax(gate_logits + [0, beta])), @{k}, "
+        "over the oracle's:",
+        f"  {'beta':>6} {'gate conv':>9} {'exp clicks':>10} {'exp conv':>9} {'bait':>6}",
+    ]
+    for p in frontier["points"]:
+        lines.append(
+            f"  {float(p['beta']):>6g} {_f(p['mean_gate_conversion'], 3):>9} "
+            f"{_f(p['exp_clicks_ratio'][str(k)]):>10} {_f(p['exp_conversions_ratio'][str(k)]):>9}"
+            f" {_f(p['bait_share'][str(k)], 3):>6}"
+        )
+    return lines
+
+
 def format_report(report: dict) -> str:
     """The report as a plain-text table for the terminal."""
     r = report["retrieval"]
@@ -193,6 +216,7 @@ def format_report(report: dict) -> str:
     lines += _ranker_lines("model", scopes, ks)
     for name, ref in report.get("references", {}).items():
         lines += _ranker_lines(name, ref, ks)
+    lines += _frontier_lines(report.get("frontier"))
     t = report["meta"].get("timings_s", {})
     lines += ["", "timings (s): " + ", ".join(f"{k} {v}" for k, v in t.items())]
     return "\n".join(lines)

@@ -1,5 +1,10 @@
 """Full-corpus retrieval of the student for every user of a split, through an exact FAISS index.
 
+Any split can be evaluated: choices are made on the validation day, whose ground-truth sample
+never shares a user with the test day's (eval.samples). Three-tower models are also evaluated
+over the serving knob's beta grid, a frontier of (expected clicks, expected conversions, bait
+share) points (eval.frontier).
+
 Relevant items of a user are the items they clicked (or converted on) in the split; Recall@K is
 averaged over users with at least one relevant item. On the synthetic world the ground truth
 also scores a seeded sample of those users against every item, for NDCG@K with the true pCTCVR
@@ -12,34 +17,38 @@ give the same numbers.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 import torch
 from tqdm import tqdm
 
-from dmmp_rec.config.features import FeaturesConfig
 from dmmp_rec.config.root import DmmpConfig
-from dmmp_rec.data.id_policy import fold_ids
-from dmmp_rec.data.schema import CLICK, CONVERSION, split_files
-from dmmp_rec.data.world import GroundTruth, sigmoid
+from dmmp_rec.data.catalogue import (
+    Catalogue,
+    Interactions,
+    load_catalogue,
+    split_interactions,
+    split_users,
+    train_click_counts,
+)
+from dmmp_rec.data.world import GroundTruth
 from dmmp_rec.eval import ranking
-from dmmp_rec.eval.teacher_eval import gather_rows, id_features
+from dmmp_rec.eval.frontier import DEFAULT_BETAS, frontier_report, ranker_name
+from dmmp_rec.eval.samples import TEST_SPLIT, oracle_sample
+from dmmp_rec.eval.teacher_eval import gather_rows
 from dmmp_rec.eval.vectors import (
     RetrievalModel,
     encode_items,
+    encode_query_parts,
     encode_users,
-    item_side,
     rank_and_world,
     share_bounds,
-    user_side,
 )
+from dmmp_rec.model.student import compose_query, shifted_gate
 
-ITEMS_FILE = "items.parquet"  # written by dmmp-rec synth (dmmp_rec.data.synthetic)
-USERS_FILE = "users.parquet"
 _ORACLE_BLOCK = 64  # users scored against the whole corpus at once
 ORACLE_RANKERS = ("oracle_pctr", "oracle_pctcvr")
 SAMPLE_METRICS = (
@@ -58,7 +67,9 @@ class RetrievalOptions:
     oracle_users: int = 2000  # seeded sample of users for the ground-truth metrics
     split: str = "test"
     batch_size: int = 4096  # rows per encoding call
-    seed: int = 0
+    seed: int = 0  # of the oracle samples (eval.samples: validation never meets test users)
+    # The serving knob's grid for the frontier of three-tower models (eval.frontier); empty: none
+    betas: list[float] = field(default_factory=lambda: list(DEFAULT_BETAS))
 
     def validate(self) -> None:
         if not self.ks or min(self.ks) < 1:
@@ -67,107 +78,8 @@ class RetrievalOptions:
             raise ValueError(f"encoding batch size must be >= 1, got {self.batch_size}")
         if self.oracle_users < 0:
             raise ValueError(f"oracle users must be >= 0, got {self.oracle_users}")
-
-
-@dataclass
-class Catalogue:
-    """Feature rows of the items to index and of the users to query, with their ids."""
-
-    items: pa.Table
-    item_ids: np.ndarray  # id of each item row (the item id feature)
-    users: pa.Table
-    user_ids: np.ndarray
-    source: str
-
-
-def _ids(table: pa.Table, features: FeaturesConfig, name: str, where: str) -> np.ndarray:
-    ids = table.column(name).to_numpy().astype(np.int64)
-    folded, _ = fold_ids(ids, features.by_name(name), f"{where}: column {name!r}")
-    return np.asarray(folded, dtype=np.int64)
-
-
-def _first_rows(table: pa.Table, ids: np.ndarray) -> tuple[pa.Table, np.ndarray]:
-    unique, first = np.unique(ids, return_index=True)
-    return table.take(pa.array(first)), unique
-
-
-def load_catalogue(cfg: DmmpConfig, split: str = "test") -> Catalogue:
-    """items.parquet / users.parquet of the world, or, for data without them (Ali-CCP), each
-    id's first row in `split` (its features as logged there)."""
-    root = Path(cfg.data.path)
-    user_key, item_key = id_features(cfg.features)
-    item_cols = [s.name for s in item_side(cfg.features)]
-    user_cols = [s.name for s in user_side(cfg.features)]
-    if (root / ITEMS_FILE).exists() and (root / USERS_FILE).exists():
-        items = pq.read_table(root / ITEMS_FILE, columns=item_cols)
-        users = pq.read_table(root / USERS_FILE, columns=user_cols)
-        return Catalogue(
-            items,
-            _ids(items, cfg.features, item_key, str(root / ITEMS_FILE)),
-            users,
-            _ids(users, cfg.features, user_key, str(root / USERS_FILE)),
-            f"{ITEMS_FILE} + {USERS_FILE}",
-        )
-    files = split_files(root, split)
-    rows = pq.read_table(files, columns=sorted(set(item_cols + user_cols)))
-    items, item_ids = _first_rows(rows.select(item_cols), _ids(rows, cfg.features, item_key, split))
-    users, user_ids = _first_rows(rows.select(user_cols), _ids(rows, cfg.features, user_key, split))
-    return Catalogue(items, item_ids, users, user_ids, f"first rows of the {split} split")
-
-
-@dataclass
-class Interactions:
-    """Users of a split and their clicked / converted items (unique pairs)."""
-
-    users: np.ndarray  # sorted unique user ids
-    click_users: np.ndarray
-    click_items: np.ndarray
-    conv_users: np.ndarray
-    conv_items: np.ndarray
-
-    def counts(self, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Relevant clicked and converted items per user of `users`."""
-        return (_count(self.click_users, users), _count(self.conv_users, users))
-
-
-def _count(pair_users: np.ndarray, users: np.ndarray) -> np.ndarray:
-    u, c = np.unique(pair_users, return_counts=True)
-    pos = np.searchsorted(u, users)
-    found = pos < len(u)
-    found[found] = u[pos[found]] == users[found]
-    out = np.zeros(len(users), dtype=np.int64)
-    out[found] = c[pos[found]]
-    return out
-
-
-def _unique_pairs(u: np.ndarray, i: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    if u.size == 0:
-        return u, i
-    pairs = np.unique(np.stack([u, i], axis=1), axis=0)
-    return pairs[:, 0], pairs[:, 1]
-
-
-def split_interactions(cfg: DmmpConfig, split: str) -> Interactions:
-    user_key, item_key = id_features(cfg.features)
-    files = split_files(cfg.data.path, split)
-    t = pq.read_table(files, columns=[user_key, item_key, CLICK, CONVERSION])
-    u = _ids(t, cfg.features, user_key, split)
-    i = _ids(t, cfg.features, item_key, split)
-    click = t.column(CLICK).to_numpy() > 0
-    conv = t.column(CONVERSION).to_numpy() > 0
-    cu, ci = _unique_pairs(u[click], i[click])
-    vu, vi = _unique_pairs(u[conv], i[conv])
-    return Interactions(np.unique(u), cu, ci, vu, vi)
-
-
-def train_click_counts(cfg: DmmpConfig, item_ids: np.ndarray) -> np.ndarray:
-    """Clicks of each catalogue item in the train split (the popularity reference)."""
-    _, item_key = id_features(cfg.features)
-    t = pq.read_table(split_files(cfg.data.path, "train"), columns=[item_key, CLICK])
-    ids = _ids(t, cfg.features, item_key, "train")
-    clicked = ids[t.column(CLICK).to_numpy() > 0]
-    size = int(max(clicked.max(initial=0), item_ids.max(initial=0))) + 1
-    return np.bincount(clicked, minlength=size)[item_ids]
+        if any(math.isnan(b) for b in self.betas):
+            raise ValueError(f"betas must be numbers (+-inf allowed), got {self.betas}")
 
 
 def search_top_k(item_vectors: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
@@ -200,29 +112,6 @@ def _recalls(
     }
 
 
-def true_scores(
-    truth: GroundTruth, users: np.ndarray, item_ids: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """True pCTR and pCTCVR [len(users), len(item_ids)] at the catalogue's hour: the formula of
-    `GroundTruth.score_all_items` as one matrix product per block of users (one user at a time
-    is about 7x slower); tested equal to it."""
-    c = truth.coef
-    u = np.asarray(users, dtype=np.int64)
-    ctr = sigmoid(
-        c[0] * (truth.user_vec[u] @ truth.item_vec[item_ids].T)
-        + c[1] * truth.attract[item_ids]
-        + truth.hour_effect[truth.eval_hour]
-        + c[2]
-    )
-    cvr = sigmoid(
-        c[3] * (truth.user_vec2[u] @ truth.item_vec2[item_ids].T)
-        + c[4] * truth.quality[item_ids]
-        + truth.propensity[u, None]
-        + c[5]
-    )
-    return ctr, ctr * cvr
-
-
 def _oracle_block(
     users: np.ndarray,
     rankers: dict[str, np.ndarray],
@@ -233,7 +122,7 @@ def _oracle_block(
 ) -> dict[str, np.ndarray]:
     """Per-user ground-truth metrics of every ranker for one block of users."""
     kmax = max(ks)
-    ctr, ctcvr = true_scores(truth, users, cat.item_ids)
+    ctr, ctcvr = truth.score_matrix(users, cat.item_ids)
     rankers = {
         **rankers,
         "oracle_pctr": ranking.top_k(ctr, kmax),
@@ -258,7 +147,6 @@ def _oracle_block(
 
 def _oracle_metrics(
     users: np.ndarray,
-    sample: np.ndarray,
     rankers: dict[str, np.ndarray],
     cat: Catalogue,
     inter: Interactions,
@@ -266,18 +154,19 @@ def _oracle_metrics(
     ks: list[int],
     show: bool,
 ) -> dict[str, np.ndarray]:
-    """Per-user ground-truth metrics of `users[sample]`, in blocks; every key is present (with
-    no rows) even when this rank has no sample user, so the gather lines up."""
+    """Per-user ground-truth metrics of the sample `users` (this rank's; `rankers` hold their
+    rows, aligned), in blocks; every key is present (with no rows) even when this rank has no
+    sample user, so the gather lines up."""
     parts: dict[str, list[np.ndarray]] = {
         f"{name}/sample/{metric}": [np.empty((0, len(ks)))]
         for name in (*rankers, *ORACLE_RANKERS)
         for metric in SAMPLE_METRICS
     }
-    blocks = range(0, len(sample), _ORACLE_BLOCK)
+    blocks = range(0, len(users), _ORACLE_BLOCK)
     if show:
         blocks = tqdm(blocks, desc="oracle scoring", unit="block")
     for s in blocks:
-        b = sample[s : s + _ORACLE_BLOCK]
+        b = slice(s, s + _ORACLE_BLOCK)
         block_rankers = {name: rows[b] for name, rows in rankers.items()}
         for key, v in _oracle_block(users[b], block_rankers, cat, inter, truth, ks).items():
             parts[key].append(v)
@@ -309,6 +198,34 @@ def _summarise(per_user: dict[str, np.ndarray], ks: list[int]) -> dict[str, dict
     return out
 
 
+def _user_rows(cat: Catalogue, inter: Interactions, split: str) -> pa.Table:
+    """The catalogue row of every user of the split, in `inter.users` order."""
+    order = np.argsort(cat.user_ids, kind="stable")
+    pos = np.searchsorted(cat.user_ids[order], inter.users)
+    pos = np.minimum(pos, len(order) - 1)
+    missing = inter.users[cat.user_ids[order][pos] != inter.users]
+    if missing.size:
+        raise ValueError(
+            f"{cat.source}: no row for user id {int(missing[0])} of the {split} split "
+            f"({missing.size} users missing)"
+        )
+    return cat.users.take(pa.array(order[pos]))
+
+
+def _has_knob(model: RetrievalModel, u_tau: np.ndarray) -> bool:
+    """A gated query ([g_c u, g_v u] / tau) is twice the tower width; a two-tower's is not."""
+    return int(getattr(model, "vector_dim", u_tau.shape[1])) == 2 * u_tau.shape[1]
+
+
+def _compose(u_tau: np.ndarray, z: np.ndarray, beta: float) -> np.ndarray:
+    q = compose_query(torch.from_numpy(u_tau), torch.from_numpy(z), beta)
+    return np.ascontiguousarray(q.numpy(), dtype=np.float32)
+
+
+def _gate_mean(z: np.ndarray, beta: float) -> float:
+    return float(shifted_gate(torch.from_numpy(z), beta)[:, 1].double().mean())
+
+
 def evaluate_retrieval(
     model: RetrievalModel,
     cfg: DmmpConfig,
@@ -317,8 +234,9 @@ def evaluate_retrieval(
     device: torch.device | None = None,
     progress: bool = True,
 ) -> dict[str, object]:
-    """Retrieval metrics of the model and of the reference rankers; the same dict on every
-    rank. `model` is a DMMPModel or `dmp.module` (every rank must call this together)."""
+    """Retrieval metrics of the model, of its serving-knob frontier (three-tower models) and of
+    the reference rankers; the same dict on every rank. `model` is a DMMPModel, `dmp.module` or
+    any RetrievalModel (every rank must call this together)."""
     options.validate()
     device = device if device is not None else torch.device("cpu")
     rank, world_size = rank_and_world()
@@ -328,19 +246,23 @@ def evaluate_retrieval(
     if kmax > len(cat.item_ids):
         raise ValueError(f"K = {kmax} exceeds the {len(cat.item_ids)} items of the catalogue")
     inter = split_interactions(cfg, options.split)
-    order = np.argsort(cat.user_ids, kind="stable")
-    pos = np.searchsorted(cat.user_ids[order], inter.users)
-    pos = np.minimum(pos, len(order) - 1)
-    missing = inter.users[cat.user_ids[order][pos] != inter.users]
-    if missing.size:
-        raise ValueError(
-            f"{cat.source}: no row for user id {int(missing[0])} of the {options.split} split "
-            f"({missing.size} users missing)"
-        )
-    user_rows = cat.users.take(pa.array(order[pos]))
+    user_rows = _user_rows(cat, inter, options.split)
     show = progress and rank == 0
     item_vecs = encode_items(model, cfg.features, cat.items, options.batch_size, device, show)
-    queries, gates = encode_users(model, cfg.features, user_rows, options.batch_size, device, show)
+    u_tau = z = None
+    if hasattr(model, "query_parts"):
+        u_tau, z = encode_query_parts(
+            model, cfg.features, user_rows, options.batch_size, device, show
+        )
+    if u_tau is not None and _has_knob(model, u_tau):
+        queries = _compose(u_tau, z, 0.0)
+        gates = shifted_gate(torch.from_numpy(z), 0.0).numpy()
+    else:
+        u_tau = z = None
+        queries, gates = encode_users(
+            model, cfg.features, user_rows, options.batch_size, device, show
+        )
+    betas = list(options.betas) if z is not None else []
 
     lo, hi = share_bounds(len(inter.users), rank, world_size)
     users = inter.users[lo:hi]
@@ -354,18 +276,23 @@ def evaluate_retrieval(
     sample_size = 0
     if truth is not None and options.oracle_users > 0:
         _check_truth(truth, cat, inter.users)
-        rng = np.random.default_rng(options.seed)
-        sample_size = min(options.oracle_users, len(inter.users))
-        chosen = np.zeros(len(inter.users), dtype=bool)
-        chosen[rng.choice(len(inter.users), sample_size, replace=False)] = True
-        mine = np.flatnonzero(chosen[lo:hi])
-        rankers = {"model": model_rows, "popularity": popular_rows}
-        per_user.update(_oracle_metrics(users, mine, rankers, cat, inter, truth, ks, show))
+        test_users = inter.users if options.split == TEST_SPLIT else split_users(cfg, TEST_SPLIT)
+        sample = oracle_sample(
+            options.split, inter.users, test_users, options.oracle_users, options.seed
+        )
+        sample_size = len(sample)
+        mine = np.flatnonzero(np.isin(users, sample))
+        rankers = {"model": model_rows[mine], "popularity": popular_rows[mine]}
+        for j, beta in enumerate(betas):
+            local = slice(lo, hi)
+            q = _compose(u_tau[local][mine], z[local][mine], beta)
+            rankers[ranker_name(j)] = search_top_k(item_vecs, q, kmax)
+        per_user.update(_oracle_metrics(users[mine], rankers, cat, inter, truth, ks, show))
     gathered = gather_rows(per_user)
     summary = _summarise(gathered, ks)
     n_click, n_conv = inter.counts(inter.users)
     model_summary = summary.pop("model")
-    return {
+    report: dict[str, object] = {
         "retrieval": {
             "k": ks,
             "split": options.split,
@@ -380,5 +307,9 @@ def evaluate_retrieval(
             "index": f"faiss IndexFlatIP (exact), dim {item_vecs.shape[1]}",
             **model_summary,
         },
-        "references": summary,
     }
+    if betas and sample_size:
+        gate_means = [_gate_mean(z, b) for b in betas]
+        report["frontier"] = frontier_report(summary, betas, ks, gate_means)
+    report["references"] = summary
+    return report

@@ -18,6 +18,7 @@ from torch import nn
 
 from dmmp_rec.config.features import FeaturesConfig
 from dmmp_rec.data.batch import Batch
+from dmmp_rec.data.catalogue import id_features
 from dmmp_rec.data.world import GroundTruth
 from dmmp_rec.eval.metrics import auc, calibration, log_loss
 
@@ -25,11 +26,6 @@ from dmmp_rec.eval.metrics import auc, calibration, log_loss
 # depends on it, so the Bayes ceiling reads it per row when the config has it.
 HOUR_FEATURE = "ctx_hour"
 _MODEL_OUTPUTS = ("pctr", "pcvr", "pctcvr", "s_c", "s_v", "fused")
-
-
-def id_features(features: FeaturesConfig) -> tuple[str, str]:
-    """(user id feature, item id feature): the first feature of each group, as in the model."""
-    return features.group("user")[0].name, features.group("item")[0].name
 
 
 def gather_rows(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

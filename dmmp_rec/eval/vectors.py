@@ -19,7 +19,10 @@ import torch.distributed as dist
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
 from dmmp_rec.config.features import FeaturesConfig, FeatureSpec
+from dmmp_rec.data.catalogue import item_side, user_side
 from dmmp_rec.data.id_policy import fold_ids
+
+__all__ = ["item_side", "user_side"]  # re-exported: callers build KJTs of one side
 
 _CPU = torch.device("cpu")
 
@@ -32,15 +35,6 @@ class RetrievalModel(Protocol):
     def item_vector(self, features: KeyedJaggedTensor) -> torch.Tensor: ...
 
     def user_gate(self, features: KeyedJaggedTensor, beta: float = 0.0) -> torch.Tensor: ...
-
-
-def user_side(features: FeaturesConfig) -> list[FeatureSpec]:
-    """The features a query is built from: user, then context (the KJT key order)."""
-    return features.group("user") + features.group("context")
-
-
-def item_side(features: FeaturesConfig) -> list[FeatureSpec]:
-    return features.group("item")
 
 
 def _column(table: pa.Table, spec: FeatureSpec, where: str) -> pa.Array:
@@ -191,3 +185,25 @@ def encode_users(
         progress,
     )
     return np.ascontiguousarray(vectors, dtype=np.float32), gates.astype(np.float32)
+
+
+def encode_query_parts(
+    model: RetrievalModel,
+    features: FeaturesConfig,
+    users: pa.Table,
+    batch_size: int = 4096,
+    device: torch.device = _CPU,
+    progress: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(u / tau [n, d], gate logit z [n]) float32 for the rows of `users`: one encoding from
+    which `student.compose_query` makes the query at any serving-knob beta."""
+    u_tau, z = _encode(
+        users,
+        user_side(features),
+        lambda kjt: list(model.query_parts(kjt)),  # type: ignore[attr-defined]
+        batch_size,
+        device,
+        "users",
+        progress,
+    )
+    return np.ascontiguousarray(u_tau, dtype=np.float32), z.astype(np.float32)
