@@ -15,7 +15,7 @@ from torch_rechub.basic.layers import EmbeddingLayer
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
 from dmmp_rec.cli import main
-from dmmp_rec.compare.columns import COLUMNS, HEADERS, UNIT_INTERVAL
+from dmmp_rec.compare.columns import COLUMNS, UNIT_INTERVAL
 from dmmp_rec.compare.models import MODELS, select_models
 from dmmp_rec.compare.rechub_models import (
     RechubPeer,
@@ -31,14 +31,8 @@ from dmmp_rec.config.features import FeatureSpec
 def test_compare_end_to_end(tiny_world: Path, tmp_path: Path) -> None:
     out = tmp_path / "reports"
     argv = ["compare", "--config", str(CONFIG), "--out", str(out), "--steps", "3"]
-    argv += [
-        "--oracle-users",
-        "40",
-        "--threads",
-        "1",
-        "--quiet",
-        *tiny_overrides(tiny_world, tmp_path / "unused"),
-    ]
+    argv += ["--seeds", "2", "--oracle-users", "40", "--teacher-users", "4", "--threads", "1"]
+    argv += ["--quiet", *tiny_overrides(tiny_world, tmp_path / "unused")]
     assert main(argv) == 0
 
     md = (out / "comparison.md").read_text()
@@ -46,74 +40,141 @@ def test_compare_end_to_end(tiny_world: Path, tmp_path: Path) -> None:
     png = (out / "comparison.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
     assert "dmmp-rec compare --config" in md.split("## Targets")[0]
+    assert result["complete"] and result["seeds"] == [7, 8] and result["splits"] == ["val", "test"]
 
-    table = [line for line in md.splitlines() if line.startswith("| ")]
+    table = md.split("## Test day")[1].split("###")[0]
+    rows = [line for line in table.splitlines() if line.startswith("| ")]
     for spec in MODELS:
-        rows = [line for line in table if line.startswith(f"| {spec.label} |")]
-        assert len(rows) == 2, spec.label  # the metrics table and the training-time table
-        assert (out / "runs" / spec.name / "eval.json").is_file()
-    assert any(line.startswith("| **Bayes ceiling**") for line in table)
-    assert sum("*reference:*" in line for line in table) == 3
-    assert all(HEADERS[c] in md for c in COLUMNS)
+        assert sum(line.startswith(f"| {spec.label} |") for line in rows) == 1, spec.label
+        for seed in (7, 8):
+            run = out / "runs" / spec.name / f"seed-{seed}"
+            assert (run / "eval_val.json").is_file() and (run / "eval_test.json").is_file()
+    assert any(line.startswith("| **Bayes ceiling**") for line in rows)
+    assert sum("*reference:*" in line for line in rows) == 3
+    assert "±" in table  # two seeds: every mean carries its interval
 
     assert list(result["models"]) == [m.name for m in MODELS]
     for name, model in result["models"].items():
-        metrics = model["metrics"]
-        assert set(metrics) == set(COLUMNS)
-        has_teacher = not name == "rechub_dssm"
-        has_retrieval = model["family"] == "dmmp_rec" or name == "rechub_dssm"
-        assert (metrics["ctcvr_auc"] is not None) == has_teacher, name
-        assert (metrics["expected_conversions@50"] is not None) == has_retrieval, name
-        for key, value in metrics.items():
-            if value is None:
-                continue
-            assert math.isfinite(value), (name, key)
-            assert value >= 0, (name, key)
-            if key in UNIT_INTERVAL:
-                assert value <= 1, (name, key, value)
-        assert model["train"]["steps"] == 3
-        assert model["train"]["samples_trained"] == 3 * 128
-    bayes = result["bayes"]
+        assert [r["seed"] for r in model["runs"]] == [7, 8]
+        for run in model["runs"]:
+            for split in ("val", "test"):
+                metrics = run["splits"][split]["metrics"]
+                assert set(metrics) == set(COLUMNS)
+                has_teacher = name != "rechub_dssm"
+                has_retrieval = model["family"] == "dmmp_rec" or name == "rechub_dssm"
+                assert (metrics["ctcvr_auc"] is not None) == has_teacher, name
+                assert (metrics["expected_conversions@50"] is not None) == has_retrieval, name
+                assert (metrics["expected_clicks@50"] is not None) == has_retrieval, name
+                for key, value in metrics.items():
+                    if value is None:
+                        continue
+                    assert math.isfinite(value) and value >= 0, (name, key)
+                    if key in UNIT_INTERVAL:
+                        assert value <= 1, (name, key, value)
+                frontier = run["splits"][split]["frontier"]
+                three_towers = model["family"] == "dmmp_rec" and name != "two_tower"
+                assert (frontier is not None) == three_towers, name
+                if three_towers:
+                    assert frontier[0]["beta"] == "-inf" and frontier[-1]["beta"] == "inf"
+                    # beta 0 is the model as trained
+                    (mid,) = [p for p in frontier if p["beta"] == 0.0]
+                    assert mid["conversions"] == pytest.approx(metrics["expected_conversions@50"])
+            assert run["train"]["steps"] == 3 and run["train"]["samples_trained"] == 3 * 128
+    # the runs at one seed differ from the other seed's (the seed is really moved)
+    dmmp = result["models"]["dmmp"]["runs"]
+    assert dmmp[0]["splits"]["test"]["metrics"] != dmmp[1]["splits"]["test"]["metrics"]
+    assert dmmp[0]["splits"]["test"]["metrics"]["teacher_conversions@50"] is not None
+
+    bayes = result["bayes"]["test"]
     assert 0.5 < bayes["ctr_auc"] <= 1 and 0.5 < bayes["ctcvr_auc"] <= 1
-    oracle = result["references"]["oracle_pctcvr"]["metrics"]
+    oracle = result["references"]["test"]["oracle_pctcvr"]["metrics"]
     assert oracle["expected_conversions@50"] == pytest.approx(1.0)
-    assert oracle["ndcg@50"] == pytest.approx(1.0)
+    assert result["references"]["test"]["oracle_pctr"]["metrics"]["expected_clicks@50"] == (
+        pytest.approx(1.0)
+    )
+    summary = result["summary"]["test"]["dmmp"]["ctcvr_auc"]
+    aucs = [r["splits"]["test"]["metrics"]["ctcvr_auc"] for r in dmmp]
+    assert summary["mean"] == pytest.approx(sum(aucs) / 2) and summary["n"] == 2
+    assert len(result["operating_points"]["dmmp"]) == 2
 
     targets = result["targets"]
-    assert len(targets) == 9
-    section = md.split("## Targets")[1].split("## Notes")[0]
+    section = md.split("## Targets")[1].split("## Validation day")[0]
     for t in targets:
-        assert t["passed"] in (True, False)  # every target measurable on this world
         assert t["target"] in section
-        assert t["measured"] in section
+        assert t["passed"] in (True, False, None)
+    # reuse: a second call finds every run finished and trains nothing
+    assert main([*argv, "--reuse", "--models", "dmmp", "two_tower"]) == 0
+    again = json.loads((out / "comparison.json").read_text())
+    assert again["models"]["dmmp"]["runs"] == result["models"]["dmmp"]["runs"]
 
 
-def test_target_arithmetic() -> None:
-    rows = {
-        "dmmp": {
-            "expected_conversions@50": 0.46,
-            "bait_share@50": 0.05,
-            "click_recall@50": 0.19,
-            "ctcvr_auc": 0.80,
-            "ctr_auc": 0.75,
-            "cvr_auc": 0.60,
-        },
-        "two_tower": {
-            "expected_conversions@50": 0.40,
-            "bait_share@50": 0.10,
-            "click_recall@50": 0.20,
-        },
-        "no_distill": {"expected_conversions@50": 0.45},
-        "teacher_mmoe": {"ctcvr_auc": 0.80},
-        "teacher_shared_bottom": {"ctcvr_auc": 0.81},
+def _run(seed: int, clicks: float, conv: float, bait: float, frontier=None) -> dict:  # noqa: ANN001
+    metrics = {
+        "expected_clicks@50": clicks,
+        "expected_conversions@50": conv,
+        "bait_share@50": bait,
+        "ctcvr_auc": 0.7 + conv / 10,
     }
-    bayes = {"ctr_auc": 0.76, "cvr_auc": 0.63, "ctcvr_auc": 0.81}
-    verdicts = [t.passed for t in check_targets(rows, bayes)]
-    # +15% exactly passes, bait exactly half passes, 0.95 recall passes, +2.2% misses,
-    # CTCVR below shared-bottom misses, equal to MMoE passes, gaps 0.01 / 0.03 / 0.01
-    assert verdicts == [True, True, True, False, False, True, True, False, True]
-    missing = check_targets({}, {})
-    assert [t.passed for t in missing] == [None] * 9
+    split = {"metrics": metrics, "frontier": frontier}
+    return {"seed": seed, "splits": {"test": split, "val": split}}
+
+
+def _frontier(points: list[tuple[float, float, float]]) -> list[dict]:
+    betas = [-math.inf, 0.0, math.inf]
+    return [
+        {"beta": b, "clicks": c, "conversions": v, "bait": t, "gate": 0.5}
+        for b, (c, v, t) in zip(betas, points, strict=True)
+    ]
+
+
+def test_targets_read_the_frontiers_at_the_two_towers_clicks() -> None:
+    seeds = [7, 8, 9]
+    two_tower = [(0.60, 0.20, 0.50), (0.62, 0.21, 0.52), (0.58, 0.19, 0.48)]
+    # DMMP: clicks 0.65 -> 0.45 along beta; conversions 0.18 -> 0.30; bait 0.5 -> 0.2
+    dmmp = [
+        [(0.65, 0.18, 0.50), (0.55, 0.26, 0.30), (0.45, 0.30, 0.20)],
+        [(0.66, 0.19, 0.50), (0.56, 0.27, 0.30), (0.46, 0.31, 0.20)],
+        [(0.64, 0.17, 0.50), (0.54, 0.25, 0.30), (0.44, 0.29, 0.20)],
+    ]
+    no_distill = [[(c, v * 0.8, b) for c, v, b in f] for f in dmmp]
+    result = {
+        "seeds": seeds,
+        "models": {
+            "two_tower": {"runs": [_run(s, *p) for s, p in zip(seeds, two_tower, strict=True)]},
+            "dmmp": {
+                "runs": [
+                    _run(s, *f[1], frontier=_frontier(f)) for s, f in zip(seeds, dmmp, strict=True)
+                ]
+            },
+            "no_distill": {
+                "runs": [
+                    _run(s, *f[1], frontier=_frontier(f))
+                    for s, f in zip(seeds, no_distill, strict=True)
+                ]
+            },
+        },
+    }
+    targets = {t.target.split(" (")[0]: t for t in check_targets(result)}
+    first = targets[
+        "DMMP's expected conversions@50 >= 1.15x the two-tower's, at >= 0.9x its expected clicks"
+    ]
+    # seed 7: 0.9 x 0.60 = 0.54 lies between 0.55 (0.26) and 0.45 (0.30): 0.264; / 0.20
+    assert first.inputs["ratios"][0] == pytest.approx(0.264 / 0.20)
+    assert first.passed is True
+    second = [t for k, t in targets.items() if "no-distillation three towers' at" in k][0]
+    assert second.inputs["median_ratio"] == pytest.approx(1 / 0.8)
+    assert second.passed is True
+    bait = [t for k, t in targets.items() if "bait share" in k][0]
+    # seed 7 at 0.54 clicks: bait 0.30 + 0.1 x (0.20 - 0.30) = 0.29; / 0.50 = 0.58 <= 0.6
+    assert bait.inputs["ratios"][0] == pytest.approx(0.29 / 0.50)
+    assert bait.passed is True
+    area = [t for k, t in targets.items() if "frontier area" in k][0]
+    assert area.passed is True and area.inputs["median_ratio"] == pytest.approx(1 / 0.8, rel=1e-6)
+    unmeasured = [t for k, t in targets.items() if "brute-force" in k][0]
+    assert unmeasured.passed is None  # no teacher retrieval in this result
+    # one seed only: no interval, no verdict
+    result["seeds"] = [7]
+    assert all(t.passed is None for t in check_targets(result)[:4])
 
 
 def test_kjt_to_inputs_pads_and_pools_like_the_ebc() -> None:

@@ -232,3 +232,52 @@ def test_validation_sample_never_meets_the_test_sample(setup, tiny_world: Path) 
     assert report["retrieval"]["oracle_sample_users"] == 40
     with pytest.raises(ValueError, match="test users"):
         oracle_sample("val", val_users, None, 5, seed=0)
+
+
+def test_teacher_as_a_full_catalogue_retriever_on_a_subset(setup, tiny_world: Path) -> None:  # noqa: ANN001
+    from dmmp_rec.eval.teacher_retrieval import teacher_subset
+
+    cfg, model = setup
+    truth = GroundTruth.load(tiny_world)
+    betas = [-float("inf"), 0.0, float("inf")]
+    opts = RetrievalOptions(ks=KS, oracle_users=50, seed=2, betas=betas, teacher_users=12)
+    report = evaluate_retrieval(model, cfg, truth, opts, progress=False)
+    section = report["teacher_retrieval"]
+    assert section["users"] == 12
+    sample = report["retrieval"]["oracle_sample_users"]
+    assert sample == 50
+
+    test = pq.read_table(split_files(tiny_world, "test"), columns=["user_id"])
+    users = np.unique(test.column("user_id").to_numpy())
+    full = np.sort(users[np.random.default_rng(2).choice(len(users), 50, replace=False)])
+    subset = teacher_subset(full, 12, 2)
+    items = pq.read_table(tiny_world / "items.parquet")
+    people = pq.read_table(tiny_world / "users.parquet").take(subset)
+    with torch.no_grad():
+        g = model.sparse.lookup(table_kjt(people, user_side(cfg.features)), ("user", "context"))
+        i = model.sparse.lookup(table_kjt(items, item_side(cfg.features)), ("item",))["item"]
+        scores = []
+        for r in range(len(subset)):
+            x = torch.cat(
+                [
+                    g["user"][r : r + 1].expand(3000, -1),
+                    i,
+                    g["context"][r : r + 1].expand(3000, -1),
+                ],
+                dim=1,
+            )
+            scores.append(model.teacher(x).pctcvr.numpy())
+    _, ctcvr = truth.score_matrix(subset, np.arange(3000))
+    top = np.argsort(-np.stack(scores), axis=1, kind="stable")
+    for k in KS:
+        got = np.take_along_axis(ctcvr, top[:, :k], 1).sum(1)
+        best = -np.sort(-ctcvr, axis=1)[:, :k].sum(1)
+        assert section["teacher"]["exp_conversions_ratio"][str(k)] == pytest.approx(
+            np.mean(got / best), rel=1e-4
+        )
+        # the student's best point is the best of beta 0 and the grid, on the same users
+        options = [section["student"]["exp_conversions_ratio"][str(k)]]
+        assert section["student_best"][str(k)] >= max(options) - 1e-12
+        assert section["student_best_beta"][str(k)] in (0.0, *betas)
+    # the main sample's numbers are untouched by the subset
+    assert "teacher_sample" not in report["retrieval"]

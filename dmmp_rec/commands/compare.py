@@ -29,10 +29,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--models", nargs="+", default=[], help="a subset of the models, by name (default all)"
     )
     parser.add_argument(
+        "--seeds",
+        type=int,
+        default=1,
+        help="training seeds per model (the config's training seed and the next N-1); the "
+        "world and the ground-truth user samples stay fixed, so runs are paired by seed",
+    )
+    parser.add_argument(
+        "--splits",
+        nargs="+",
+        default=["val", "test"],
+        choices=["val", "test"],
+        help="days to evaluate: choose on val; add test only for the final table",
+    )
+    parser.add_argument(
         "--oracle-users",
         type=int,
         default=2000,
-        help="seeded sample of test users for the ground-truth metrics",
+        help="seeded sample of each day's users for the ground-truth metrics",
+    )
+    parser.add_argument(
+        "--teacher-users",
+        type=int,
+        default=0,
+        help="users of the sample the teacher ranks the whole catalogue for (slow; 0: skip)",
+    )
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="keep runs under --out that finished (train summary and every split's report) "
+        "instead of retraining them",
     )
     parser.add_argument(
         "--threads",
@@ -53,8 +79,14 @@ def _command_line(args: argparse.Namespace) -> str:
         argv += ["--nproc", str(args.nproc)]
     if args.models:
         argv += ["--models", *args.models]
+    if args.seeds != 1:
+        argv += ["--seeds", str(args.seeds)]
+    if args.splits != ["val", "test"]:
+        argv += ["--splits", *args.splits]
     if args.oracle_users != 2000:
         argv += ["--oracle-users", str(args.oracle_users)]
+    if args.teacher_users:
+        argv += ["--teacher-users", str(args.teacher_users)]
     if args.threads:
         argv += ["--threads", str(args.threads)]
     return shlex.join([*argv, *args.overrides])
@@ -74,12 +106,19 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as e:
         print(f"dmmp-rec compare: {e}", file=sys.stderr)
         return 2
+    if args.seeds < 1 or args.teacher_users < 0:
+        print("dmmp-rec compare: need --seeds >= 1 and --teacher-users >= 0", file=sys.stderr)
+        return 2
     options = CompareOptions(
         out=Path(args.out),
         steps=args.steps,
         nproc=args.nproc,
         models=list(args.models),
+        seeds=args.seeds,
+        splits=tuple(args.splits),
         oracle_users=args.oracle_users,
+        teacher_users=args.teacher_users,
+        reuse=args.reuse,
         progress=not args.quiet,
         command=_command_line(args),
     )
@@ -94,9 +133,10 @@ def run(args: argparse.Namespace) -> int:
         result = run_comparison(cfg, env, options)
     finally:
         shutdown()
-    misses = [t for t in result["targets"] if t["passed"] is False]
-    print(f"targets: {len(result['targets']) - len(misses)} of {len(result['targets'])} met")
-    for t in result["targets"]:
+    targets = result.get("targets", [])
+    misses = [t for t in targets if t["passed"] is False]
+    print(f"targets (test day): {len(targets) - len(misses)} of {len(targets)} met")
+    for t in targets:
         verdict = {True: "pass", False: "MISS", None: "not measured"}[t["passed"]]
         print(f"  [{verdict}] {t['target']}: {t['measured']}")
     return 0

@@ -25,6 +25,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="seeded sample of test users for the ground-truth metrics (0: skip them)",
     )
     parser.add_argument(
+        "--teacher-users",
+        type=int,
+        default=0,
+        help="also rank the whole catalogue by the teacher's pCTCVR for this many users of the "
+        "sample, and the student on the same users (slow: a teacher forward per pair; 0: skip)",
+    )
+    parser.add_argument(
         "--encode-batch", type=int, default=4096, help="rows per call when encoding vectors"
     )
     parser.add_argument(
@@ -71,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
             batch_size=args.encode_batch,
             seed=cfg.seed,
             betas=betas,
+            teacher_users=args.teacher_users,
         ),
         progress=not args.quiet,
     )

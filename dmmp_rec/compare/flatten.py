@@ -38,6 +38,7 @@ def _retrieval(scopes: dict, out: dict[str, float | None]) -> None:
     out["conversion_recall@50"] = _at(scopes, recall_scope, "recall_conversion", 50)
     out["ndcg@50"] = _at(scopes, "sample", "ndcg_pctcvr", 50)
     out["bait_share@50"] = _at(scopes, "sample", "bait_share", 50)
+    out["expected_clicks@50"] = _at(scopes, "sample", "exp_clicks_ratio", 50)
     out["expected_conversions@50"] = _at(scopes, "sample", "exp_conversions_ratio", 50)
 
 
@@ -56,7 +57,29 @@ def model_metrics(report: dict[str, Any]) -> dict[str, float | None]:
         _probabilities(report["teacher"], out)
     if "retrieval" in report:
         _retrieval(report["retrieval"], out)
+    tr = report.get("teacher_retrieval")
+    if tr:
+        out["teacher_conversions@50"] = _value(tr["teacher"]["exp_conversions_ratio"].get("50"))
+        out["student_best_conversions@50"] = _value(tr["student_best"].get("50"))
     return out
+
+
+def frontier_points(report: dict[str, Any], k: int = 50) -> list[dict[str, Any]] | None:
+    """The serving knob's frontier at K = k as {beta, clicks, conversions, bait, gate} points
+    (expected clicks / conversions over the oracle's), or None for a model without one."""
+    frontier = report.get("frontier")
+    if not frontier:
+        return None
+    return [
+        {
+            "beta": float(p["beta"]),
+            "clicks": _value(p["exp_clicks_ratio"].get(str(k))),
+            "conversions": _value(p["exp_conversions_ratio"].get(str(k))),
+            "bait": _value(p["bait_share"].get(str(k))),
+            "gate": _value(p["mean_gate_conversion"]),
+        }
+        for p in frontier["points"]
+    ]
 
 
 def bayes_metrics(report: dict[str, Any]) -> dict[str, float | None]:

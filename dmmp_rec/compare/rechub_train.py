@@ -47,7 +47,7 @@ def train_rechub(
     and the weights `<out>/model.pt`. Returns the trained peer (eval mode) and the summary."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(cfg.training_seed)
     peer = RechubPeer(kind, cfg)
     optimizer_params = {"lr": cfg.train.dense_lr, "weight_decay": cfg.train.weight_decay}
     if kind == "dssm":

@@ -1,10 +1,16 @@
-"""Train and evaluate every model of the comparison with one budget, then write the report.
+"""Train and evaluate every model of the comparison at N training seeds, then write the report.
 
-Our models: the config with the model's overrides, trained by `dmmp_rec.train.trainer.train`
-into `<out>/runs/<name>` and evaluated by `dmmp_rec.eval.report.evaluate` (in this process, or
-with `nproc > 1` as `torchrun` jobs of `dmmp-rec train` / `dmmp-rec eval`). The torch-rechub
-peers: the same rows, steps, global batch and seed in this process (rechub_train, rechub_eval).
-A run directory is cleared before its model trains, so a report never mixes runs.
+Our models: the config with the model's overrides and `train.seed`, trained by
+`dmmp_rec.train.trainer.train` into `<out>/runs/<model>/seed-<S>` and evaluated on each split
+by `dmmp_rec.eval.report.evaluate_splits` (in this process, or with `nproc > 1` as `torchrun`
+jobs of `dmmp-rec train` / `dmmp-rec eval`). The torch-rechub peers: the same rows, steps,
+global batch and seeds in this process (rechub_train, rechub_eval). The world is fixed; the
+seed moves initialisation and row order only, and the ground-truth user samples stay the same
+(they follow the world's `seed`), so runs of two models at one seed are paired.
+
+Splits: "val" is where choices are made (the operating point of the serving knob, and any
+default a developer picks from these numbers); "test" is read once, for the final table. A run
+directory is cleared before its model trains, unless `reuse` finds it finished.
 """
 
 from __future__ import annotations
@@ -22,11 +28,13 @@ from typing import Any
 
 import yaml
 
-from dmmp_rec.compare.flatten import bayes_metrics, model_metrics, reference_rows
+from dmmp_rec.compare import analysis
+from dmmp_rec.compare.columns import COLUMNS
+from dmmp_rec.compare.flatten import bayes_metrics, frontier_points, model_metrics, reference_rows
 from dmmp_rec.compare.models import ModelSpec, select_models
-from dmmp_rec.compare.plot import plot_tradeoff
-from dmmp_rec.compare.rechub_models import uniform_dim
-from dmmp_rec.compare.table import PEER_NOTES, comparison_markdown
+from dmmp_rec.compare.notes import notes_for
+from dmmp_rec.compare.plot import plot_frontiers
+from dmmp_rec.compare.table import comparison_markdown
 from dmmp_rec.compare.targets import check_targets
 from dmmp_rec.config import DmmpConfig, config_from_dict, to_dict
 from dmmp_rec.distributed.env import DistEnv
@@ -34,6 +42,7 @@ from dmmp_rec.eval.report import EvalOptions, write_report
 from dmmp_rec.eval.retrieval_eval import RetrievalOptions
 
 KS = [10, 50, 100]
+SPLITS = ("val", "test")
 REPORT_MD, REPORT_JSON, REPORT_PNG = "comparison.md", "comparison.json", "comparison.png"
 
 
@@ -43,19 +52,47 @@ class CompareOptions:
     steps: int | None = None  # None: the config's train.max_steps
     nproc: int = 1  # training / evaluation processes for our models (torchrun when > 1)
     models: list[str] = field(default_factory=list)  # empty: all
+    seeds: int = 1  # training seeds: the config's training seed and the next seeds - 1
+    splits: tuple[str, ...] = SPLITS
     oracle_users: int = 2000
+    teacher_users: int = 0  # users the teacher ranks the whole catalogue for (0: skip)
+    reuse: bool = False  # keep finished runs found under `out` instead of retraining them
     progress: bool = True
     command: str = "dmmp-rec compare"
 
+    def validate(self) -> None:
+        if self.seeds < 1 or self.nproc < 1 or self.oracle_users < 0 or self.teacher_users < 0:
+            raise ValueError(
+                "need --seeds >= 1, --nproc >= 1, --oracle-users >= 0 and --teacher-users >= 0"
+            )
+        unknown = [s for s in self.splits if s not in SPLITS]
+        if unknown or not self.splits:
+            raise ValueError(f"splits must be among {SPLITS}, got {list(self.splits)}")
 
-def model_config(cfg: DmmpConfig, spec: ModelSpec, steps: int, run_dir: Path) -> DmmpConfig:
-    """The config of one of our models: `cfg` with the model's overrides and the budget."""
+
+def training_seeds(cfg: DmmpConfig, n: int) -> list[int]:
+    return [cfg.training_seed + i for i in range(n)]
+
+
+def model_config(
+    cfg: DmmpConfig, spec: ModelSpec, steps: int, run_dir: Path, seed: int | None = None
+) -> DmmpConfig:
+    """The config of one of our models: `cfg` with the model's overrides, the budget and the
+    training seed."""
     overrides = [*spec.overrides, f"train.max_steps={steps}", f"train.out={run_dir}"]
+    if seed is not None:
+        overrides.append(f"train.seed={seed}")
     return config_from_dict(to_dict(cfg), overrides, source=f"{cfg.source} [{spec.name}]")
 
 
 def _retrieval_options(cfg: DmmpConfig, opts: CompareOptions) -> RetrievalOptions:
-    return RetrievalOptions(ks=list(KS), oracle_users=opts.oracle_users, seed=cfg.seed)
+    # the sample seed is the world's, not the training seed: every run sees the same users
+    return RetrievalOptions(
+        ks=list(KS),
+        oracle_users=opts.oracle_users,
+        seed=cfg.seed,
+        teacher_users=opts.teacher_users,
+    )
 
 
 def _torchrun(nproc: int, argv: list[str]) -> None:
@@ -65,37 +102,58 @@ def _torchrun(nproc: int, argv: list[str]) -> None:
     subprocess.run(cmd, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
 
 
+def _eval_path(run_dir: Path, split: str) -> Path:
+    return run_dir / f"eval_{split}.json"
+
+
+def _finished(run_dir: Path, splits: tuple[str, ...]) -> bool:
+    files = [run_dir / "summary.json", *(_eval_path(run_dir, s) for s in splits)]
+    return all(f.is_file() for f in files)
+
+
+def _load_finished(run_dir: Path, splits: tuple[str, ...]) -> tuple[dict, dict, float]:
+    summary = json.loads((run_dir / "summary.json").read_text())
+    reports = {s: json.loads(_eval_path(run_dir, s).read_text()) for s in splits}
+    return summary, reports, float(summary.get("eval_seconds", math.nan))
+
+
 def _run_ours(
-    spec: ModelSpec, cfg: DmmpConfig, run_dir: Path, env: DistEnv, opts: CompareOptions
-) -> tuple[dict, dict, float]:
-    """(train summary, eval report, eval seconds) of one of our models."""
-    eval_path = run_dir / "eval.json"
+    cfg: DmmpConfig, run_dir: Path, env: DistEnv, opts: CompareOptions
+) -> tuple[dict, dict[str, dict], float]:
+    """(train summary, {split: eval report}, eval seconds) of one run of our models."""
     if opts.nproc > 1:
         config_file = run_dir / "config.yaml"
         config_file.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
         _torchrun(opts.nproc, ["train", "--config", str(config_file)])
         t0 = time.perf_counter()
-        eval_argv = ["eval", "--config", str(config_file), "--checkpoint", str(run_dir)]
-        eval_argv += ["--out", str(eval_path), "--oracle-users", str(opts.oracle_users)]
-        _torchrun(opts.nproc, [*eval_argv, *([] if opts.progress else ["--quiet"])])
+        for split in opts.splits:
+            argv = ["eval", "--config", str(config_file), "--checkpoint", str(run_dir)]
+            argv += ["--out", str(_eval_path(run_dir, split)), "--split", split]
+            argv += ["--oracle-users", str(opts.oracle_users)]
+            argv += ["--teacher-users", str(opts.teacher_users)]
+            _torchrun(opts.nproc, [*argv, *([] if opts.progress else ["--quiet"])])
         seconds = time.perf_counter() - t0
         summary = json.loads((run_dir / "summary.json").read_text())
-        return summary, json.loads(eval_path.read_text()), seconds
-    from dmmp_rec.eval.report import evaluate
+        reports = {s: json.loads(_eval_path(run_dir, s).read_text()) for s in opts.splits}
+        return summary, reports, seconds
+    from dmmp_rec.eval.report import evaluate_splits
     from dmmp_rec.train.trainer import train
 
     summary = train(cfg, env)
     t0 = time.perf_counter()
     options = EvalOptions(_retrieval_options(cfg, opts), progress=opts.progress)
-    report = evaluate(cfg, run_dir, env, options)
+    reports = evaluate_splits(cfg, run_dir, env, list(opts.splits), options)
     seconds = time.perf_counter() - t0
-    write_report(report, eval_path)
-    return summary, report, seconds
+    for split, report in reports.items():
+        write_report(report, _eval_path(run_dir, split))
+    return summary, reports, seconds
 
 
 def _run_peer(
     spec: ModelSpec, cfg: DmmpConfig, run_dir: Path, env: DistEnv, opts: CompareOptions, steps: int
-) -> tuple[dict, dict, float]:
+) -> tuple[dict, dict[str, dict], float]:
+    from dataclasses import replace
+
     from dmmp_rec.compare.rechub_eval import evaluate_peer
     from dmmp_rec.compare.rechub_train import train_rechub
 
@@ -103,41 +161,38 @@ def _run_peer(
     batch = cfg.data.batch_size * opts.nproc  # our global batch
     peer, summary = train_rechub(spec.rechub, cfg, steps, batch, env.device, run_dir)
     t0 = time.perf_counter()
-    report = evaluate_peer(peer, cfg, _retrieval_options(cfg, opts), env.device, opts.progress)
-    seconds = time.perf_counter() - t0
-    write_report(report, run_dir / "eval.json")
-    return summary, report, seconds
+    reports = {}
+    for split in opts.splits:
+        options = replace(_retrieval_options(cfg, opts), split=split)
+        reports[split] = evaluate_peer(peer, cfg, options, env.device, opts.progress)
+        write_report(reports[split], _eval_path(run_dir, split))
+    return summary, reports, time.perf_counter() - t0
 
 
-def _setup_text(cfg: DmmpConfig, steps: int, opts: CompareOptions, reports: list[dict]) -> str:
-    batch = cfg.data.batch_size * opts.nproc
-    text = (
-        f"Data: `{cfg.data.path}` (config `{cfg.source}`, seed {cfg.seed}). Every model: "
-        f"{steps} steps x {batch} samples = {steps * batch:,} training samples, the same "
-        f"seeded row order; ours on {opts.nproc} process(es). All numbers are on held-out data: "
-        "the test split (the last day), never seen in training."
-    )
-    teacher = next((r["teacher"] for r in reports if "teacher" in r), None)
-    if teacher:
-        text += (
-            f" Impression metrics: {teacher['rows']:,} test rows ({teacher['clicks']:,} clicks, "
-            f"{teacher['conversions']:,} conversions); CVR AUC on clicked rows only."
-        )
-    retrieval = next((r["retrieval"] for r in reports if "retrieval" in r), None)
-    if retrieval:
-        text += (
-            f" Retrieval: exact FAISS top-K over all {retrieval['items']:,} items for "
-            f"{retrieval['users']:,} test users; recall averages over the "
-            f"{retrieval['users_with_clicks']:,} users with a test click "
-            f"({retrieval['users_with_conversions']:,} with a conversion); NDCG (gains = true "
-            f"pCTCVR), bait share and expected conversions over the oracle's on a seeded "
-            f"sample of {retrieval['oracle_sample_users']:,} of them."
-        )
-    return text
+def _run_record(seed: int, summary: dict, reports: dict[str, dict], eval_s: float) -> dict:
+    return {
+        "seed": seed,
+        "train": {
+            k: summary.get(k)
+            for k in (
+                "steps",
+                "samples_trained",
+                "seconds",
+                "samples_per_s",
+                "validation",
+                "best",
+            )
+        },
+        "eval_seconds": round(eval_s, 1),
+        "splits": {
+            split: {"metrics": model_metrics(r), "frontier": frontier_points(r)}
+            for split, r in reports.items()
+        },
+    }
 
 
 def _json_safe(obj: Any) -> Any:
-    """NaN / inf as null (strict JSON), numpy scalars as floats."""
+    """NaN as null, +-inf as "inf"/"-inf" (strict JSON), numpy scalars as floats."""
     if isinstance(obj, dict):
         return {k: _json_safe(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
@@ -145,95 +200,126 @@ def _json_safe(obj: Any) -> Any:
     if isinstance(obj, bool | int | str) or obj is None:
         return obj
     value = float(obj)
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
     return value if math.isfinite(value) else None
 
 
-def _raw(report: dict) -> dict:
-    """The evaluation report's raw numbers, without the repeated config values."""
-    meta = {k: v for k, v in report.get("meta", {}).items() if k != "config_values"}
-    return _json_safe({**report, **({"meta": meta} if meta else {})})
+def _setup_text(cfg: DmmpConfig, steps: int, opts: CompareOptions, seeds: list[int]) -> str:
+    batch = cfg.data.batch_size * opts.nproc
+    return (
+        f"Data: `{cfg.data.path}` (config `{cfg.source}`, world seed {cfg.seed}). Every model: "
+        f"{steps} steps x {batch} samples = {steps * batch:,} training samples, at training "
+        f"seeds {', '.join(map(str, seeds))} (initialisation and row order; the world and the "
+        f"ground-truth user samples stay fixed, so runs at one seed are paired); ours on "
+        f"{opts.nproc} process(es). Splits: {', '.join(opts.splits)} (each one day; choices "
+        "are made on val, whose ground-truth sample shares no user with test's; the test day "
+        "is read once, for the final table)."
+    )
 
 
-def _check_finite(result: dict[str, Any]) -> None:
-    """NaN/inf never reaches the report silently: comparison.json holds null instead."""
-    for model in result["models"].values():
-        for k, v in model["metrics"].items():
-            if v is not None and not math.isfinite(v):
-                model["metrics"][k] = None
+def analyse(result: dict[str, Any]) -> dict[str, Any]:
+    """Add summaries, frontier readings, operating points and targets to a result dict."""
+    result["summary"] = {
+        split: {
+            name: {c: iv.to_dict() for c, iv in cols.items()}
+            for name, cols in analysis.summary(result, split, COLUMNS).items()
+        }
+        for split in result["splits"]
+    }
+    result["readings"] = {
+        split: analysis.frontier_readings(result, split) for split in result["splits"]
+    }
+    if {"val", "test"} <= set(result["splits"]):
+        result["operating_points"] = {
+            name: analysis.operating_points(result, name)
+            for name in result["models"]
+            if analysis.has_frontier(result, name)
+        }
+    if "test" in result["splits"]:
+        result["targets"] = [t.to_dict() for t in check_targets(result)]
+    return result
 
 
 def run_comparison(cfg: DmmpConfig, env: DistEnv, opts: CompareOptions) -> dict[str, Any]:
-    """Train and evaluate the selected models; write comparison.md / .json / .png under
-    `opts.out`; return the result dict (what comparison.json holds)."""
+    """Train and evaluate the selected models at every seed; write comparison.md / .json /
+    .png under `opts.out` (the JSON after every run, so a long comparison can be followed);
+    return the result dict (what comparison.json holds)."""
+    opts.validate()
     specs = select_models(opts.models)
     steps = opts.steps or cfg.train.max_steps
     if steps < 1:
         raise ValueError(f"--steps must be >= 1, got {steps}")
+    seeds = training_seeds(cfg, opts.seeds)
     out = Path(opts.out)
     out.mkdir(parents=True, exist_ok=True)
-    models: dict[str, dict[str, Any]] = {}
-    reports: dict[str, dict] = {}
+    result: dict[str, Any] = {
+        "command": opts.command,
+        "setup": _setup_text(cfg, steps, opts, seeds),
+        "config": cfg.source,
+        "world_seed": cfg.seed,
+        "seeds": seeds,
+        "splits": list(opts.splits),
+        "steps": steps,
+        "global_batch": cfg.data.batch_size * opts.nproc,
+        "nproc": opts.nproc,
+        "models": {},
+        "bayes": {},
+        "references": {},
+        "notes": notes_for(cfg, [s.name for s in specs]),
+        "complete": False,
+    }
     t_all = time.perf_counter()
-    for n, spec in enumerate(specs, 1):
-        run_dir = out / "runs" / spec.name
-        if run_dir.exists():
-            shutil.rmtree(run_dir)
-        run_dir.mkdir(parents=True)
-        print(f"\n== [{n}/{len(specs)}] {spec.label}: {steps} steps -> {run_dir}", flush=True)
-        t0 = time.perf_counter()
-        if spec.family == "dmmp_rec":
-            run_cfg = model_config(cfg, spec, steps, run_dir)
-            summary, report, eval_s = _run_ours(spec, run_cfg, run_dir, env, opts)
-        else:
-            summary, report, eval_s = _run_peer(spec, cfg, run_dir, env, opts, steps)
-        reports[spec.name] = report
-        models[spec.name] = {
+    total = len(specs) * len(seeds)
+    done = 0
+    for spec in specs:
+        entry = {
             "label": spec.label,
             "short": spec.short,
             "family": spec.family,
             "overrides": list(spec.overrides),
-            "metrics": model_metrics(report),
-            "train": {
-                k: summary.get(k)
-                for k in ("steps", "samples_trained", "seconds", "samples_per_s", "validation")
-            },
-            "eval_seconds": round(eval_s, 1),
-            "eval": _raw(report),
+            "runs": [],
         }
-        print(
-            f"== {spec.label}: done in {time.perf_counter() - t0:.1f} s "
-            f"(train {summary.get('seconds')} s, eval {eval_s:.1f} s)",
-            flush=True,
-        )
-    ordered = [reports[s.name] for s in specs]
-    bayes = next((bayes_metrics(r) for r in ordered if "bayes" in r), bayes_metrics({}))
-    references = next((reference_rows(r) for r in ordered if "references" in r), {})
-    rows = {name: m["metrics"] for name, m in models.items()}
-    result: dict[str, Any] = {
-        "command": opts.command,
-        "setup": _setup_text(cfg, steps, opts, ordered),
-        "config": cfg.source,
-        "seed": cfg.seed,
-        "steps": steps,
-        "global_batch": cfg.data.batch_size * opts.nproc,
-        "nproc": opts.nproc,
-        "models": models,
-        "bayes": bayes,
-        "references": references,
-        "targets": [t.to_dict() for t in check_targets(rows, bayes)],
-        "notes": [
-            PEER_NOTES.format(dim=uniform_dim(cfg)),
-            "Teacher columns of our student baselines (two-tower, no distillation, no gate) are "
-            "their own CGC/PLE teachers, trained beside each student on the shared embeddings.",
-            "torch-rechub 0.9.0's DSSM ignores its `temperature` in forward (commented out), so "
-            "its point-wise scores are sigmoid(cosine) in [0.27, 0.73]; that limits how well it "
-            "learns to retrieve in this budget.",
-            "Reference rankers need no model; the oracles' recalls are on the oracle sample.",
-            "docs/comparison.md discusses the targets that are missed and why.",
-        ],
-        "total_seconds": round(time.perf_counter() - t_all, 1),
-    }
-    _check_finite(result)
+        result["models"][spec.name] = entry
+        for seed in seeds:
+            done += 1
+            run_dir = out / "runs" / spec.name / f"seed-{seed}"
+            t0 = time.perf_counter()
+            if opts.reuse and _finished(run_dir, opts.splits):
+                summary, reports, eval_s = _load_finished(run_dir, opts.splits)
+                how = "reused"
+            else:
+                shutil.rmtree(run_dir, ignore_errors=True)
+                run_dir.mkdir(parents=True)
+                print(
+                    f"\n== [{done}/{total}] {spec.label}, seed {seed}: {steps} steps -> {run_dir}",
+                    flush=True,
+                )
+                seeded = config_from_dict(to_dict(cfg), [f"train.seed={seed}"], source=cfg.source)
+                if spec.family == "dmmp_rec":
+                    run_cfg = model_config(cfg, spec, steps, run_dir, seed)
+                    summary, reports, eval_s = _run_ours(run_cfg, run_dir, env, opts)
+                else:
+                    summary, reports, eval_s = _run_peer(spec, seeded, run_dir, env, opts, steps)
+                summary["eval_seconds"] = round(eval_s, 1)
+                (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+                how = "done"
+            entry["runs"].append(_run_record(seed, summary, reports, eval_s))
+            for split, report in reports.items():
+                if "bayes" in report:
+                    result["bayes"].setdefault(split, bayes_metrics(report))
+                if "references" in report:
+                    result["references"].setdefault(split, reference_rows(report))
+            print(
+                f"== {spec.label}, seed {seed}: {how} in {time.perf_counter() - t0:.1f} s "
+                f"(train {summary.get('seconds')} s, eval {eval_s:.1f} s)",
+                flush=True,
+            )
+            (out / REPORT_JSON).write_text(json.dumps(_json_safe(result), indent=1) + "\n")
+    result["total_seconds"] = round(time.perf_counter() - t_all, 1)
+    result["complete"] = True
+    analyse(result)
+    result = _json_safe(result)
     write_reports(result, out)
     return result
 
@@ -241,7 +327,7 @@ def run_comparison(cfg: DmmpConfig, env: DistEnv, opts: CompareOptions) -> dict[
 def write_reports(result: dict[str, Any], out: str | Path) -> None:
     """comparison.json, comparison.md and comparison.png from a result dict."""
     out = Path(out)
-    (out / REPORT_JSON).write_text(json.dumps(result, indent=1) + "\n")
+    (out / REPORT_JSON).write_text(json.dumps(_json_safe(result), indent=1) + "\n")
     (out / REPORT_MD).write_text(comparison_markdown(result))
-    plot_tradeoff(result, out / REPORT_PNG)
+    plot_frontiers(result, out / REPORT_PNG)
     print(f"\nwrote {out / REPORT_MD}, {out / REPORT_JSON}, {out / REPORT_PNG}", flush=True)

@@ -1,44 +1,143 @@
-"""reports/comparison.md: the command, one table of every model and metric with the Bayes
-ceiling and the reference rankers, the targets with pass/miss, and the notes behind them."""
+"""reports/comparison.md: the command, the test-day table (means and 95% intervals over the
+seeds), the frontier readings, the operating point chosen on validation, the targets, the
+validation-day table, the per-seed numbers and the notes."""
 
 from __future__ import annotations
 
 import math
 from typing import Any
 
-from dmmp_rec.compare.columns import COLUMNS, HEADERS
+from dmmp_rec.compare.columns import HEADERS, LOGGED
 
-PEER_NOTES = (
-    "torch-rechub 0.9.0 peers: trained by its own `MTLTrainer` / `MatchTrainer` "
-    "(`train_one_epoch`) on the same Parquet rows, in the same order, with the same steps, "
-    "batch, seed, Adam learning rate and MLP widths; one embedding width for every feature "
-    "(the mean of ours, {dim}), because its `EmbeddingLayer` concatenates per-feature "
-    "embeddings along one axis. Multi-valued features are padded sequences with its "
-    "`SequenceFeature` pooling (mean, as ours). ESMM has no shared bottom in torch-rechub (two "
-    "towers over the embeddings, CTR + CTCVR loss). MMoE and PLE learn task 2 as CTCVR over all "
-    "impressions (its trainer has no per-task row mask); their CVR AUC ranks clicked rows by "
-    "pCTCVR / pCTR. DSSM is trained point-wise (BCE of sigmoid(cosine) against clicks, "
-    "MatchTrainer mode 0, torch-rechub's default); its towers feed the same encoders, FAISS "
-    "index and retrieval metrics as ours."
+MAIN_COLUMNS = (
+    "ctr_auc",
+    "cvr_auc",
+    "ctcvr_auc",
+    "expected_clicks@50",
+    "expected_conversions@50",
+    "bait_share@50",
+    "ndcg@50",
+    "click_recall@50",
+    "conversion_recall@50",
 )
 
 
-def fmt(x: Any) -> str:
+def fmt(x: Any, digits: int = 4) -> str:
     if x is None or (isinstance(x, float) and not math.isfinite(x)):
         return ""
-    return f"{x:.4f}"
+    return f"{x:.{digits}f}"
 
 
-def _row(label: str, metrics: dict[str, Any]) -> str:
-    return "| " + " | ".join([label] + [fmt(metrics.get(c)) for c in COLUMNS]) + " |"
+def cell(iv: dict[str, Any] | None) -> str:
+    """mean +- half-width of the 95% interval; the mean alone for one seed."""
+    if not iv or not iv.get("n"):
+        return ""
+    mean, lo, hi = iv["mean"], iv.get("lo"), iv.get("hi")
+    if lo is None or hi is None or not math.isfinite(lo):
+        return fmt(mean)
+    return f"{fmt(mean)} ± {fmt((hi - lo) / 2, 4)}"
 
 
 def _escape(text: str) -> str:
     return text.replace("|", "\\|")
 
 
+def _header(columns: tuple[str, ...]) -> list[str]:
+    names = [HEADERS[c] + (" *" if c in LOGGED else "") for c in columns]
+    return ["| model | " + " | ".join(names) + " |", "| --- |" + " ---: |" * len(columns)]
+
+
+def _split_table(result: dict[str, Any], split: str) -> list[str]:
+    summary = result.get("summary", {}).get(split, {})
+    lines = _header(MAIN_COLUMNS)
+    for name, model in result["models"].items():
+        ivs = summary.get(name, {})
+        if not any(ivs.get(c, {}).get("n") for c in MAIN_COLUMNS):
+            continue
+        lines.append(
+            f"| {model['label']} | " + " | ".join(cell(ivs.get(c)) for c in MAIN_COLUMNS) + " |"
+        )
+    bayes = result.get("bayes", {}).get(split)
+    if bayes:
+        lines.append(
+            "| **Bayes ceiling** (true probabilities) | "
+            + " | ".join(fmt(bayes.get(c)) for c in MAIN_COLUMNS)
+            + " |"
+        )
+    for ref in result.get("references", {}).get(split, {}).values():
+        lines.append(
+            f"| *reference:* {ref['label']} | "
+            + " | ".join(fmt(ref["metrics"].get(c)) for c in MAIN_COLUMNS)
+            + " |"
+        )
+    lines += ["", "\\* logged recall: exposure-biased, in no target. Blank: not applicable."]
+    return lines
+
+
+def _readings_table(result: dict[str, Any], split: str) -> list[str]:
+    from dmmp_rec.compare.stats import interval
+
+    readings = result.get("readings", {}).get(split, {})
+    if not readings:
+        return []
+    lines = [
+        "| model | exp. conv@50 at the two-tower's clicks | at 0.9x its clicks | bait share "
+        "there | mean exp. conv over the common click range |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for name, r in readings.items():
+        label = result["models"][name]["label"]
+        cells = [
+            cell(interval(r[k]).to_dict())
+            for k in ("conv_at_ref", "conv_at_share", "bait_at_share", "area")
+        ]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _operating_table(result: dict[str, Any]) -> list[str]:
+    from dmmp_rec.compare.stats import interval
+
+    points = result.get("operating_points", {})
+    if not points:
+        return []
+    lines = [
+        "| model | beta per seed (chosen on val) | test exp. clicks@50 | test exp. conv@50 | "
+        "test bait share@50 |",
+        "| --- | --- | ---: | ---: | ---: |",
+    ]
+    for name, per_seed in points.items():
+        ok = [p for p in per_seed if p]
+        betas = ", ".join("-" if p is None else f"{float(p['beta']):g}" for p in per_seed)
+        cells = [
+            cell(interval([p["test"][k] for p in ok]).to_dict())
+            for k in ("clicks", "conversions", "bait")
+        ]
+        lines.append(f"| {result['models'][name]['label']} | {betas} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _per_seed_table(result: dict[str, Any], split: str) -> list[str]:
+    seeds = result["seeds"]
+    lines = [
+        "| model | " + " | ".join(f"seed {s}: exp. clicks / conv@50" for s in seeds) + " |",
+        "| --- |" + " ---: |" * len(seeds),
+    ]
+    for model in result["models"].values():
+        by_seed = {int(r["seed"]): r for r in model["runs"]}
+        cells = []
+        for s in seeds:
+            m = by_seed.get(int(s), {}).get("splits", {}).get(split, {}).get("metrics", {})
+            c, v = m.get("expected_clicks@50"), m.get("expected_conversions@50")
+            cells.append("" if c is None else f"{fmt(c, 3)} / {fmt(v, 3)}")
+        if any(cells):
+            lines.append(f"| {model['label']} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def comparison_markdown(result: dict[str, Any]) -> str:
     """The whole report from the result dict that `run_comparison` returns."""
+    n = len(result["seeds"])
     lines = [
         "# Comparison: DMMP, its baselines and the torch-rechub peers",
         "",
@@ -50,29 +149,48 @@ def comparison_markdown(result: dict[str, Any]) -> str:
         "",
         result["setup"],
         "",
-        "| model | " + " | ".join(HEADERS[c] for c in COLUMNS) + " |",
-        "| --- |" + " ---: |" * len(COLUMNS),
     ]
+    if "test" in result["splits"]:
+        lines += [f"## Test day: mean ± 95% interval over {n} seed(s)", ""]
+        lines += _split_table(result, "test")
+        lines += ["", "### Frontiers read at the two-tower's expected clicks (test)", ""]
+        lines += _readings_table(result, "test")
+        if result.get("operating_points"):
+            lines += [
+                "",
+                "### The serving knob set on the validation day, read on the test day",
+                "",
+            ]
+            lines += _operating_table(result)
+        lines += ["", "## Targets (test day, paired seeds)", ""]
+        lines += ["| target | measured | verdict |", "| --- | --- | --- |"]
+        for t in result.get("targets", []):
+            verdict = {True: "pass", False: "**MISS**", None: "not measured"}[t["passed"]]
+            lines.append(f"| {_escape(t['target'])} | {_escape(t['measured'])} | {verdict} |")
+    if "val" in result["splits"]:
+        lines += [
+            "",
+            f"## Validation day (where choices are made): mean ± 95% interval, {n} seed(s)",
+            "",
+        ]
+        lines += _split_table(result, "val")
+        lines += ["", "### Frontiers read at the two-tower's expected clicks (validation)", ""]
+        lines += _readings_table(result, "val")
+    main_split = "test" if "test" in result["splits"] else result["splits"][0]
+    lines += ["", f"## Per seed ({main_split})", ""] + _per_seed_table(result, main_split)
+    lines += ["", "## Notes", ""] + [f"- {_escape(note)}" for note in result["notes"]]
+    lines += ["", "## Time per run", ""]
+    lines += ["| model | seed | steps | samples | train s | eval s |"]
+    lines += ["| --- | ---: | ---: | ---: | ---: | ---: |"]
     for model in result["models"].values():
-        lines.append(_row(model["label"], model["metrics"]))
-    lines.append(_row("**Bayes ceiling** (true probabilities as scores)", result["bayes"]))
-    for ref in result["references"].values():
-        lines.append(_row(f"*reference:* {ref['label']}", ref["metrics"]))
-    lines += ["", "Blank: not applicable to that model.", "", "## Targets", ""]
-    lines += ["| target | measured (held-out) | verdict |", "| --- | --- | --- |"]
-    for t in result["targets"]:
-        verdict = {True: "pass", False: "**MISS**", None: "not measured"}[t["passed"]]
-        lines.append(f"| {_escape(t['target'])} | {_escape(t['measured'])} | {verdict} |")
-    lines += ["", "## Notes", ""]
-    lines += [f"- {_escape(note)}" for note in result["notes"]]
-    lines += ["", "## Training time per model", ""]
-    lines += ["| model | steps | samples | seconds (train) | seconds (eval) |"]
-    lines += ["| --- | ---: | ---: | ---: | ---: |"]
-    for model in result["models"].values():
-        tr = model["train"]
-        lines.append(
-            f"| {model['label']} | {tr.get('steps', '')} | {tr.get('samples_trained', '')} | "
-            f"{tr.get('seconds', '')} | {model.get('eval_seconds', '')} |"
-        )
+        for run in model["runs"]:
+            tr = run["train"]
+            lines.append(
+                f"| {model['label']} | {run['seed']} | {tr.get('steps', '')} | "
+                f"{tr.get('samples_trained', '')} | {tr.get('seconds', '')} | "
+                f"{run.get('eval_seconds', '')} |"
+            )
+    if result.get("total_seconds") is not None:
+        lines += ["", f"Total: {result['total_seconds'] / 60:.1f} min."]
     lines.append("")
     return "\n".join(lines)

@@ -1,21 +1,41 @@
-"""The issue's targets, checked against measured numbers; a missed target is reported, never
-hidden, and a target whose inputs are missing says so instead of passing."""
+"""The product's targets (issue "Evaluation you can trust"), checked on the test day over paired
+seeds; a missed target is reported, never hidden, and one whose inputs are missing says so.
+
+All retrieval targets read the ground-truth frontier (dmmp_rec.compare.analysis): DMMP's best
+expected conversions@50 among its serving-knob points with at least 0.9x the two-tower's
+expected clicks. A target passes when the median per-seed ratio meets it and the 95% interval
+of the per-seed difference excludes no change (dmmp_rec.compare.stats).
+"""
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
-Metrics = dict[str, float | None]
+from dmmp_rec.compare import analysis
+from dmmp_rec.compare.analysis import BAIT, CONVERSIONS
+from dmmp_rec.compare.stats import Paired, interval, paired, passes
 
-BAYES_GAP = 0.02  # every teacher AUC within this of its Bayes-optimal ceiling
+SPLIT = "test"
+# The teacher's test AUCs before this protocol (one pass, seed 7; docs/comparison.md): the
+# default training must not fall below them.
+BASELINE_TEACHER_AUC = {"ctr_auc": 0.743, "cvr_auc": 0.642, "ctcvr_auc": 0.747}
+TEACHER_RIVALS = (
+    ("teacher_mmoe", "MMoE"),
+    ("teacher_shared_bottom", "shared-bottom ESMM"),
+    ("rechub_esmm", "torch-rechub ESMM"),
+    ("rechub_mmoe", "torch-rechub MMoE"),
+    ("rechub_ple", "torch-rechub PLE"),
+)
 
 
 @dataclass
 class TargetResult:
-    target: str  # what the issue asks, in words
+    target: str  # what is asked, in words
     measured: str  # the numbers behind the verdict
     passed: bool | None  # None: could not be measured
+    inputs: dict[str, Any] = field(default_factory=dict)  # paired values, ratios, interval
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -25,89 +45,92 @@ class TargetResult:
         return {True: "pass", False: "MISS", None: "not measured"}[self.passed]
 
 
-def _num(x: float | None) -> float | None:
-    return None if x is None or not math.isfinite(x) else float(x)
+def _describe(p: Paired, need: str) -> str:
+    if not p.seeds:
+        return "not measured (no seed has both values)"
+    ratios = ", ".join(f"{r:.3f}" for r in p.ratios)
+    d = p.difference
+    return (
+        f"per-seed ratios {ratios} (median {p.median_ratio:.3f}, need {need}); "
+        f"difference {d.mean:+.4f} [{d.lo:+.4f}, {d.hi:+.4f}] over {d.n} seeds"
+    )
 
 
-def _ratio_target(
-    text: str, a: float | None, b: float | None, names: tuple[str, str], lo: float
+def _paired_target(
+    text: str, p: Paired, ratio: float, higher_is_better: bool = True
 ) -> TargetResult:
-    """a >= lo * b."""
-    a, b = _num(a), _num(b)
-    if a is None or b is None:
-        return TargetResult(text, f"{names[0]} {a}, {names[1]} {b}", None)
-    ratio = a / b if b > 0 else math.inf if a > 0 else 1.0
-    measured = f"{names[0]} {a:.4f} vs {names[1]} {b:.4f}: ratio {ratio:.3f} (need >= {lo})"
-    return TargetResult(text, measured, a >= lo * b)
+    need = f"{'>=' if higher_is_better else '<='} {ratio}"
+    return TargetResult(text, _describe(p, need), passes(p, ratio, higher_is_better), p.to_dict())
 
 
-def check_targets(rows: dict[str, Metrics], bayes: Metrics) -> list[TargetResult]:
-    """Every target of the issue, on the held-out numbers of `rows` (keyed by model name)."""
-
-    def get(name: str, key: str) -> float | None:
-        return rows.get(name, {}).get(key)
-
+def check_targets(result: dict[str, Any]) -> list[TargetResult]:
+    """Every target on the test day of `result` (comparison.json's shape)."""
+    seeds = analysis.seeds(result)
+    reads = analysis.frontier_readings(result, SPLIT)
+    empty = {k: [None] * len(seeds) for k in ("conv_at_share", "bait_at_share", "area")}
+    dmmp, no_distill = reads.get("dmmp", empty), reads.get("no_distill", empty)
+    two_tower_conv = analysis.values(result, "two_tower", SPLIT, CONVERSIONS)
     out = [
-        _ratio_target(
-            "student vs two-tower CTR-only: expected conversions@50 at least 15% higher",
-            get("dmmp", "expected_conversions@50"),
-            get("two_tower", "expected_conversions@50"),
-            ("DMMP", "two-tower"),
+        _paired_target(
+            "DMMP's expected conversions@50 >= 1.15x the two-tower's, at >= 0.9x its expected "
+            "clicks (DMMP's frontier)",
+            paired(seeds, dmmp["conv_at_share"], two_tower_conv),
             1.15,
-        )
+        ),
+        _paired_target(
+            "DMMP's expected conversions@50 >= 1.05x the no-distillation three towers' at the "
+            "same clicks (0.9x the two-tower's; both frontiers)",
+            paired(seeds, dmmp["conv_at_share"], no_distill["conv_at_share"]),
+            1.05,
+        ),
+        _paired_target(
+            "DMMP's frontier area > the no-distillation three towers' (mean best conversions "
+            "over the click range all frontiers span)",
+            paired(seeds, dmmp["area"], no_distill["area"]),
+            1.0,
+        ),
+        _paired_target(
+            "DMMP's bait share@50 <= 0.6x the two-tower's, at >= 0.9x its expected clicks",
+            paired(seeds, dmmp["bait_at_share"], analysis.values(result, "two_tower", SPLIT, BAIT)),
+            0.6,
+            higher_is_better=False,
+        ),
     ]
-    bait, bait_2t = _num(get("dmmp", "bait_share@50")), _num(get("two_tower", "bait_share@50"))
-    text = "student vs two-tower CTR-only: click-bait share of the top 50 at most half"
-    if bait is None or bait_2t is None:
-        out.append(TargetResult(text, f"DMMP {bait}, two-tower {bait_2t}", None))
-    else:
-        out.append(
-            TargetResult(
-                text,
-                f"DMMP {bait:.4f} vs two-tower {bait_2t:.4f} (need <= {0.5 * bait_2t:.4f})",
-                bait <= 0.5 * bait_2t,
-            )
-        )
+    student = analysis.values(result, "dmmp", SPLIT, "student_best_conversions@50")
+    teacher = analysis.values(result, "dmmp", SPLIT, "teacher_conversions@50")
+    scaled = [None if t is None else 0.95 * t for t in teacher]
+    p = paired(seeds, student, scaled)
     out.append(
-        _ratio_target(
-            "student vs two-tower CTR-only: click recall@50 at least 0.95 of it",
-            get("dmmp", "click_recall@50"),
-            get("two_tower", "click_recall@50"),
-            ("DMMP", "two-tower"),
-            0.95,
+        TargetResult(
+            "the student's best expected conversions@50 within 5% of its own teacher used as a "
+            "brute-force full-catalogue retriever (same users)",
+            _describe(p, ">= 1 against 0.95x the teacher"),
+            passes(p, 1.0),
+            p.to_dict(),
         )
     )
-    out.append(
-        _ratio_target(
-            "student vs three towers without distillation: expected conversions@50 >= 3% higher",
-            get("dmmp", "expected_conversions@50"),
-            get("no_distill", "expected_conversions@50"),
-            ("DMMP", "no-distill"),
-            1.03,
-        )
-    )
-    for other, label in (("teacher_shared_bottom", "shared-bottom ESMM"), ("teacher_mmoe", "MMoE")):
+    for other, label in TEACHER_RIVALS:
         out.append(
-            _ratio_target(
-                f"teacher (CGC/PLE + ESMM): CTCVR AUC at least that of {label}",
-                get("dmmp", "ctcvr_auc"),
-                get(other, "ctcvr_auc"),
-                ("CGC/PLE", label),
+            _paired_target(
+                f"teacher (CGC/PLE + ESMM) CTCVR AUC above {label}",
+                paired(
+                    seeds,
+                    analysis.values(result, "dmmp", SPLIT, "ctcvr_auc"),
+                    analysis.values(result, other, SPLIT, "ctcvr_auc"),
+                ),
                 1.0,
             )
         )
-    for key, task in (("ctr_auc", "CTR"), ("cvr_auc", "CVR"), ("ctcvr_auc", "CTCVR")):
-        auc, ceiling = _num(get("dmmp", key)), _num(bayes.get(key))
-        text = f"teacher (CGC/PLE + ESMM): {task} AUC within {BAYES_GAP} of its Bayes ceiling"
-        if auc is None or ceiling is None:
-            out.append(TargetResult(text, f"AUC {auc}, ceiling {ceiling}", None))
-        else:
-            gap = ceiling - auc
-            out.append(
-                TargetResult(
-                    text,
-                    f"AUC {auc:.4f}, ceiling {ceiling:.4f}: gap {gap:.4f}",
-                    gap <= BAYES_GAP,
-                )
+    for key, before in BASELINE_TEACHER_AUC.items():
+        iv = interval(analysis.values(result, "dmmp", SPLIT, key))
+        ok = None if iv.n == 0 or math.isnan(iv.mean) else iv.mean >= before
+        out.append(
+            TargetResult(
+                f"teacher {key.split('_')[0].upper()} AUC after the default training >= the "
+                f"earlier one-pass figure {before}",
+                f"mean {iv.mean:.4f} [{iv.lo:.4f}, {iv.hi:.4f}] over {iv.n} seeds",
+                ok,
+                iv.to_dict(),
             )
+        )
     return out

@@ -31,6 +31,11 @@ class DmmpConfig:
     def validate(self, path: str) -> None:
         require(self.seed >= 0, "seed", f"must be >= 0, got {self.seed}")
 
+    @property
+    def training_seed(self) -> int:
+        """Seed of initialisation and row order: `train.seed`, else the world's `seed`."""
+        return self.seed if self.train.seed is None else self.train.seed
+
 
 def _parse_override(text: str) -> tuple[list[str], Any]:
     if "=" not in text:

@@ -11,6 +11,10 @@ from dmmp_rec.config.base import require
 @dataclass
 class TrainConfig:
     max_steps: int = 1000
+    # Seed of the model's initialisation and the training rows' order; null: the top-level
+    # `seed` (which also generates the synthetic world). Several training seeds on one fixed
+    # world is how `dmmp-rec compare --seeds N` measures run-to-run spread.
+    seed: int | None = None
     dense_lr: float = 1e-3  # AdamW on towers, experts, gates and loss weights
     embedding_lr: float = 0.05  # fused row-wise Adagrad on the embedding tables
     weight_decay: float = 0.0
@@ -29,6 +33,8 @@ class TrainConfig:
     fault_at_step: int | None = None
 
     def validate(self, path: str) -> None:
+        if self.seed is not None:
+            require(self.seed >= 0, f"{path}.seed", f"must be >= 0 or null, got {self.seed}")
         for name in ("max_steps", "checkpoint_every", "keep_checkpoints", "log_every"):
             require(
                 getattr(self, name) > 0, f"{path}.{name}", f"must be > 0, got {getattr(self, name)}"

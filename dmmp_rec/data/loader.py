@@ -668,6 +668,6 @@ def loader_for_split(
         rank=rank,
         world_size=world_size,
         shuffle_buffer=cfg.data.shuffle_buffer if train else 0,
-        seed=cfg.seed,
+        seed=cfg.training_seed,
         drop_last=(cfg.data.drop_last if train else False) if drop_last is None else drop_last,
     )

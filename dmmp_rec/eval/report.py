@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -110,6 +110,32 @@ def evaluate(
     meta["timings_s"]["load_s"] = round(load_s, 2)
     meta["config_values"] = to_dict(cfg)
     return report
+
+
+def evaluate_splits(
+    cfg: DmmpConfig,
+    checkpoint: str | Path,
+    env: DistEnv,
+    splits: list[str],
+    options: EvalOptions | None = None,
+) -> dict[str, dict[str, object]]:
+    """`evaluate` on each of `splits` with the model loaded once: {split: report}. Choices are
+    made on "val"; "test" is for the final table only."""
+    from dmmp_rec.train.setup import checkpoint_dir, load_for_inference
+
+    options = options or EvalOptions()
+    step_dir = checkpoint_dir(checkpoint)
+    dmp = load_for_inference(cfg, env, step_dir)
+    reports = {}
+    for split in splits:
+        opts = replace(options, retrieval=replace(options.retrieval, split=split))
+        report = evaluate_model(dmp, cfg, env, opts)
+        meta = report["meta"]
+        assert isinstance(meta, dict)
+        meta["checkpoint"] = str(step_dir)
+        meta["config_values"] = to_dict(cfg)
+        reports[split] = report
+    return reports
 
 
 def write_report(report: dict[str, object], path: str | Path) -> Path:
@@ -217,6 +243,17 @@ def format_report(report: dict) -> str:
     for name, ref in report.get("references", {}).items():
         lines += _ranker_lines(name, ref, ks)
     lines += _frontier_lines(report.get("frontier"))
+    tr = report.get("teacher_retrieval")
+    if tr:
+        k = "50" if "50" in tr["student_best"] else next(iter(tr["student_best"]))
+        lines += [
+            "",
+            f"Teacher as a full-catalogue retriever ({tr['users']} users of the sample), "
+            f"expected conversions@{k} / oracle: teacher pCTCVR "
+            f"{_f(tr['teacher']['exp_conversions_ratio'][k])}, student as trained "
+            f"{_f(tr['student']['exp_conversions_ratio'][k])}, student's best beta "
+            f"({tr['student_best_beta'][k]:g}) {_f(tr['student_best'][k])}",
+        ]
     t = report["meta"].get("timings_s", {})
     lines += ["", "timings (s): " + ", ".join(f"{k} {v}" for k, v in t.items())]
     return "\n".join(lines)

@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 import torch
-from tqdm import tqdm
 
 from dmmp_rec.config.root import DmmpConfig
 from dmmp_rec.data.catalogue import (
@@ -35,12 +34,19 @@ from dmmp_rec.data.catalogue import (
     train_click_counts,
 )
 from dmmp_rec.data.world import GroundTruth
-from dmmp_rec.eval import ranking
 from dmmp_rec.eval.frontier import DEFAULT_BETAS, frontier_report, ranker_name
+from dmmp_rec.eval.oracle_metrics import (
+    ORACLE_RANKERS,
+    oracle_metrics,
+    recalls,
+    summarise,
+)
 from dmmp_rec.eval.samples import TEST_SPLIT, oracle_sample
 from dmmp_rec.eval.teacher_eval import gather_rows
+from dmmp_rec.eval.teacher_retrieval import teacher_subset, teacher_top_k
 from dmmp_rec.eval.vectors import (
     RetrievalModel,
+    encode_groups,
     encode_items,
     encode_query_parts,
     encode_users,
@@ -49,16 +55,7 @@ from dmmp_rec.eval.vectors import (
 )
 from dmmp_rec.model.student import compose_query, shifted_gate
 
-_ORACLE_BLOCK = 64  # users scored against the whole corpus at once
-ORACLE_RANKERS = ("oracle_pctr", "oracle_pctcvr")
-SAMPLE_METRICS = (
-    "recall_click",
-    "recall_conversion",
-    "ndcg_pctcvr",
-    "bait_share",
-    "exp_conversions_ratio",
-    "exp_clicks_ratio",
-)
+TEACHER_SCOPE = "teacher_sample"  # the users the teacher also ranks the catalogue for
 
 
 @dataclass
@@ -70,12 +67,17 @@ class RetrievalOptions:
     seed: int = 0  # of the oracle samples (eval.samples: validation never meets test users)
     # The serving knob's grid for the frontier of three-tower models (eval.frontier); empty: none
     betas: list[float] = field(default_factory=lambda: list(DEFAULT_BETAS))
+    # Users of the sample for whom the teacher ranks the whole catalogue (0: skip; slow:
+    # a teacher forward per user x item pair)
+    teacher_users: int = 0
 
     def validate(self) -> None:
         if not self.ks or min(self.ks) < 1:
             raise ValueError(f"K values must be >= 1, got {self.ks}")
         if self.batch_size < 1:
             raise ValueError(f"encoding batch size must be >= 1, got {self.batch_size}")
+        if self.teacher_users < 0:
+            raise ValueError(f"teacher users must be >= 0, got {self.teacher_users}")
         if self.oracle_users < 0:
             raise ValueError(f"oracle users must be >= 0, got {self.oracle_users}")
         if any(math.isnan(b) for b in self.betas):
@@ -94,85 +96,6 @@ def search_top_k(item_vectors: np.ndarray, queries: np.ndarray, k: int) -> np.nd
     return rows.astype(np.int64)
 
 
-def _recalls(
-    prefix: str,
-    rows: np.ndarray,
-    users: np.ndarray,
-    cat: Catalogue,
-    inter: Interactions,
-    ks: list[int],
-) -> dict[str, np.ndarray]:
-    item_ids = cat.item_ids[rows]
-    n_click, n_conv = inter.counts(users)
-    hit_c = ranking.hits(item_ids, users, inter.click_users, inter.click_items)
-    hit_v = ranking.hits(item_ids, users, inter.conv_users, inter.conv_items)
-    return {
-        f"{prefix}/recall_click": ranking.recall_at(hit_c, n_click, ks),
-        f"{prefix}/recall_conversion": ranking.recall_at(hit_v, n_conv, ks),
-    }
-
-
-def _oracle_block(
-    users: np.ndarray,
-    rankers: dict[str, np.ndarray],
-    cat: Catalogue,
-    inter: Interactions,
-    truth: GroundTruth,
-    ks: list[int],
-) -> dict[str, np.ndarray]:
-    """Per-user ground-truth metrics of every ranker for one block of users."""
-    kmax = max(ks)
-    ctr, ctcvr = truth.score_matrix(users, cat.item_ids)
-    rankers = {
-        **rankers,
-        "oracle_pctr": ranking.top_k(ctr, kmax),
-        "oracle_pctcvr": ranking.top_k(ctcvr, kmax),
-    }
-    best_ctcvr = np.take_along_axis(ctcvr, rankers["oracle_pctcvr"], axis=1)
-    best_ctr = np.take_along_axis(ctr, rankers["oracle_pctr"], axis=1)
-    bait = truth.is_bait[cat.item_ids]
-    out = {}
-    for name, rows in rankers.items():
-        got_ctcvr = np.take_along_axis(ctcvr, rows, axis=1)
-        got_ctr = np.take_along_axis(ctr, rows, axis=1)
-        out.update(_recalls(f"{name}/sample", rows, users, cat, inter, ks))
-        out[f"{name}/sample/ndcg_pctcvr"] = ranking.ndcg_at(got_ctcvr, best_ctcvr, ks)
-        out[f"{name}/sample/bait_share"] = ranking.mean_at(bait[rows], ks)
-        out[f"{name}/sample/exp_conversions_ratio"] = ranking.sum_ratio_at(
-            got_ctcvr, best_ctcvr, ks
-        )
-        out[f"{name}/sample/exp_clicks_ratio"] = ranking.sum_ratio_at(got_ctr, best_ctr, ks)
-    return out
-
-
-def _oracle_metrics(
-    users: np.ndarray,
-    rankers: dict[str, np.ndarray],
-    cat: Catalogue,
-    inter: Interactions,
-    truth: GroundTruth,
-    ks: list[int],
-    show: bool,
-) -> dict[str, np.ndarray]:
-    """Per-user ground-truth metrics of the sample `users` (this rank's; `rankers` hold their
-    rows, aligned), in blocks; every key is present (with no rows) even when this rank has no
-    sample user, so the gather lines up."""
-    parts: dict[str, list[np.ndarray]] = {
-        f"{name}/sample/{metric}": [np.empty((0, len(ks)))]
-        for name in (*rankers, *ORACLE_RANKERS)
-        for metric in SAMPLE_METRICS
-    }
-    blocks = range(0, len(users), _ORACLE_BLOCK)
-    if show:
-        blocks = tqdm(blocks, desc="oracle scoring", unit="block")
-    for s in blocks:
-        b = slice(s, s + _ORACLE_BLOCK)
-        block_rankers = {name: rows[b] for name, rows in rankers.items()}
-        for key, v in _oracle_block(users[b], block_rankers, cat, inter, truth, ks).items():
-            parts[key].append(v)
-    return {k: np.concatenate(v) for k, v in parts.items()}
-
-
 def _check_truth(truth: GroundTruth, cat: Catalogue, users: np.ndarray) -> None:
     if cat.item_ids.size and cat.item_ids.max() >= truth.num_items:
         raise ValueError(
@@ -184,18 +107,6 @@ def _check_truth(truth: GroundTruth, cat: Catalogue, users: np.ndarray) -> None:
             f"the ground truth knows {truth.num_users} users but the split has user id "
             f"{int(users.max())}: was the world regenerated with other sizes?"
         )
-
-
-def _summarise(per_user: dict[str, np.ndarray], ks: list[int]) -> dict[str, dict]:
-    """{ranker: {scope: {metric: {K: mean}}}} from `ranker/scope/metric` arrays."""
-    out: dict[str, dict] = {}
-    for key, values in per_user.items():
-        ranker, scope, metric = key.split("/")
-        means = ranking.user_mean(values)
-        out.setdefault(ranker, {}).setdefault(scope, {})[metric] = {
-            str(k): m for k, m in zip(ks, means, strict=True)
-        }
-    return out
 
 
 def _user_rows(cat: Catalogue, inter: Interactions, split: str) -> pa.Table:
@@ -224,6 +135,35 @@ def _compose(u_tau: np.ndarray, z: np.ndarray, beta: float) -> np.ndarray:
 
 def _gate_mean(z: np.ndarray, beta: float) -> float:
     return float(shifted_gate(torch.from_numpy(z), beta)[:, 1].double().mean())
+
+
+def _teacher_section(
+    summary: dict[str, dict], model_summary: dict[str, dict], betas: list[float], users: int
+) -> dict[str, object]:
+    """The teacher ranking the whole catalogue vs the student on the same users: the student
+    as trained (beta 0) and its best frontier point for expected conversions, per K."""
+    student = model_summary.pop(TEACHER_SCOPE)
+    candidates = [(0.0, student)] + [
+        (b, summary[ranker_name(j)].pop(TEACHER_SCOPE)) for j, b in enumerate(betas)
+    ]
+    best: dict[str, float] = {}
+    best_beta: dict[str, float] = {}
+    for k in student["exp_conversions_ratio"]:
+        beta, scope = max(candidates, key=lambda c: _nan_low(c[1]["exp_conversions_ratio"][k]))
+        best[k], best_beta[k] = scope["exp_conversions_ratio"][k], beta
+    for name in ORACLE_RANKERS:
+        summary[name].pop(TEACHER_SCOPE, None)
+    return {
+        "users": users,
+        "teacher": summary.pop("teacher")[TEACHER_SCOPE],
+        "student": student,
+        "student_best": best,
+        "student_best_beta": best_beta,
+    }
+
+
+def _nan_low(x: float) -> float:
+    return -math.inf if x is None or math.isnan(x) else x
 
 
 def evaluate_retrieval(
@@ -270,10 +210,10 @@ def evaluate_retrieval(
     popular = np.lexsort((np.arange(len(cat.item_ids)), -train_click_counts(cfg, cat.item_ids)))
     popular_rows = np.broadcast_to(popular[:kmax], (len(users), kmax))
     per_user = {
-        **_recalls("model/all_users", model_rows, users, cat, inter, ks),
-        **_recalls("popularity/all_users", popular_rows, users, cat, inter, ks),
+        **recalls("model/all_users", model_rows, users, cat, inter, ks),
+        **recalls("popularity/all_users", popular_rows, users, cat, inter, ks),
     }
-    sample_size = 0
+    sample_size = teacher_size = 0
     if truth is not None and options.oracle_users > 0:
         _check_truth(truth, cat, inter.users)
         test_users = inter.users if options.split == TEST_SPLIT else split_users(cfg, TEST_SPLIT)
@@ -287,11 +227,43 @@ def evaluate_retrieval(
             local = slice(lo, hi)
             q = _compose(u_tau[local][mine], z[local][mine], beta)
             rankers[ranker_name(j)] = search_top_k(item_vecs, q, kmax)
-        per_user.update(_oracle_metrics(users[mine], rankers, cat, inter, truth, ks, show))
+        per_user.update(oracle_metrics(users[mine], rankers, cat, inter, truth, ks, show))
+        if options.teacher_users > 0 and hasattr(model, "dense"):
+            subset = teacher_subset(sample, options.teacher_users, options.seed)
+            teacher_size = len(subset)
+            local = users[mine]
+            on_rank = np.isin(local, subset)
+            emb_u = encode_groups(
+                model,
+                cfg.features,
+                user_rows.take(pa.array(np.searchsorted(inter.users, subset))),
+                ("user", "context"),
+                options.batch_size,
+                device,
+            )
+            emb_i = encode_groups(
+                model, cfg.features, cat.items, ("item",), options.batch_size, device
+            )
+            mask = np.isin(subset, local)
+            t_rows = teacher_top_k(
+                model, {g: a[mask] for g, a in emb_u.items()}, emb_i, kmax, device
+            )
+            t_rankers = {
+                name: rows[on_rank] for name, rows in rankers.items() if name != "popularity"
+            }
+            t_rankers["teacher"] = t_rows
+            per_user.update(
+                oracle_metrics(
+                    local[on_rank], t_rankers, cat, inter, truth, ks, show, TEACHER_SCOPE
+                )
+            )
     gathered = gather_rows(per_user)
-    summary = _summarise(gathered, ks)
+    summary = summarise(gathered, ks)
     n_click, n_conv = inter.counts(inter.users)
     model_summary = summary.pop("model")
+    teacher = None
+    if teacher_size:
+        teacher = _teacher_section(summary, model_summary, betas, teacher_size)
     report: dict[str, object] = {
         "retrieval": {
             "k": ks,
@@ -308,6 +280,8 @@ def evaluate_retrieval(
             **model_summary,
         },
     }
+    if teacher is not None:
+        report["teacher_retrieval"] = teacher
     if betas and sample_size:
         gate_means = [_gate_mean(z, b) for b in betas]
         report["frontier"] = frontier_report(summary, betas, ks, gate_means)

@@ -207,3 +207,27 @@ def encode_query_parts(
         progress,
     )
     return np.ascontiguousarray(u_tau, dtype=np.float32), z.astype(np.float32)
+
+
+def encode_groups(
+    model: RetrievalModel,
+    features: FeaturesConfig,
+    table: pa.Table,
+    groups: tuple[str, ...],
+    batch_size: int = 4096,
+    device: torch.device = _CPU,
+) -> dict[str, np.ndarray]:
+    """Pooled embeddings {group: [n, group_dim]} of `table`'s rows from the shared EBC (the
+    teacher's input), with the same matched calls across ranks as the vector encoders."""
+    specs = [s for g in groups for s in features.group(g)]  # type: ignore[arg-type]
+    present = [g for g in groups if features.group(g)]  # type: ignore[arg-type]
+    arrays = _encode(
+        table,
+        specs,
+        lambda kjt: [model.sparse.lookup(kjt, tuple(present))[g] for g in present],  # type: ignore[attr-defined]
+        batch_size,
+        device,
+        "/".join(present),
+        False,
+    )
+    return dict(zip(present, arrays, strict=True))

@@ -24,7 +24,7 @@ from dmmp_rec.model.factory import build_model
 
 
 def build_sharded_model(cfg: DmmpConfig, env: DistEnv) -> DistributedModelParallel:
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(cfg.training_seed)
     model = build_model(cfg, device=env.device, sparse_device="meta")
     attach_embedding_optimizer(model.sparse.ebc, cfg.train)
     plan = resolve_plan(cfg, model, env)

@@ -1,0 +1,123 @@
+"""Per-user retrieval metrics of rankers against logged relevance and the ground truth.
+
+A ranker is an array [users, K] of catalogue rows. Logged recall uses the split's clicked /
+converted pairs (exposure-biased: the logging policy chose what could be clicked). With the
+synthetic world's ground truth every ranker is also scored against the true pCTR / pCTCVR of
+every catalogue item: NDCG with pCTCVR gains, bait share, expected conversions and expected
+clicks over the oracle's (the two oracle rankers are added here). Values stay per user so that
+ranks compute their users' rows and the means are taken once, after the gather.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from tqdm import tqdm
+
+from dmmp_rec.data.catalogue import Catalogue, Interactions
+from dmmp_rec.data.world import GroundTruth
+from dmmp_rec.eval import ranking
+
+_ORACLE_BLOCK = 64  # users scored against the whole corpus at once
+ORACLE_RANKERS = ("oracle_pctr", "oracle_pctcvr")
+SAMPLE_METRICS = (
+    "recall_click",
+    "recall_conversion",
+    "ndcg_pctcvr",
+    "bait_share",
+    "exp_conversions_ratio",
+    "exp_clicks_ratio",
+)
+
+
+def recalls(
+    prefix: str,
+    rows: np.ndarray,
+    users: np.ndarray,
+    cat: Catalogue,
+    inter: Interactions,
+    ks: list[int],
+) -> dict[str, np.ndarray]:
+    item_ids = cat.item_ids[rows]
+    n_click, n_conv = inter.counts(users)
+    hit_c = ranking.hits(item_ids, users, inter.click_users, inter.click_items)
+    hit_v = ranking.hits(item_ids, users, inter.conv_users, inter.conv_items)
+    return {
+        f"{prefix}/recall_click": ranking.recall_at(hit_c, n_click, ks),
+        f"{prefix}/recall_conversion": ranking.recall_at(hit_v, n_conv, ks),
+    }
+
+
+def oracle_block(
+    users: np.ndarray,
+    rankers: dict[str, np.ndarray],
+    cat: Catalogue,
+    inter: Interactions,
+    truth: GroundTruth,
+    ks: list[int],
+    scope: str = "sample",
+) -> dict[str, np.ndarray]:
+    """Per-user ground-truth metrics of every ranker (and the two oracles) for one block of
+    users, keyed `ranker/scope/metric`."""
+    kmax = max(ks)
+    ctr, ctcvr = truth.score_matrix(users, cat.item_ids)
+    rankers = {
+        **rankers,
+        "oracle_pctr": ranking.top_k(ctr, kmax),
+        "oracle_pctcvr": ranking.top_k(ctcvr, kmax),
+    }
+    best_ctcvr = np.take_along_axis(ctcvr, rankers["oracle_pctcvr"], axis=1)
+    best_ctr = np.take_along_axis(ctr, rankers["oracle_pctr"], axis=1)
+    bait = truth.is_bait[cat.item_ids]
+    out = {}
+    for name, rows in rankers.items():
+        got_ctcvr = np.take_along_axis(ctcvr, rows, axis=1)
+        got_ctr = np.take_along_axis(ctr, rows, axis=1)
+        key = f"{name}/{scope}"
+        out.update(recalls(key, rows, users, cat, inter, ks))
+        out[f"{key}/ndcg_pctcvr"] = ranking.ndcg_at(got_ctcvr, best_ctcvr, ks)
+        out[f"{key}/bait_share"] = ranking.mean_at(bait[rows], ks)
+        out[f"{key}/exp_conversions_ratio"] = ranking.sum_ratio_at(got_ctcvr, best_ctcvr, ks)
+        out[f"{key}/exp_clicks_ratio"] = ranking.sum_ratio_at(got_ctr, best_ctr, ks)
+    return out
+
+
+def oracle_metrics(
+    users: np.ndarray,
+    rankers: dict[str, np.ndarray],
+    cat: Catalogue,
+    inter: Interactions,
+    truth: GroundTruth,
+    ks: list[int],
+    show: bool,
+    scope: str = "sample",
+) -> dict[str, np.ndarray]:
+    """Per-user ground-truth metrics of the sample `users` (this rank's; `rankers` hold their
+    rows, aligned), in blocks; every key is present (with no rows) even when this rank has no
+    sample user, so the gather lines up."""
+    parts: dict[str, list[np.ndarray]] = {
+        f"{name}/{scope}/{metric}": [np.empty((0, len(ks)))]
+        for name in (*rankers, *ORACLE_RANKERS)
+        for metric in SAMPLE_METRICS
+    }
+    blocks = range(0, len(users), _ORACLE_BLOCK)
+    if show:
+        blocks = tqdm(blocks, desc="oracle scoring", unit="block")
+    for s in blocks:
+        b = slice(s, s + _ORACLE_BLOCK)
+        block_rankers = {name: rows[b] for name, rows in rankers.items()}
+        block = oracle_block(users[b], block_rankers, cat, inter, truth, ks, scope)
+        for key, v in block.items():
+            parts[key].append(v)
+    return {k: np.concatenate(v) for k, v in parts.items()}
+
+
+def summarise(per_user: dict[str, np.ndarray], ks: list[int]) -> dict[str, dict]:
+    """{ranker: {scope: {metric: {K: mean}}}} from `ranker/scope/metric` arrays."""
+    out: dict[str, dict] = {}
+    for key, values in per_user.items():
+        ranker, scope, metric = key.split("/")
+        means = ranking.user_mean(values)
+        out.setdefault(ranker, {}).setdefault(scope, {})[metric] = {
+            str(k): m for k, m in zip(ks, means, strict=True)
+        }
+    return out
