@@ -72,16 +72,18 @@ def test_listwise_distill_is_the_kl_between_candidate_softmaxes() -> None:
     assert float(listwise_distill(same, p, 1.0)) == pytest.approx(0.0, abs=1e-6)
 
 
-def test_candidate_term_changes_distill_ctcvr_only() -> None:
+def test_candidate_term_is_its_own_term_with_its_own_weight() -> None:
     batch_seed = 1
-    with_cands = _model(loss={"distill_candidates": R})
-    without = _model(loss={"distill_candidates": 0})
+    with_cands = _model(loss={"distill_candidates": R, "weighting": "scaled"})
+    without = _model(loss={"distill_candidates": 0, "weighting": "scaled"})
+    assert set(with_cands.loss_terms) - set(without.loss_terms) == {"distill/ctcvr_rank"}
     _, a = with_cands(_batch(batch_seed))
     _, b = without(_batch(batch_seed))
-    assert float(a["loss/distill/ctcvr"]) > float(b["loss/distill/ctcvr"])
-    for term in with_cands.loss_terms:
-        if term != "distill/ctcvr":
-            torch.testing.assert_close(a[f"loss/{term}"], b[f"loss/{term}"])
+    assert float(a["loss/distill/ctcvr_rank"]) > 0
+    assert "weight/distill/ctcvr_rank" in a and "loss/distill/ctcvr_rank" not in b
+    # every other term, the pointwise distill/ctcvr included, is the same with and without
+    for term in without.loss_terms:
+        torch.testing.assert_close(a[f"loss/{term}"], b[f"loss/{term}"])
 
 
 def test_small_batches_use_every_other_row_once() -> None:

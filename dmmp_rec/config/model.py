@@ -11,7 +11,9 @@ from dmmp_rec.config.base import require
 # `model.loss.fixed_weights`. A variant uses a subset (dmmp_rec.model.losses.terms_for).
 TEACHER_TERMS = ("teacher/ctr", "teacher/ctcvr")
 STUDENT_TERMS = ("student/ctr", "student/ctcvr", "student/fused", "student/inbatch")
-DISTILL_TERMS = ("distill/ctr", "distill/ctcvr", "distill/fused")
+# distill/ctcvr_rank is the listwise term over in-batch candidates (distill_candidates > 0):
+# its own weight, since its scale (~1) is a thousand times the pointwise distill/ctcvr's.
+DISTILL_TERMS = ("distill/ctr", "distill/ctcvr", "distill/ctcvr_rank", "distill/fused")
 LOSS_TERMS = TEACHER_TERMS + STUDENT_TERMS + DISTILL_TERMS
 
 
@@ -70,7 +72,10 @@ class StudentConfig:
 class LossConfig:
     """How the loss terms are combined, and the distillation settings."""
 
-    weighting: Literal["uncertainty", "fixed", "dwa"] = "uncertainty"
+    # scaled: each term over a detached running estimate of its own scale, then learnable
+    # weights in Kendall's form (they settle; docs/model.md); uncertainty: Kendall et al.'s
+    # plain form; fixed; dwa
+    weighting: Literal["scaled", "uncertainty", "fixed", "dwa"] = "uncertainty"
     fixed_weights: dict[str, float] = field(default_factory=dict)  # term -> weight, default 1
     # Distillation weights are multiplied by `distill_warmup_start` for the first
     # `distill_warmup_steps` training steps, then ramp linearly to 1 over `distill_ramp_steps`.
@@ -83,6 +88,11 @@ class LossConfig:
     distill_candidates: int = 4
     click_credit: float = 0.3
     uncertainty_init: float = 0.0  # initial log-variance s_k of every term
+    # `scaled`: the running scale m_k <- decay * m_k + (1 - decay) * L_k (rank-averaged)
+    scale_decay: float = 0.99
+    # false: the distillation terms train the student towers only (computed again on detached
+    # embeddings), so no distillation gradient reaches the shared tables
+    distill_to_tables: bool = True
     dwa_temperature: float = 2.0
     dwa_window: int = 50  # DWA compares mean losses of consecutive windows of this many steps
 
@@ -123,6 +133,11 @@ class LossConfig:
             f"must be > 0, got {self.dwa_temperature}",
         )
         require(self.dwa_window > 0, f"{path}.dwa_window", f"must be > 0, got {self.dwa_window}")
+        require(
+            0.0 < self.scale_decay < 1.0,
+            f"{path}.scale_decay",
+            f"must be in (0, 1), got {self.scale_decay}",
+        )
         for k, w in self.fixed_weights.items():
             require(
                 k in LOSS_TERMS,

@@ -35,10 +35,16 @@ class DenseArch(nn.Module):
         self.student = Student(
             user_dim, group_dims["item"], group_dims["user"], cfg.student, cfg.variant
         )
-        self.terms = terms_for(cfg.variant, cfg.student.in_batch_negatives)
+        self.terms = terms_for(
+            cfg.variant, cfg.student.in_batch_negatives, cfg.loss.distill_candidates > 0
+        )
         self.weighting = build_weighting(self.terms, cfg.loss)
+        ranks = "distill/ctcvr_rank" in self.terms
+        self.num_candidates = cfg.loss.distill_candidates if ranks else 0
+        # without distillation into the tables, the distillation terms read a second student
+        # pass over detached embeddings (the towers still learn from the teacher)
         distills = any(t in DISTILL_TERMS for t in self.terms)
-        self.num_candidates = cfg.loss.distill_candidates if distills else 0
+        self.detached_distill = distills and not cfg.loss.distill_to_tables
         # Training steps taken; drives the distillation warm-up and checkpoints with the model.
         self.register_buffer("train_step", torch.zeros((), dtype=torch.int64))
 
@@ -59,10 +65,14 @@ class DenseArch(nn.Module):
             candidates = conversion_candidates(
                 self.teacher, t, self.student, user, item, context, self.num_candidates
             )
+        s_distill = None
+        if self.detached_distill:
+            ctx = None if context is None else context.detach()
+            s_distill = self.student(user.detach(), ctx, item.detach())
         losses = compute_terms(
-            self.terms, t, s, click, conversion, item_ids, self.loss_cfg, candidates
+            self.terms, t, s, click, conversion, item_ids, self.loss_cfg, candidates, s_distill
         )
-        total, weights = self.weighting(losses, self.train_step)
+        weighted = self.weighting(losses, self.train_step)
         if self.training:
             with torch.no_grad():
                 self.train_step += 1
@@ -78,9 +88,11 @@ class DenseArch(nn.Module):
         }
         outputs = {k: v.detach() for k, v in outputs.items()}
         outputs.update({f"loss/{k}": v.detach() for k, v in losses.items()})
-        outputs.update({f"weight/{k}": v for k, v in weights.items()})
-        outputs["total_loss"] = total.detach()
-        return total, outputs
+        outputs.update({f"weight/{k}": v for k, v in weighted.weights.items()})
+        outputs.update({f"scale/{k}": v for k, v in weighted.scales.items()})
+        outputs["total_loss"] = weighted.loss.detach()  # weighted terms, >= 0
+        outputs["objective"] = weighted.objective.detach()
+        return weighted.objective, outputs
 
 
 class DMMPModel(nn.Module):

@@ -8,9 +8,9 @@ Terms (names as in outputs `loss/<term>` and `model.loss.fixed_weights`):
 - student/inbatch: softmax of the click score over the batch's items on clicked rows, log-q
   corrected;
 - distill/ctr, distill/ctcvr, distill/fused: Bernoulli KL from the teacher's pCTR, pCTCVR and
-  c * pCTR + (1 - c) * pCTCVR to s_c, s_v and f, with temperature T; the teacher side is detached.
-  distill/ctcvr also ranks each user's own item and R other items of the batch as the teacher
-  does (listwise KL; `distill_candidates` = R, candidates.py).
+  c * pCTR + (1 - c) * pCTCVR to s_c, s_v and f, with temperature T; the teacher side is detached;
+- distill/ctcvr_rank: each user's own item and R other items of the batch ranked by s_v as the
+  teacher ranks them by pCTCVR (listwise KL; `distill_candidates` = R, candidates.py).
 """
 
 from __future__ import annotations
@@ -26,8 +26,9 @@ from dmmp_rec.model.teacher import TeacherOutput
 EPS = 1e-6
 
 
-def terms_for(variant: str, in_batch_negatives: bool) -> tuple[str, ...]:
-    """The loss terms a variant trains, in LOSS_TERMS order."""
+def terms_for(variant: str, in_batch_negatives: bool, candidates: bool = True) -> tuple[str, ...]:
+    """The loss terms a variant trains, in LOSS_TERMS order; `candidates`: whether the
+    listwise candidate term exists (distill_candidates > 0)."""
     if variant == "two_tower":
         wanted = {"teacher/ctr", "teacher/ctcvr", "student/ctr", "student/inbatch"}
     else:
@@ -36,6 +37,8 @@ def terms_for(variant: str, in_batch_negatives: bool) -> tuple[str, ...]:
             wanted -= set(DISTILL_TERMS)
     if not in_batch_negatives:
         wanted.discard("student/inbatch")
+    if not candidates:
+        wanted.discard("distill/ctcvr_rank")
     return tuple(t for t in LOSS_TERMS if t in wanted)
 
 
@@ -114,8 +117,12 @@ def compute_terms(
     item_ids: torch.Tensor | None,
     cfg: LossConfig,
     candidates: Candidates | None = None,
+    student_for_distill: StudentOutput | None = None,
 ) -> dict[str, torch.Tensor]:
-    """The scalar value of each term in `terms`; distill/ctcvr also ranks `candidates`."""
+    """The scalar value of each term in `terms`; distill/ctcvr_rank ranks `candidates`; the
+    pointwise distillation terms read `student_for_distill` when given (a student pass over
+    detached embeddings, so they do not reach the shared tables)."""
+    distilled = student if student_for_distill is None else student_for_distill
     click = click.to(teacher.pctr.dtype)
     ctcvr = click * conversion.to(click.dtype)
     c, temp = cfg.click_credit, cfg.distill_temperature
@@ -137,14 +144,16 @@ def compute_terms(
                 raise ValueError("student/inbatch needs the batch's item ids")
             out[term] = in_batch_softmax(student.u, student.i_c, student.tau, item_ids, click > 0)
         elif term == "distill/ctr":
-            out[term] = distill(student.s_c, teacher.pctr, temp)
+            out[term] = distill(distilled.s_c, teacher.pctr, temp)
         elif term == "distill/ctcvr":
-            out[term] = distill(student.s_v, teacher.pctcvr, temp)
-            if candidates is not None:
-                ranking = listwise_distill(candidates.s_v, candidates.teacher_pctcvr, temp)
-                out[term] = out[term] + ranking
+            out[term] = distill(distilled.s_v, teacher.pctcvr, temp)
+        elif term == "distill/ctcvr_rank":
+            if candidates is None:
+                raise ValueError("distill/ctcvr_rank needs the in-batch candidates")
+            out[term] = listwise_distill(candidates.s_v, candidates.teacher_pctcvr, temp)
         elif term == "distill/fused":
-            out[term] = distill(student.fused, c * teacher.pctr + (1 - c) * teacher.pctcvr, temp)
+            target = c * teacher.pctr + (1 - c) * teacher.pctcvr
+            out[term] = distill(distilled.fused, target, temp)
         else:
             raise ValueError(f"unknown loss term {term!r}; known: {', '.join(LOSS_TERMS)}")
     return out

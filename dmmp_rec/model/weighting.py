@@ -1,16 +1,27 @@
-"""How the loss terms are combined into one loss: uncertainty, fixed or DWA weights, and the
-warm-up that holds the distillation terms back while the teacher is still immature.
+"""How the loss terms are combined into one loss: scaled, uncertainty, fixed or DWA weights, and
+the warm-up that holds the distillation terms back while the teacher is still immature.
 
 Every scheme keeps every term in the graph: a term held back by the warm-up is multiplied by its
 (possibly zero) factor instead of being skipped, so every parameter gets a gradient every step
 and DDP with static_graph / find_unused_parameters=False is satisfied.
+
+Each scheme returns the objective that is minimised and a `loss` a person can watch: the
+weighted terms without any regulariser, never negative (the objective of the uncertainty forms
+is not: its log-variance terms go below zero). The math is in docs/model.md.
+
+Statistics a scheme keeps across steps (the running scales, DWA's window means) are updated in
+training mode only, from losses averaged over the ranks, so that every rank weighs the terms
+identically: torchrec's DMP wraps the dense part in DDP with broadcast_buffers=False, and a
+rank-local statistic would silently give each rank its own weights.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
+import torch.distributed as dist
 from torch import nn
 
 from dmmp_rec.config.model import DISTILL_TERMS, LossConfig
@@ -33,6 +44,24 @@ class DistillWarmup:
         return self.start + (1.0 - self.start) * progress
 
 
+class Weighted(NamedTuple):
+    objective: torch.Tensor  # what the optimiser minimises
+    loss: torch.Tensor  # the weighted terms without regulariser, >= 0: what a person watches
+    weights: dict[str, torch.Tensor]  # effective multiplier of each term (warm-up included)
+    scales: dict[str, torch.Tensor]  # running scale of each term (`scaled` only)
+
+
+def rank_mean(values: torch.Tensor) -> torch.Tensor:
+    """The mean over the ranks of a detached vector (itself on one process). It is reduced on
+    the device it lives on: the dense part's device, which is the process group's (CUDA under
+    NCCL, CPU under gloo). Every rank must call it in the same step."""
+    values = values.detach().clone()
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        dist.all_reduce(values, op=dist.ReduceOp.SUM)
+        values /= dist.get_world_size()
+    return values
+
+
 class LossWeighting(nn.Module):
     """Base: stacks the terms, applies the warm-up, and lets a subclass weigh them."""
 
@@ -43,25 +72,38 @@ class LossWeighting(nn.Module):
 
     def combine(
         self, losses: torch.Tensor, mult: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(total loss, effective weights) from the stacked terms and the warm-up multipliers."""
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(objective, watched loss, effective weights) from the stacked terms and the warm-up
+        multipliers."""
         raise NotImplementedError
 
-    def forward(
-        self, losses: dict[str, torch.Tensor], step: torch.Tensor
-    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def scales(self) -> torch.Tensor | None:
+        return None
+
+    def forward(self, losses: dict[str, torch.Tensor], step: torch.Tensor) -> Weighted:
         vec = torch.stack([losses[t] for t in self.terms])
         factor = self.warmup.factor(step).to(vec.device, vec.dtype)
         is_distill = torch.tensor(
             [t in DISTILL_TERMS for t in self.terms], dtype=torch.bool, device=vec.device
         )
         mult = torch.where(is_distill, factor, torch.ones_like(vec))
-        total, weights = self.combine(vec, mult)
-        return total, {t: weights[k].detach() for k, t in enumerate(self.terms)}
+        objective, loss, weights = self.combine(vec, mult)
+        scales = self.scales()
+        return Weighted(
+            objective,
+            loss,
+            {t: weights[k].detach() for k, t in enumerate(self.terms)},
+            {}
+            if scales is None
+            else {t: scales[k].detach().clone() for k, t in enumerate(self.terms)},
+        )
 
 
 class UncertaintyWeighting(LossWeighting):
-    """Kendall et al. 2018: L = sum_k exp(-s_k) L_k + s_k with learnable log-variances s_k."""
+    """Kendall et al. 2018: L = sum_k exp(-s_k) L_k + s_k with learnable log-variances s_k.
+
+    Its optimum is exp(-s_k) = 1 / L_k: a term whose loss has a floor of 0 (distillation KLs) or
+    is tiny (rare-event BCEs) gets a weight that grows without bound (docs/model.md)."""
 
     def __init__(self, terms: tuple[str, ...], warmup: DistillWarmup, init: float = 0.0) -> None:
         super().__init__(terms, warmup)
@@ -74,10 +116,55 @@ class UncertaintyWeighting(LossWeighting):
 
     def combine(
         self, losses: torch.Tensor, mult: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         precision = torch.exp(-self.log_vars)
-        total = (mult * (precision * losses + self.log_vars)).sum()
-        return total, mult * precision
+        objective = (mult * (precision * losses + self.log_vars)).sum()
+        return objective, (mult * precision * losses).sum(), mult * precision
+
+
+class ScaledWeighting(UncertaintyWeighting):
+    """Kendall's form on terms divided by a detached running estimate of their own scale:
+    L = sum_k exp(-s_k) L_k / m_k + s_k, m_k <- d m_k + (1 - d) L_k (rank mean, training only).
+
+    L_k / m_k stays near 1, so the optimum exp(-s_k) = m_k / L_k stays near 1 and the learnable
+    weights settle instead of chasing 1 / L_k; every term enters at the same scale, and a term
+    that rises above its running scale is weighted down. The reported weight is exp(-s_k)
+    (warm-up included); the scale m_k is reported beside it."""
+
+    def __init__(
+        self, terms: tuple[str, ...], warmup: DistillWarmup, init: float, decay: float
+    ) -> None:
+        super().__init__(terms, warmup, init)
+        self.decay = decay
+        self.register_buffer("scale", torch.zeros(len(terms)))  # 0: not seen yet
+
+    def reset_parameters(self) -> None:
+        super().reset_parameters()
+        with torch.no_grad():
+            self.scale.zero_()
+
+    @torch.no_grad()
+    def _update(self, losses: torch.Tensor) -> None:
+        mean = rank_mean(losses).to(self.scale.dtype)
+        fresh = self.scale == 0
+        self.scale.copy_(
+            torch.where(fresh, mean, self.decay * self.scale + (1 - self.decay) * mean)
+        )
+
+    def scales(self) -> torch.Tensor:
+        return self.scale
+
+    def combine(
+        self, losses: torch.Tensor, mult: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if self.training:
+            self._update(losses)
+        scale = self.scale.to(losses.dtype).clamp(min=1e-8)
+        scale = torch.where(self.scale > 0, scale, losses.detach().clamp(min=1e-8))
+        precision = torch.exp(-self.log_vars)
+        normalised = losses / scale
+        objective = (mult * (precision * normalised + self.log_vars)).sum()
+        return objective, (mult * precision * normalised).sum(), mult * precision
 
 
 class FixedWeighting(LossWeighting):
@@ -91,15 +178,17 @@ class FixedWeighting(LossWeighting):
 
     def combine(
         self, losses: torch.Tensor, mult: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         w = mult * torch.tensor(self.fixed, dtype=losses.dtype, device=losses.device)
-        return (w * losses).sum(), w
+        total = (w * losses).sum()
+        return total, total, w
 
 
 class DWAWeighting(LossWeighting):
     """Dynamic weight average (Liu et al. 2019): w_k = K softmax_k(r_k / T), r_k the ratio of
     term k's mean loss over the last window of steps to the window before; 1 until two windows
-    have passed. The statistics are buffers (zero means "not seen yet"), so they checkpoint."""
+    have passed. The statistics are buffers (zero means "not seen yet"), so they checkpoint;
+    they accumulate rank-averaged losses, so every rank has the same weights."""
 
     def __init__(
         self, terms: tuple[str, ...], warmup: DistillWarmup, temperature: float, window: int
@@ -115,7 +204,7 @@ class DWAWeighting(LossWeighting):
 
     @torch.no_grad()
     def _update(self, losses: torch.Tensor) -> None:
-        self.window_sum += losses.detach().to(self.window_sum.dtype)
+        self.window_sum += rank_mean(losses).to(self.window_sum.dtype)
         self.window_count += 1
         full = self.window_count >= self.window
         self.prev_mean.copy_(torch.where(full, self.last_mean, self.prev_mean))
@@ -132,11 +221,12 @@ class DWAWeighting(LossWeighting):
 
     def combine(
         self, losses: torch.Tensor, mult: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if self.training:
             self._update(losses)
         w = mult * self.current().to(losses.dtype)
-        return (w * losses).sum(), w
+        total = (w * losses).sum()
+        return total, total, w
 
 
 def build_weighting(terms: tuple[str, ...], cfg: LossConfig) -> LossWeighting:
@@ -144,6 +234,8 @@ def build_weighting(terms: tuple[str, ...], cfg: LossConfig) -> LossWeighting:
     warmup = DistillWarmup(
         cfg.distill_warmup_start, cfg.distill_warmup_steps, cfg.distill_ramp_steps
     )
+    if cfg.weighting == "scaled":
+        return ScaledWeighting(terms, warmup, cfg.uncertainty_init, cfg.scale_decay)
     if cfg.weighting == "uncertainty":
         return UncertaintyWeighting(terms, warmup, cfg.uncertainty_init)
     if cfg.weighting == "fixed":

@@ -34,10 +34,15 @@ from dmmp_rec.train.validation import score_batches, teacher_and_student_aucs
 
 
 def _scalars(out: dict[str, torch.Tensor]) -> dict[str, float]:
-    """Loss terms, adaptive weights and the gate's mean of rank 0's last batch."""
-    scalars = {k: float(v) for k, v in out.items() if k.startswith(("loss/", "weight/"))}
+    """Loss terms, adaptive weights (and running scales) and the gate's mean of rank 0's last
+    batch. `loss/total` is the weighted terms (never negative: what the progress bar shows);
+    `loss/objective` is what the optimiser minimises (with the uncertainty regulariser)."""
+    prefixes = ("loss/", "weight/", "scale/")
+    scalars = {k: float(v) for k, v in out.items() if k.startswith(prefixes)}
     if "total_loss" in out:
         scalars["loss/total"] = float(out["total_loss"])
+    if "objective" in out:
+        scalars["loss/objective"] = float(out["objective"])
     if "gate" in out:
         scalars["gate/conversion_mean"] = float(out["gate"][:, -1].float().mean())
     return scalars
