@@ -7,6 +7,17 @@ from typing import Literal
 
 from dmmp_rec.config.base import require
 
+# What validation measures during training (dmmp_rec.train.validation), all higher-is-better:
+# the teacher's AUCs (CVR on clicked rows, ESMM's convention) and the student's scores' AUCs.
+VALIDATION_METRICS = (
+    "val/teacher_ctr_auc",
+    "val/teacher_cvr_auc",
+    "val/teacher_ctcvr_auc",
+    "val/student_ctr_auc",
+    "val/student_ctcvr_auc",
+    "val/student_fused_ctcvr_auc",
+)
+
 
 @dataclass
 class TrainConfig:
@@ -23,7 +34,11 @@ class TrainConfig:
     keep_checkpoints: int = 2
     log_every: int = 50
     eval_every: int = 0  # 0: validate only at the end
-    eval_batches: int = 20
+    # validation batches per rank: null = the whole validation day, 0 = no validation
+    eval_batches: int | None = None
+    # keep the checkpoint of the validation with the best value of this metric (higher is
+    # better); eval / export then load it. null: the last checkpoint. Needs eval_every > 0.
+    select_best_on: str | None = None
     device: Literal["auto", "cpu", "cuda"] = "auto"
     # How long a rank waits on its peers (joining the process group, any collective) before it
     # fails; the elastic agent then restarts the workers (max_restarts). torch's default is 30 min.
@@ -40,10 +55,18 @@ class TrainConfig:
                 getattr(self, name) > 0, f"{path}.{name}", f"must be > 0, got {getattr(self, name)}"
             )
         for name in ("eval_every", "eval_batches"):
+            value = getattr(self, name)
+            require(value is None or value >= 0, f"{path}.{name}", f"must be >= 0, got {value}")
+        if self.select_best_on is not None:
             require(
-                getattr(self, name) >= 0,
-                f"{path}.{name}",
-                f"must be >= 0, got {getattr(self, name)}",
+                self.select_best_on in VALIDATION_METRICS,
+                f"{path}.select_best_on",
+                f"unknown metric {self.select_best_on!r}; known: {', '.join(VALIDATION_METRICS)}",
+            )
+            require(
+                self.eval_every > 0 and self.eval_batches != 0,
+                f"{path}.select_best_on",
+                "needs periodic validation: set train.eval_every > 0 (and eval_batches != 0)",
             )
         for name in ("dense_lr", "embedding_lr", "dist_timeout_s"):
             require(

@@ -110,13 +110,15 @@ def read_trainer_state(path: Path) -> dict[str, Any]:
 
 
 class CheckpointManager:
-    """Saves and restores DCP checkpoints under one root, keeping the newest `keep`."""
+    """Saves and restores DCP checkpoints under one root, keeping the newest `keep` and the
+    step in `protected` (the best one by validation, when training selects one)."""
 
     def __init__(self, root: str | Path, keep: int = 2) -> None:
         if keep < 1:
             raise ValueError(f"keep must be >= 1, got {keep}")
         self.root = Path(root)
         self.keep = keep
+        self.protected: int | None = None
 
     def save(self, step: int, state: dict[str, Any], trainer_state: dict[str, Any]) -> Path:
         """Collective: every rank calls it. Writes to a temporary directory, then renames."""
@@ -142,7 +144,8 @@ class CheckpointManager:
 
     def _prune(self) -> None:
         for old in list_checkpoints(self.root)[self.keep :]:
-            shutil.rmtree(old.path, ignore_errors=True)
+            if old.step != self.protected:
+                shutil.rmtree(old.path, ignore_errors=True)
         for stale in self.root.glob(f"{TMP_PREFIX}*"):
             shutil.rmtree(stale, ignore_errors=True)
 

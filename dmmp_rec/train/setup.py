@@ -16,11 +16,12 @@ from torchrec.distributed import DistributedModelParallel
 from torchrec.distributed.types import ShardingEnv
 
 from dmmp_rec.config import DmmpConfig
-from dmmp_rec.distributed.checkpoint import CheckpointError, list_checkpoints, verify
+from dmmp_rec.distributed.checkpoint import CheckpointError, list_checkpoints, step_dir, verify
 from dmmp_rec.distributed.env import DistEnv
 from dmmp_rec.distributed.model_parallel import resolve_plan, sharders_for
 from dmmp_rec.distributed.optim import attach_embedding_optimizer
 from dmmp_rec.model.factory import build_model
+from dmmp_rec.train.best import best_step
 
 
 def build_sharded_model(cfg: DmmpConfig, env: DistEnv) -> DistributedModelParallel:
@@ -38,11 +39,17 @@ def build_sharded_model(cfg: DmmpConfig, env: DistEnv) -> DistributedModelParall
 
 
 def checkpoint_dir(path: str | Path) -> Path:
-    """A step directory, or the newest complete one under a run / checkpoints directory."""
+    """A step directory; for a run directory the checkpoint that validated best when training
+    selected one (best.json), else the newest complete one under it or its checkpoints/."""
     path = Path(path)
     if (path / ".metadata").is_file():
         verify(path)
         return path
+    best = best_step(path)
+    if best is not None:
+        chosen = step_dir(path / "checkpoints", best)
+        verify(chosen)
+        return chosen
     for root in (path / "checkpoints", path):
         found = list_checkpoints(root)
         if found:

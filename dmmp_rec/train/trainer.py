@@ -22,6 +22,7 @@ from dmmp_rec.distributed.checkpoint import CheckpointManager, list_checkpoints
 from dmmp_rec.distributed.env import DistEnv, init_distributed
 from dmmp_rec.distributed.optim import combined_optimizer
 from dmmp_rec.distributed.plan_io import save_plan
+from dmmp_rec.train.best import BestTracker
 from dmmp_rec.train.logger import TrainLogger
 from dmmp_rec.train.position import TrackedIterator
 from dmmp_rec.train.resume import (
@@ -57,8 +58,12 @@ def _maybe_inject_fault(cfg: DmmpConfig, env: DistEnv, step: int) -> None:
 
 
 def validate(cfg: DmmpConfig, dmp: torch.nn.Module, env: DistEnv) -> dict[str, float]:
+    """AUCs on the validation day: all of it (`eval_batches` null) or its first batches."""
     loader = loader_for_split(cfg, "val", env.rank, env.world_size, drop_last=True)
-    batches = (b for i, b in zip(range(cfg.train.eval_batches), loader, strict=False))
+    limit = cfg.train.eval_batches
+    batches = (
+        iter(loader) if limit is None else (b for _, b in zip(range(limit), loader, strict=False))
+    )
     return teacher_and_student_aucs(score_batches(dmp, batches, cfg.features, env.device))
 
 
@@ -81,6 +86,9 @@ def train(cfg: DmmpConfig, env: DistEnv | None = None) -> dict[str, Any]:
     loader = loader_for_split(cfg, "train", env.rank, env.world_size)
     checkpoints = CheckpointManager(out / "checkpoints", cfg.train.keep_checkpoints)
     say = print if env.is_main else (lambda *_: None)
+    best = BestTracker(out, cfg.train.select_best_on) if cfg.train.select_best_on else None
+    if best is not None:
+        checkpoints.protected = best.step
 
     start = 0
     layouts = table_layouts(dmp.plan)
@@ -115,6 +123,9 @@ def train(cfg: DmmpConfig, env: DistEnv | None = None) -> dict[str, Any]:
     batches = TrackedIterator(loader, loader.forever(), cfg.train.max_steps - start)
     inner = dmp.module
     last: dict[str, float] = {}
+    metrics: dict[str, float] = {}
+    validating = cfg.train.eval_batches != 0
+    eval_s = 0.0
     t0 = time.perf_counter()
     for step in range(start + 1, cfg.train.max_steps + 1):
         inner.train_step.fill_(step - 1)  # warm-up clock; the pipeline may trace forward once
@@ -124,7 +135,23 @@ def train(cfg: DmmpConfig, env: DistEnv | None = None) -> dict[str, Any]:
             last = _scalars(out_step)
         logger.step(step, last, log_now)
         _maybe_inject_fault(cfg, env, step)
-        if step % cfg.train.checkpoint_every == 0 or step == cfg.train.max_steps:
+        final = step == cfg.train.max_steps
+        validate_now = validating and (
+            final or (cfg.train.eval_every > 0 and step % cfg.train.eval_every == 0)
+        )
+        if validate_now:
+            t_val = time.perf_counter()
+            pipeline.detach()
+            metrics = validate(cfg, dmp, env)
+            logger.scalars(step, metrics)
+            eval_s += time.perf_counter() - t_val
+            if not final:
+                pipeline.attach(dmp)
+        improved = best is not None and validate_now and best.update(step, metrics)
+        if improved:
+            checkpoints.protected = step
+            say(f"step {step}: best {best.metric} so far, {best.value:.4f}")
+        if step % cfg.train.checkpoint_every == 0 or final or improved:
             position = batches.position_after(step - start)
             checkpoints.save(
                 step,
@@ -136,15 +163,13 @@ def train(cfg: DmmpConfig, env: DistEnv | None = None) -> dict[str, Any]:
                     "config": cfg.source,
                 },
             )
-        if cfg.train.eval_every and step % cfg.train.eval_every == 0 and step < cfg.train.max_steps:
-            pipeline.detach()
-            logger.scalars(step, validate(cfg, dmp, env))
-            pipeline.attach(dmp)
-    elapsed = time.perf_counter() - t0
+        if best is not None and validate_now and env.is_main:
+            best.write()  # after the save: best.json never names a checkpoint not yet written
+    elapsed = time.perf_counter() - t0 - eval_s
     trained = cfg.train.max_steps - start
     pipeline.detach()
-    metrics = validate(cfg, dmp, env) if cfg.train.eval_batches else {}
-    logger.scalars(cfg.train.max_steps, metrics)
+    if start == cfg.train.max_steps and validating:  # nothing left to train: validate anyway
+        metrics = validate(cfg, dmp, env)
     logger.close()
     summary = {
         "steps": cfg.train.max_steps,
@@ -156,6 +181,8 @@ def train(cfg: DmmpConfig, env: DistEnv | None = None) -> dict[str, Any]:
         "samples_per_s": round(trained * global_batch / elapsed, 1) if elapsed > 0 else None,
         "last_logged": last,
         "validation": metrics,
+        "validation_seconds": round(eval_s, 2),
+        "best": best.summary() if best is not None else None,
         "checkpoint": str(list_checkpoints(checkpoints.root)[0].path),
         "oov_counts": dict(getattr(loader, "oov_counts", {})),
     }
