@@ -164,7 +164,7 @@ def test_inference_bench_on_untrained_model(tiny) -> None:
         cfg.features.group("user"), cfg.features.group("context"), tables_of(model), model.student
     )
     with torch.no_grad():
-        q, _ = side(*split_inputs(users))
+        q, _ = side(*split_inputs(users), torch.zeros(1))
         torch.testing.assert_close(q, model.query_vector(users), atol=1e-5, rtol=1e-4)
         i = ItemSide(cfg, model)(*split_inputs(items))
         torch.testing.assert_close(i, model.item_vector(items), atol=1e-5, rtol=1e-4)
