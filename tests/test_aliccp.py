@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+import yaml
 
 from dmmp_rec.commands import convert_aliccp as command
-from dmmp_rec.config import ConfigError, DmmpConfig, load_config
+from dmmp_rec.config import ConfigError, DmmpConfig, config_from_dict, load_config
 from dmmp_rec.data.aliccp import ConversionStats, MalformedRowError, convert_aliccp
 from dmmp_rec.data.aliccp_fields import ALICCP_FIELDS, resolve_fields
 from dmmp_rec.data.aliccp_parse import fold_ids, mix64
@@ -66,12 +67,28 @@ def test_hash_is_splitmix64_and_folds_into_rows_1_to_card_minus_1():
 def test_config_loads_with_all_23_fields():
     config = cfg()
     slots = resolve_fields(config.features)
-    assert (slots[0].field, slots[-1].field) == ("101", "301")  # KJT order: user, item, context
+    # KJT order: user, item, context, cross
+    assert (slots[0].field, slots[-1].field) == ("101", "853")
     assert {s.field for s in slots} == set(ALICCP_FIELDS)
     multi = {s.field for s in slots if s.spec.multi_valued}
     assert multi == {"109_14", "110_14", "127_14", "150_14", "210", "853"}
-    assert {s.field: s.spec.group for s in slots}["853"] == "context"
+    groups = {s.field: s.spec.group for s in slots}
+    assert {f for f, g in groups.items() if g == "cross"} == {"508", "509", "702", "853"}
+    assert groups["301"] == "context"
     assert config.data.path == "data/aliccp"
+
+
+def test_combination_fields_belong_to_the_teacher_only():
+    raw = yaml.safe_load(CONFIG.read_text())
+    cross = raw["features"].pop("cross")
+    raw["features"]["context"].append(cross[0])  # 508 where the student's user tower reads it
+    raw["features"]["cross"] = cross[1:]
+    with pytest.raises(ConfigError, match="features.context.1.name: field 508 .* belongs in"):
+        resolve_fields(config_from_dict(raw).features)
+    raw = yaml.safe_load(CONFIG.read_text())
+    raw["features"]["cross"].append(raw["features"].pop("context")[0])  # 301 is not a cross
+    with pytest.raises(ConfigError, match="features.cross.4.name: features.cross holds"):
+        resolve_fields(config_from_dict(raw).features)
 
 
 @pytest.mark.parametrize(

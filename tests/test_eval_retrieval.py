@@ -235,6 +235,9 @@ def test_validation_sample_never_meets_the_test_sample(setup, tiny_world: Path) 
 
 
 def test_teacher_as_a_full_catalogue_retriever_on_a_subset(setup, tiny_world: Path) -> None:  # noqa: ANN001
+    from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
+
+    from dmmp_rec.data.synthetic_cross import HistoryCrosses
     from dmmp_rec.eval.teacher_retrieval import teacher_subset
 
     cfg, model = setup
@@ -257,16 +260,19 @@ def test_teacher_as_a_full_catalogue_retriever_on_a_subset(setup, tiny_world: Pa
         g = model.sparse.lookup(table_kjt(people, user_side(cfg.features)), ("user", "context"))
         i = model.sparse.lookup(table_kjt(items, item_side(cfg.features)), ("item",))["item"]
         scores = []
+        crosses = HistoryCrosses.from_catalogues(tiny_world, cfg.features)
+        names = [f.name for f in cfg.features.group("cross")]
         for r in range(len(subset)):
-            x = torch.cat(
-                [
-                    g["user"][r : r + 1].expand(3000, -1),
-                    i,
-                    g["context"][r : r + 1].expand(3000, -1),
-                ],
-                dim=1,
+            ids = crosses(np.full(3000, subset[r]), np.arange(3000))
+            kjt = KeyedJaggedTensor(
+                keys=names,
+                values=torch.from_numpy(np.concatenate([ids[n] for n in names])),
+                lengths=torch.ones(3000 * len(names), dtype=torch.int32),
             )
-            scores.append(model.teacher(x).pctcvr.numpy())
+            cross = model.sparse.lookup(kjt, ("cross",))["cross"]  # each pair through the EBC
+            parts = [g["user"][r : r + 1].expand(3000, -1), i]
+            parts += [g["context"][r : r + 1].expand(3000, -1), cross]
+            scores.append(model.teacher(torch.cat(parts, dim=1)).pctcvr.numpy())
     _, ctcvr = truth.score_matrix(subset, np.arange(3000))
     top = np.argsort(-np.stack(scores), axis=1, kind="stable")
     for k in KS:

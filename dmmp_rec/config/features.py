@@ -1,7 +1,14 @@
-"""The sparse-feature schema: one table per feature, grouped into user, item and context.
+"""The sparse-feature schema: one table per feature, grouped into user, item, context and cross.
 
 The schema is the single source of the EmbeddingBagConfigs, the KeyedJaggedTensor key order and
 the Parquet column names, so the loader, the model and the sharding planner can never disagree.
+
+`cross` features describe a (user, item) pair (how often the user's history touches this item's
+category, ...). Only the teacher reads them: a retrieval tower sees one side only, so a pair
+feature cannot enter it, and distillation is how what they tell the teacher reaches retrieval.
+For the in-batch candidate pairs the teacher also scores, each cross feature gets R extra keys
+`<name>@<r>` (the row's user with the item of the row r places before it), which share the
+feature's table: one EBC, one call.
 """
 
 from __future__ import annotations
@@ -13,8 +20,14 @@ from torchrec.modules.embedding_configs import EmbeddingBagConfig, PoolingType
 
 from dmmp_rec.config.base import require
 
-Group = Literal["user", "item", "context"]
-GROUPS: tuple[Group, ...] = ("user", "item", "context")
+Group = Literal["user", "item", "context", "cross"]
+GROUPS: tuple[Group, ...] = ("user", "item", "context", "cross")
+STUDENT_GROUPS: tuple[Group, ...] = ("user", "item", "context")  # what a retrieval tower may read
+
+
+def candidate_name(name: str, shift: int) -> str:
+    """The KJT key of cross feature `name` for the candidate pair at batch shift `shift`."""
+    return f"{name}@{shift}"
 
 
 @dataclass
@@ -48,23 +61,26 @@ class FeatureSpec:
     def table_name(self) -> str:
         return f"t_{self.name}"
 
-    def embedding_bag_config(self) -> EmbeddingBagConfig:
+    def embedding_bag_config(self, candidates: int = 0) -> EmbeddingBagConfig:
+        """Its table; a cross feature's table also serves its `candidates` candidate keys."""
+        extra = [candidate_name(self.name, r) for r in range(1, candidates + 1)]
         return EmbeddingBagConfig(
             name=self.table_name,
             embedding_dim=self.dim,
             num_embeddings=self.cardinality,
-            feature_names=[self.name],
+            feature_names=[self.name, *(extra if self.group == "cross" else [])],
             pooling=PoolingType.SUM if self.pooling == "sum" else PoolingType.MEAN,
         )
 
 
 @dataclass
 class FeaturesConfig:
-    """Features by group. User and item groups are required; context may be omitted."""
+    """Features by group. User and item groups are required; context and cross may be omitted."""
 
     user: list[FeatureSpec]
     item: list[FeatureSpec]
     context: list[FeatureSpec] | None = None
+    cross: list[FeatureSpec] | None = None  # pair features, read by the teacher only
 
     def validate(self, path: str) -> None:
         seen: dict[str, str] = {}
@@ -86,18 +102,33 @@ class FeaturesConfig:
                 seen[spec.name] = group
         if self.context is None:
             self.context = []
+        if self.cross is None:
+            self.cross = []
 
     def group(self, name: Group) -> list[FeatureSpec]:
         return list(getattr(self, name) or [])
 
     @property
     def all(self) -> list[FeatureSpec]:
-        """Every feature in KeyedJaggedTensor key order: user, item, then context."""
+        """Every feature in KeyedJaggedTensor key order: user, item, context, then cross."""
         return [s for g in GROUPS for s in self.group(g)]
 
     @property
     def names(self) -> list[str]:
         return [s.name for s in self.all]
+
+    def candidate_names(self, candidates: int) -> list[list[str]]:
+        """Per shift r = 1..candidates, the keys of the cross features of candidate pairs."""
+        cross = [s.name for s in self.group("cross")]
+        return (
+            [[candidate_name(n, r) for n in cross] for r in range(1, candidates + 1)]
+            if cross
+            else []
+        )
+
+    def keys(self, candidates: int = 0) -> list[str]:
+        """The KJT keys of a training batch: every feature, then the candidate cross keys."""
+        return self.names + [n for names in self.candidate_names(candidates) for n in names]
 
     def by_name(self, name: str) -> FeatureSpec:
         for spec in self.all:
@@ -109,5 +140,5 @@ class FeaturesConfig:
         """Width of the concatenated pooled embeddings of one group."""
         return sum(s.dim for s in self.group(name))
 
-    def embedding_bag_configs(self) -> list[EmbeddingBagConfig]:
-        return [s.embedding_bag_config() for s in self.all]
+    def embedding_bag_configs(self, candidates: int = 0) -> list[EmbeddingBagConfig]:
+        return [s.embedding_bag_config(candidates) for s in self.all]

@@ -15,6 +15,7 @@ STUDENT_TERMS = ("student/ctr", "student/ctcvr", "student/fused", "student/inbat
 # its own weight, since its scale (~1) is a thousand times the pointwise distill/ctcvr's.
 DISTILL_TERMS = ("distill/ctr", "distill/ctcvr", "distill/ctcvr_rank", "distill/fused")
 LOSS_TERMS = TEACHER_TERMS + STUDENT_TERMS + DISTILL_TERMS
+DISTILLING_VARIANTS = ("dmmp", "no_gate")  # the variants whose student learns from the teacher
 
 
 def _positive_dims(dims: list[int], path: str) -> None:

@@ -11,7 +11,7 @@ import yaml
 from dmmp_rec.config.base import ConfigError, build, require
 from dmmp_rec.config.data import DataConfig
 from dmmp_rec.config.features import FeaturesConfig
-from dmmp_rec.config.model import ModelConfig
+from dmmp_rec.config.model import DISTILLING_VARIANTS, ModelConfig
 from dmmp_rec.config.sharding import ShardingConfig
 from dmmp_rec.config.synthetic import SyntheticConfig
 from dmmp_rec.config.train import TrainConfig
@@ -30,6 +30,15 @@ class DmmpConfig:
 
     def validate(self, path: str) -> None:
         require(self.seed >= 0, "seed", f"must be >= 0, got {self.seed}")
+
+    @property
+    def cross_candidates(self) -> int:
+        """How many in-batch candidate pairs per row carry cross features (the candidate keys
+        of each batch): the listwise distillation's R when the model has it and cross features
+        exist, else 0."""
+        if not self.features.group("cross") or self.model.variant not in DISTILLING_VARIANTS:
+            return 0
+        return self.model.loss.distill_candidates
 
     @property
     def training_seed(self) -> int:

@@ -41,6 +41,10 @@ ALICCP_FIELDS: dict[str, str] = {
     "301": "scenario / position",
 }
 
+# The combination fields: user history x item. Only the teacher may read them (features.cross):
+# a retrieval tower embeds one side, and these are unknown before an item is chosen.
+CROSS_FIELDS = ("508", "509", "702", "853")
+
 _NAME = re.compile(r"^f(\d+(?:_\d+)?)_[A-Za-z]\w*$")
 MISSING_ID = 0  # table row of a feature absent from a row
 
@@ -78,6 +82,15 @@ def resolve_fields(features: FeaturesConfig) -> list[FieldSlot]:
                     f"{where}.name",
                     f"Ali-CCP feature names must be f<field>_<label> with a known field "
                     f"({', '.join(ALICCP_FIELDS)}); got {spec.name!r}",
+                )
+            if (field in CROSS_FIELDS) != (group == "cross"):
+                raise ConfigError(
+                    f"{where}.name",
+                    f"field {field} ({ALICCP_FIELDS[field]}) belongs in features.cross, which "
+                    "only the teacher reads"
+                    if field in CROSS_FIELDS
+                    else f"features.cross holds the combination fields "
+                    f"{', '.join(CROSS_FIELDS)} only; field {field} is {ALICCP_FIELDS[field]}",
                 )
             if field in used:
                 raise ConfigError(

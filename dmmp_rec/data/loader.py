@@ -42,6 +42,7 @@ from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 from dmmp_rec.config.features import FeaturesConfig, FeatureSpec
 from dmmp_rec.config.root import DmmpConfig
 from dmmp_rec.data.batch import Batch
+from dmmp_rec.data.pair_features import PairFeatures, candidate_columns, pair_features_for
 from dmmp_rec.data.id_policy import OutOfRangeIdError, fold_out_of_range
 from dmmp_rec.data.schema import CLICK, CONVERSION, split_files
 
@@ -146,9 +147,13 @@ class _Block:
             folds=folds,
         )
 
-    def to_batch(self, features: list[FeatureSpec]) -> Batch:
-        """A KeyedJaggedTensor in `features` order (key-major values, int32 lengths)."""
-        lengths = np.ones(len(features) * self.n, dtype=np.int32)
+    def to_batch(
+        self, features: list[FeatureSpec], extra: dict[str, np.ndarray | None] | None = None
+    ) -> Batch:
+        """A KeyedJaggedTensor in `features` order (key-major values, int32 lengths), then the
+        single-valued `extra` keys (None: an empty bag in every row)."""
+        extra = extra or {}
+        lengths = np.ones((len(features) + len(extra)) * self.n, dtype=np.int32)
         values = []
         for i, spec in enumerate(features):
             if spec.multi_valued:
@@ -157,8 +162,13 @@ class _Block:
                 values.append(vals)
             else:
                 values.append(self.scalars[spec.name])
+        for j, ids in enumerate(extra.values(), start=len(features)):
+            if ids is None:
+                lengths[j * self.n : (j + 1) * self.n] = 0
+            else:
+                values.append(np.asarray(ids, dtype=np.int64))
         kjt = KeyedJaggedTensor(
-            keys=[s.name for s in features],
+            keys=[s.name for s in features] + list(extra),
             values=torch.from_numpy(np.concatenate(values)),
             lengths=torch.from_numpy(lengths),
         )
@@ -490,6 +500,8 @@ class ParquetBatchLoader:
         shuffle_buffer: int = 0,
         seed: int = 0,
         drop_last: bool = True,
+        candidates: int = 0,
+        pair_features: PairFeatures | None = None,
     ) -> None:
         if world_size < 1 or not 0 <= rank < world_size:
             raise ValueError(f"need 0 <= rank < world_size, got rank {rank} of {world_size}")
@@ -501,6 +513,11 @@ class ParquetBatchLoader:
             raise DataError("no Parquet files given")
         self.files = [Path(f) for f in files]
         self.features = features.all
+        # cross features of the in-batch candidate pairs (data.pair_features)
+        self.candidates = candidates
+        self._candidate_names = features.candidate_names(candidates)
+        self._pair_features = pair_features
+        self._id_keys = (features.group("user")[0].name, features.group("item")[0].name)
         self.rank = rank
         self.seed = seed
         self._spec = _PhaseSpec(world_size, batch_size, shuffle_buffer, drop_last)
@@ -588,11 +605,19 @@ class ParquetBatchLoader:
             self._batches = i + 1
             for name, folds in out.folds.items():
                 self.oov_counts[name] += int(folds.sum())
-            yield out.to_batch(self.features)
+            yield out.to_batch(self.features, self._candidate_columns(out))
         if token != self._token:
             raise RuntimeError("this loader iterator was superseded by a newer one")
         self._previous = self.state_dict()
         self.epoch, self._batches, self._history = self.epoch + 1, 0, []
+
+    def _candidate_columns(self, block: _Block) -> dict[str, np.ndarray | None]:
+        if not self._candidate_names:
+            return {}
+        users, items = (block.scalars[k] for k in self._id_keys)
+        return candidate_columns(
+            users, items, self.candidates, self._candidate_names, self._pair_features
+        )
 
     # -- position -------------------------------------------------------------------------------
 
@@ -661,6 +686,7 @@ def loader_for_split(
     """The loader of one split: train shuffles and follows `data.drop_last`; val and test read
     in file order without dropping (unless `drop_last` is given)."""
     train = split == "train"
+    candidates = cfg.cross_candidates
     return ParquetBatchLoader(
         split_files(cfg.data.path, split),
         cfg.features,
@@ -670,4 +696,6 @@ def loader_for_split(
         shuffle_buffer=cfg.data.shuffle_buffer if train else 0,
         seed=cfg.training_seed,
         drop_last=(cfg.data.drop_last if train else False) if drop_last is None else drop_last,
+        candidates=candidates,
+        pair_features=pair_features_for(cfg) if candidates else None,
     )

@@ -37,6 +37,7 @@ from dmmp_rec.data.schema import (
     part_path,
     split_dir,
 )
+from dmmp_rec.data.synthetic_cross import HistoryCrosses
 from dmmp_rec.data.synthetic_entities import World, build_entities
 from dmmp_rec.data.synthetic_features import cardinalities, feature_column
 from dmmp_rec.data.synthetic_log import Impressions, log_rows
@@ -115,6 +116,10 @@ def generate_world(cfg: DmmpConfig, out: str | Path, progress: bool = True) -> d
     syn = cfg.synthetic
     card = cardinalities(cfg)
     world_ = build_entities(cfg.seed, syn.num_users, syn.num_items, card)
+    cross = {s.name: s.cardinality for s in cfg.features.group("cross")}
+    if cross:  # observables only: the static history and the items' category and brand
+        u, it = world_.users, world_.items
+        world_.crosses = HistoryCrosses(u.hist_offsets, u.hist_items, it.category, it.brand, cross)
     schema = arrow_schema(cfg.features)
     for split in SPLITS:
         split_dir(out, split).mkdir(parents=True, exist_ok=True)

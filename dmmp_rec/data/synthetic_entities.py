@@ -12,6 +12,7 @@ grow with the logged clicks), so it is the same in train, val, test and users.pa
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -278,13 +279,15 @@ def _users(
 
 @dataclass
 class World:
-    """Everything the impression generator needs; `truth` is what ground_truth.npz stores."""
+    """Everything the impression generator needs; `truth` is what ground_truth.npz stores;
+    `crosses` computes the configured cross features from observables (synthetic_cross)."""
 
     users: UserTable
     items: ItemTable
     sampler: ItemSampler
     truth: GroundTruth
     card: Cardinalities
+    crosses: Callable[[np.ndarray, np.ndarray], dict[str, np.ndarray]] | None = None
 
 
 def build_entities(seed: int, num_users: int, num_items: int, card: Cardinalities) -> World:

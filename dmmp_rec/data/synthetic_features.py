@@ -12,6 +12,7 @@ import pyarrow as pa
 
 from dmmp_rec.config import ConfigError, DmmpConfig
 from dmmp_rec.config.features import GROUPS, FeatureSpec
+from dmmp_rec.data.synthetic_cross import CROSSES
 from dmmp_rec.data.synthetic_entities import Cardinalities, World
 
 # name -> (multi_valued, Cardinalities field sizing it or None)
@@ -28,6 +29,7 @@ KNOWN: dict[str, tuple[bool, str | None]] = {
     "item_price_bucket": (False, "price"),
     "item_title_bucket": (False, "title"),
     "ctx_hour": (False, None),
+    **{name: (False, None) for name in CROSSES},  # pair features: group `cross` only
 }
 
 
@@ -37,6 +39,35 @@ def _paths(cfg: DmmpConfig) -> dict[str, tuple[str, FeatureSpec]]:
         for i, spec in enumerate(cfg.features.group(group)):
             out[spec.name] = (f"features.{group}.{i}", spec)
     return out
+
+
+def _check_group(
+    name: str, path: str, spec: FeatureSpec, paths: dict[str, tuple[str, FeatureSpec]], source: str
+) -> None:
+    """Pair features in `cross` (read by the teacher only), and nothing else there."""
+    if name in CROSSES and spec.group != "cross":
+        raise ConfigError(
+            f"{path}.name",
+            f"{name} describes a (user, item) pair: it belongs in features.cross, which only "
+            "the teacher reads (a retrieval tower sees one side)",
+            source,
+        )
+    if spec.group == "cross" and name not in CROSSES:
+        raise ConfigError(
+            f"{path}.name",
+            f"features.cross holds pair features only ({', '.join(CROSSES)}); {name} is not one",
+            source,
+        )
+    if name in CROSSES:
+        missing = [f for f in CROSSES[name][1] if f not in paths]
+        if missing:
+            raise ConfigError(
+                f"{path}.name",
+                f"{name} is computed from {', '.join(CROSSES[name][1])}; configure {missing}",
+                source,
+            )
+        if spec.cardinality < 2:
+            raise ConfigError(f"{path}.cardinality", "a cross feature needs >= 2 rows", source)
 
 
 def cardinalities(cfg: DmmpConfig) -> Cardinalities:
@@ -57,6 +88,7 @@ def cardinalities(cfg: DmmpConfig) -> Cardinalities:
                 f"the synthetic world has no feature {name!r}; it provides {', '.join(KNOWN)}",
                 cfg.source,
             )
+        _check_group(name, path, spec, paths, cfg.source)
         multi, field = KNOWN[name]
         if spec.multi_valued != multi:
             raise ConfigError(
@@ -97,6 +129,10 @@ def feature_column(
 ) -> pa.Array:
     """One feature's Arrow column for aligned (user, item, hour) rows."""
     u, it = world.users, world.items
+    if name in CROSSES:
+        if world.crosses is None:
+            raise ValueError(f"{name}: the world was built without its cross features")
+        return pa.array(world.crosses(user, item)[name])
     if name == "user_hist_items":
         return _list_column(u.hist_offsets, u.hist_items, user)
     if name == "user_hist_cats":

@@ -33,6 +33,7 @@ from dmmp_rec.data.catalogue import (
     split_users,
     train_click_counts,
 )
+from dmmp_rec.data.pair_features import pair_features_for
 from dmmp_rec.data.world import GroundTruth
 from dmmp_rec.eval.frontier import DEFAULT_BETAS, frontier_report, ranker_name
 from dmmp_rec.eval.oracle_metrics import (
@@ -43,7 +44,7 @@ from dmmp_rec.eval.oracle_metrics import (
 )
 from dmmp_rec.eval.samples import TEST_SPLIT, oracle_sample
 from dmmp_rec.eval.teacher_eval import gather_rows
-from dmmp_rec.eval.teacher_retrieval import teacher_subset, teacher_top_k
+from dmmp_rec.eval.teacher_retrieval import PairCross, teacher_subset, teacher_top_k
 from dmmp_rec.eval.vectors import (
     RetrievalModel,
     encode_groups,
@@ -245,8 +246,23 @@ def evaluate_retrieval(
                 model, cfg.features, cat.items, ("item",), options.batch_size, device
             )
             mask = np.isin(subset, local)
+            cross_of = None
+            if cfg.features.group("cross"):
+                source = pair_features_for(cfg)
+                if source is None:
+                    raise ValueError(
+                        "the teacher reads cross features, and this data cannot compute them "
+                        "for unlogged pairs: teacher retrieval needs a world with catalogues"
+                    )
+                cross_of = PairCross(model, cfg.features, source, cat.item_ids, device)
             t_rows = teacher_top_k(
-                model, {g: a[mask] for g, a in emb_u.items()}, emb_i, kmax, device
+                model,
+                {g: a[mask] for g, a in emb_u.items()},
+                emb_i,
+                kmax,
+                device,
+                subset[mask],
+                cross_of,
             )
             t_rankers = {
                 name: rows[on_rank] for name, rows in rankers.items() if name != "popularity"

@@ -9,12 +9,60 @@ student's rankings are measured again on exactly those users.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
+from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
+from dmmp_rec.config.features import FeaturesConfig
+from dmmp_rec.data.pair_features import PairFeatures
 from dmmp_rec.eval import ranking
 
 _ITEM_CHUNK = 16384  # pairs per teacher call
+
+CrossOf = Callable[[int], torch.Tensor]  # user id -> pooled cross features [n_items, D_cross]
+
+
+class PairCross:
+    """The teacher's cross input for one user against every catalogue item: the pair's cross
+    ids from the data's pair features, and each id's pooled embedding from the shared EBC
+    (every row of the small cross tables looked up once; single-valued features pool to
+    their row)."""
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        features: FeaturesConfig,
+        source: PairFeatures,
+        item_ids: np.ndarray,
+        device: torch.device,
+    ) -> None:
+        specs = features.group("cross")
+        if any(s.multi_valued for s in specs):
+            raise ValueError("teacher retrieval supports single-valued cross features only")
+        rows = max(s.cardinality for s in specs)
+        kjt = KeyedJaggedTensor(
+            keys=[s.name for s in specs],
+            values=torch.cat([torch.arange(rows) % s.cardinality for s in specs]),
+            lengths=torch.ones(rows * len(specs), dtype=torch.int32),
+        ).to(device)
+        with torch.no_grad():
+            pooled = model.sparse.lookup(kjt, ("cross",))["cross"]  # type: ignore[attr-defined]
+        self.tables, start = [], 0
+        for s in specs:
+            self.tables.append(pooled[: s.cardinality, start : start + s.dim])
+            start += s.dim
+        self.names = [s.name for s in specs]
+        self.source = source
+        self.item_ids = item_ids
+
+    def __call__(self, user_id: int) -> torch.Tensor:
+        ids = self.source(np.full(len(self.item_ids), user_id), self.item_ids)
+        return torch.cat(
+            [t[torch.from_numpy(ids[n])] for t, n in zip(self.tables, self.names, strict=True)],
+            dim=1,
+        )
 
 
 @torch.no_grad()
@@ -24,22 +72,31 @@ def teacher_top_k(
     items: dict[str, np.ndarray],
     k: int,
     device: torch.device,
+    user_ids: np.ndarray | None = None,
+    cross_of: CrossOf | None = None,
 ) -> np.ndarray:
     """Rows [n_users, k] of the k catalogue items of highest teacher pCTCVR for each user;
-    `users` holds the pooled user (and context) embeddings, `items` the pooled item ones."""
+    `users` holds the pooled user (and context) embeddings, `items` the pooled item ones;
+    with cross features, `cross_of(user_ids[r])` gives the pairs' cross input."""
     teacher = model.dense.teacher  # type: ignore[attr-defined]
     item = torch.from_numpy(items["item"]).to(device)
     n_items = item.shape[0]
     out = np.empty((len(users["user"]), k), dtype=np.int64)
     for r in range(len(users["user"])):
-        row = [torch.from_numpy(users["user"][r : r + 1]).to(device)]
+        user = torch.from_numpy(users["user"][r : r + 1]).to(device)
         ctx = users.get("context")
+        cross = None
+        if cross_of is not None:
+            assert user_ids is not None
+            cross = cross_of(int(user_ids[r])).to(device)
         scores = []
         for lo in range(0, n_items, _ITEM_CHUNK):
             chunk = item[lo : lo + _ITEM_CHUNK]
-            parts = [row[0].expand(len(chunk), -1), chunk]
+            parts = [user.expand(len(chunk), -1), chunk]
             if ctx is not None:
                 parts.append(torch.from_numpy(ctx[r : r + 1]).to(device).expand(len(chunk), -1))
+            if cross is not None:
+                parts.append(cross[lo : lo + _ITEM_CHUNK])
             scores.append(teacher(torch.cat(parts, dim=1)).pctcvr.float().cpu().numpy())
         out[r] = ranking.top_k(np.concatenate(scores)[None, :], k)[0]
     return out

@@ -44,16 +44,22 @@ def conversion_candidates(
     item: torch.Tensor,
     context: torch.Tensor | None,
     num_candidates: int,
+    pair_cross: list[torch.Tensor] | None = None,
 ) -> Candidates:
     """Row i's user with its own item and with row (i - r)'s item for r = 1..num_candidates;
-    `teacher_out` is the teacher's output on the impressions themselves (column 0)."""
+    `teacher_out` is the teacher's output on the impressions themselves (column 0);
+    `pair_cross[r - 1]` is the pooled cross features of the pairs at shift r, when the
+    teacher reads cross features."""
     user, item = user.detach(), item.detach()
     context = None if context is None else context.detach()
-    cross = candidate_shifts(user.shape[0], num_candidates)
-    shifts = [0] + cross
-    n = len(cross)
-    items = torch.cat([item.roll(r, 0) for r in cross]) if n else item[:0]
+    rolls = candidate_shifts(user.shape[0], num_candidates)
+    shifts = [0] + rolls
+    n = len(rolls)
+    items = torch.cat([item.roll(r, 0) for r in rolls]) if n else item[:0]
     parts = [user.repeat(n, 1), items] + ([context.repeat(n, 1)] if context is not None else [])
+    if pair_cross is not None:
+        cross = [pair_cross[r - 1].detach() for r in rolls]
+        parts.append(torch.cat(cross) if n else pair_cross[0][:0].detach())
     with torch.no_grad():
         others = teacher(torch.cat(parts, dim=1)).pctcvr.view(n, user.shape[0])
     pctcvr = torch.cat([teacher_out.pctcvr.detach().unsqueeze(0), others]).T

@@ -30,8 +30,10 @@ class DenseArch(nn.Module):
         self.variant = cfg.variant
         self.loss_cfg = cfg.loss
         self.has_context = group_dims.get("context", 0) > 0
+        self.has_cross = group_dims.get("cross", 0) > 0  # pair features: the teacher's only
         user_dim = group_dims["user"] + group_dims.get("context", 0)
-        self.teacher = Teacher(user_dim + group_dims["item"], cfg.teacher)
+        teacher_dim = user_dim + group_dims["item"] + group_dims.get("cross", 0)
+        self.teacher = Teacher(teacher_dim, cfg.teacher)
         self.student = Student(
             user_dim, group_dims["item"], group_dims["user"], cfg.student, cfg.variant
         )
@@ -57,13 +59,17 @@ class DenseArch(nn.Module):
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         user, item = groups["user"], groups["item"]
         context = groups["context"] if self.has_context else None
-        parts = [user, item] + ([context] if context is not None else [])
+        cross = groups["cross"] if self.has_cross else None
+        parts = [user, item] + [x for x in (context, cross) if x is not None]
         t = self.teacher(torch.cat(parts, dim=1))
-        s = self.student(user, context, item)
+        s = self.student(user, context, item)  # the student never reads `cross`
         candidates = None
         if self.num_candidates > 0:
+            pair_cross = None
+            if cross is not None:
+                pair_cross = [groups[f"cross@{r}"] for r in range(1, self.num_candidates + 1)]
             candidates = conversion_candidates(
-                self.teacher, t, self.student, user, item, context, self.num_candidates
+                self.teacher, t, self.student, user, item, context, self.num_candidates, pair_cross
             )
         s_distill = None
         if self.detached_distill:

@@ -25,7 +25,11 @@ def build_model(
             "first item feature as the item's identity (or set "
             "model.student.in_batch_negatives=false)"
         )
-    sparse = SharedSparseArch(cfg.features, sparse_device if sparse_device is not None else device)
+    sparse = SharedSparseArch(
+        cfg.features,
+        sparse_device if sparse_device is not None else device,
+        candidates=cfg.cross_candidates,
+    )
     with torch.device(device):
         dense = DenseArch(sparse.group_dims, cfg.model)
     return DMMPModel(sparse, dense, id_spec.name)

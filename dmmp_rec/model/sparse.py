@@ -18,18 +18,24 @@ from dmmp_rec.config.features import GROUPS, FeaturesConfig, Group
 
 
 class SharedSparseArch(nn.Module):
-    """Holds the EBC at attribute `ebc`; returns the pooled embeddings of each non-empty group."""
+    """Holds the EBC at attribute `ebc`; returns the pooled embeddings of each non-empty group,
+    and with `candidates` > 0 the cross features of the R in-batch candidate pairs as groups
+    `cross@1` .. `cross@R` (their keys share the cross tables)."""
 
-    def __init__(self, features: FeaturesConfig, device: torch.device | str = "cpu") -> None:
+    def __init__(
+        self, features: FeaturesConfig, device: torch.device | str = "cpu", candidates: int = 0
+    ) -> None:
         super().__init__()
         self.ebc = EmbeddingBagCollection(
-            tables=features.embedding_bag_configs(), device=torch.device(device)
+            tables=features.embedding_bag_configs(candidates), device=torch.device(device)
         )
-        self.feature_names: list[str] = features.names
+        self.feature_names: list[str] = features.keys(candidates)
         self.group_features: dict[str, list[str]] = {
             g: [s.name for s in features.group(g)] for g in GROUPS if features.group(g)
         }
-        self.group_dims: dict[str, int] = {g: features.group_dim(g) for g in self.group_features}
+        for r, names in enumerate(features.candidate_names(candidates), start=1):
+            self.group_features[f"cross@{r}"] = names
+        self.group_dims: dict[str, int] = {g: features.group_dim(g) for g in GROUPS}
 
     def forward(self, features: KeyedJaggedTensor) -> dict[str, torch.Tensor]:
         """Pooled embeddings by group, each [B, group_dim]. FX-traceable: under
@@ -43,7 +49,8 @@ class SharedSparseArch(nn.Module):
     def lookup(
         self, features: KeyedJaggedTensor, groups: tuple[Group, ...]
     ) -> dict[str, torch.Tensor]:
-        """Pooled embeddings of `groups` from a KJT that may hold only those groups' keys."""
+        """Pooled embeddings of `groups` from a KJT that may hold only those groups' keys
+        (missing keys of other groups are padded with empty bags)."""
         needed = [n for g in groups for n in self.group_features.get(g, [])]
         have = set(features.keys())
         missing = [n for n in needed if n not in have]
