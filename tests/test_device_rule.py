@@ -18,7 +18,7 @@ import pytest
 import torch
 import torch.distributed as dist
 from device_guard import GLOO, NCCL, CudaStandIn, DeviceRuleError, device_guard
-from support import spawn_ranks, tiny_config
+from support import CONFIG, run_ranks, spawn_ranks, tiny_config, tiny_overrides
 
 from dmmp_rec.distributed.checkpoint import CheckpointManager, _all_ok
 from dmmp_rec.distributed.env import DistEnv, collective_device, init_distributed, shutdown
@@ -138,3 +138,36 @@ def test_distributed_eval_gathers_under_nccl_device_rule(tiny_world: Path, tmp_p
     rows = json.loads((tmp_path / "report.json").read_text())["rows"]
     world = json.loads((tiny_world / "world.json").read_text())
     assert rows == world["splits"]["test"]["rows"]  # every test row gathered exactly once
+
+
+GUARDED_CLI = str(Path(__file__).resolve().parent / "scripts" / "guarded_cli.py")
+
+
+def _guarded(tmp: Path, name: str, argv: list[str]) -> list[dict]:
+    logs = tmp / name
+    logs.mkdir()
+    run_ranks(2, [GUARDED_CLI, str(logs), *argv])
+    return [json.loads((logs / f"rank_{r}.json").read_text()) for r in (0, 1)]
+
+
+@pytest.mark.slow
+def test_training_and_resume_jobs_under_nccl_device_rule(tiny_world: Path, tmp_path: Path) -> None:
+    """`dmmp-rec train` on 2 ranks with the guard on, twice: periodic validation and checkpoints,
+    then a resume through CheckpointManager.restore_latest (distributed eval: the test above)."""
+    run = tmp_path / "run"
+    common = tiny_overrides(tiny_world, run, "train.checkpoint_every=5", "train.eval_batches=2")
+    train = ["train", "--config", str(CONFIG), *common, "train.eval_every=5"]
+    first = _guarded(tmp_path, "train", [*train, "train.max_steps=10"])
+    resumed = _guarded(tmp_path, "resume", [*train, "train.max_steps=15"])
+
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["resumed_from_step"] == 10 and summary["steps"] == 15
+    for rank, logs in enumerate(zip(first, resumed, strict=True)):
+        seen = [{(c["caller"].split(":")[0], c["name"]) for c in log["calls"]} for log in logs]
+        assert ("dmmp_rec.distributed.model_parallel", "broadcast_object_list") in seen[0]
+        assert ("dmmp_rec.eval.teacher_eval", "all_gather_object") in seen[0]  # validation
+        assert ("dmmp_rec.distributed.checkpoint", "barrier") in seen[0]  # saves
+        assert ("dmmp_rec.distributed.checkpoint", "all_reduce") in seen[1]  # resume's _all_ok
+        flags = [c for c in logs[1]["calls"] if c["name"] == "all_reduce"]
+        assert {d for c in flags for d in c["devices"]} == {f"cuda:{rank}"}
+        assert all(log["internal_calls"] > 0 for log in logs)  # DMP's own, not ours to check
