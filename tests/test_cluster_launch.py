@@ -49,7 +49,9 @@ def _check_appdef(app: AppDef) -> None:
 
 
 def test_kubernetes_dryrun_for_2_hosts_x_8_gpus() -> None:
-    info = _dryrun("kubernetes", {"queue": "default", "namespace": "recsys"}, "--image", "r/d:1")
+    volume = "type=volume,src=dmmp-data,dst=/mnt/data"
+    k8s = {"queue": "default", "namespace": "recsys"}
+    info = _dryrun("kubernetes", k8s, "--image", "r/d:1", "--mounts", volume)
     _check_appdef(info._app)
     job = yaml.safe_load(str(info))  # the Volcano job torchx would create
     assert job["kind"] == "Job" and job["spec"]["queue"] == "default"
@@ -74,6 +76,10 @@ def test_kubernetes_dryrun_for_2_hosts_x_8_gpus() -> None:
             TORCHRUN.format(endpoint=endpoint, app_id=app_id),
         ]
         assert container["ports"] == [{"containerPort": 29500, "name": "c10d"}]
+        mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+        assert mounts["/mnt/data"] == "mount-0" and "/dev/shm" in mounts  # data, NCCL's shm
+        volumes = {v["name"]: v for v in task["template"]["spec"]["volumes"]}
+        assert volumes["mount-0"]["persistentVolumeClaim"]["claimName"] == "dmmp-data"
 
 
 def test_slurm_dryrun_for_2_hosts_x_8_gpus() -> None:
