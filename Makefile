@@ -17,7 +17,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check -q
 DEMO_CONFIG ?= configs/synthetic.yaml
 
-.PHONY: install demo test lint format bench clean
+.PHONY: install demo test lint format bench gpu-check clean
 
 install: $(STAMP)
 
@@ -52,6 +52,12 @@ format: $(STAMP)
 # Benchmarks (benchmarks/README.md): ~20 min on 2 cores; writes benchmarks/results/latest.{json,md}
 bench: $(STAMP)
 	$(PY) -m benchmarks.run
+
+# On a fresh CUDA machine, after `make test` (docs/training.md): plan, train 200 steps on every
+# local GPU through torchx, kill a rank and resume, eval, export, retrieve, GPU benchmarks.
+# Writes runs/gpu_check/gpu_check.json; exits non-zero if any step fails.
+gpu-check: $(STAMP)
+	$(PY) scripts/gpu_check.py --out runs/gpu_check
 
 clean:
 	rm -rf $(VENV) data runs .pytest_cache

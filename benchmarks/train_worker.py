@@ -106,6 +106,8 @@ def measure(step: Callable[[], None], warmup: int, steps: int, reps: int) -> lis
         t0 = time.perf_counter()
         for _ in range(steps):
             step()
+        if torch.cuda.is_initialized():
+            torch.cuda.synchronize()  # GPU steps return before their work is done
         dist.barrier()
         out.append(time.perf_counter() - t0)
         if dist.get_rank() == 0:
@@ -125,7 +127,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     cfg = load_config(args.config, args.overrides)
-    env = init_distributed("cpu")
+    # the CPU unless the config asks for CUDA (scripts/gpu_check.py): the other systems here
+    # always train on the CPU, so "auto" must not move DMMP alone to a GPU
+    env = init_distributed("cuda" if cfg.train.device == "cuda" else "cpu")
     batches = preload(cfg, env, min(args.warmup + args.steps * args.reps, 64))
     t_build = time.perf_counter()
     step = make_stepper(args.system, cfg, env, batches)

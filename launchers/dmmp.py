@@ -1,7 +1,7 @@
 """torchx components for dmmp-rec jobs.
 
-    torchx run -s local_cwd launchers/dmmp.py:train --nproc_per_node 2 -- \
-        --config configs/synthetic.yaml train.max_steps=200
+    torchx run -s local_cwd launchers/dmmp.py:train --nproc_per_node 2 \
+        --config configs/synthetic.yaml -- train.max_steps=200
 
 The same component runs on a cluster by changing the scheduler (`-s slurm`, `-s kubernetes`) and
 the image; see docs/launch.md. Each component wraps torchx's `dist.ddp` (torchrun under the
@@ -9,26 +9,40 @@ hood) and turns elastic restarts on: a worker that dies makes the agent restart 
 which resume from the newest complete checkpoint.
 """
 
-from typing import Dict, Optional  # torchx's component linter needs these spellings
+from typing import Dict, List, Optional  # torchx's component linter needs these spellings
 
 import torchx
 import torchx.components.dist as dist
 import torchx.specs as specs
 
+ROLE = "trainer"
+DEFAULT_CONFIG = "configs/synthetic.yaml"
 
-def _with_restarts(app: specs.AppDef, max_restarts: int) -> specs.AppDef:
-    """dist.ddp has no max_restarts argument: add torchrun's flag to its command line."""
+# NCCL settings of jobs on GPU hosts (the job's `env` overrides them):
+# - TORCH_NCCL_ASYNC_ERROR_HANDLING=1: a failed or timed-out collective (train.dist_timeout_s)
+#   aborts the worker instead of leaving it hung, so torchrun's elastic agent restarts the
+#   whole group, which resumes from the newest checkpoint;
+# - NCCL_DEBUG=WARN: NCCL's own warnings (a fallback transport, a bad interface) in the logs.
+NCCL_ENV = {"TORCH_NCCL_ASYNC_ERROR_HANDLING": "1", "NCCL_DEBUG": "WARN"}
+
+
+def _finish(app: specs.AppDef, max_restarts: int) -> specs.AppDef:
+    """What dist.ddp lacks: torchrun's --max_restarts, our role name, NCCL_ENV on GPU hosts."""
     for role in app.roles:
         command = role.args[-1]
         if not command.startswith("torchrun "):
             raise ValueError(f"unexpected dist.ddp command line: {command[:80]}")
         role.args[-1] = command.replace("torchrun ", f"torchrun --max_restarts {max_restarts} ", 1)
+        role.name = ROLE
+        if role.resource.gpu > 0:
+            for key, value in NCCL_ENV.items():
+                role.env.setdefault(key, value)
     return app
 
 
 def train(
     *script_args: str,
-    config: str = "configs/synthetic.yaml",
+    config: Optional[str] = None,
     nnodes: int = 1,
     nproc_per_node: int = 2,
     max_restarts: int = 3,
@@ -39,12 +53,14 @@ def train(
     memMB: int = 8192,
     rdzv_port: int = 29500,
     env: Optional[Dict[str, str]] = None,
+    mounts: Optional[List[str]] = None,
 ) -> specs.AppDef:
     """Train DMMP with DistributedModelParallel on nnodes x nproc_per_node workers.
 
     Args:
         script_args: dotted config overrides, e.g. train.max_steps=200 data.path=/data/w
-        config: the YAML config, relative to the job's working directory (or image)
+        config: the YAML config, relative to the job's working directory (or image); default
+            configs/synthetic.yaml. `--config F` after `--` is accepted too (not both)
         nnodes: number of hosts
         nproc_per_node: workers per host (one per GPU on GPU hosts)
         max_restarts: elastic restarts of the whole worker group after a failure
@@ -54,12 +70,20 @@ def train(
         gpu: gpus per host
         memMB: memory per host in MB
         rdzv_port: rendezvous port on the first host (multi-host jobs)
-        env: extra environment variables for the workers
+        env: extra environment variables for the workers (on GPU hosts they override NCCL_ENV)
+        mounts: volumes for the workers, e.g. type=bind,src=/shared,dst=/shared (see torchx)
     """
+    if gpu > 0 and nproc_per_node > gpu:
+        raise ValueError(f"{nproc_per_node} workers per host but {gpu} GPUs: one worker per GPU")
+    if "--config" in script_args:
+        if config is not None:
+            raise ValueError("--config is given twice: as a component argument and after `--`")
+        config_args: List[str] = []
+    else:
+        config_args = ["--config", config or DEFAULT_CONFIG]
     app = dist.ddp(
         "train",
-        "--config",
-        config,
+        *config_args,
         *script_args,
         m="dmmp_rec.cli",
         image=image,
@@ -71,5 +95,6 @@ def train(
         j=f"{nnodes}x{nproc_per_node}",
         env=env,
         rdzv_port=rdzv_port,
+        mounts=mounts,
     )
-    return _with_restarts(app, max_restarts)
+    return _finish(app, max_restarts)

@@ -42,6 +42,7 @@ def two_rank_run(tiny_world: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 
 def test_two_ranks_train_with_mixed_sharding(two_rank_run: Path) -> None:
     plan = json.loads((two_rank_run / "plan.json").read_text())
+    assert (plan["meta"]["world_size"], plan["meta"]["local_world_size"]) == (2, 2)
     tables = plan["modules"]["sparse.ebc"]
     kinds = {name: t["sharding_type"] for name, t in tables.items()}
     assert kinds["t_item_id"] == "table_wise"

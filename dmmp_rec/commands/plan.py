@@ -25,6 +25,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="override a plan config key, e.g. topology.world_size=256 (repeatable)",
     )
     parser.add_argument("--world-size", type=int, help="ranks; default: the plan config's")
+    parser.add_argument(
+        "--local-world-size",
+        type=int,
+        help="ranks per host (GPUs per node); default: the plan config's, else 8 on cuda",
+    )
     parser.add_argument("--device", choices=["cpu", "cuda"], help="default: the plan config's")
     parser.add_argument("--out", required=True, help="where to write the plan JSON")
     parser.add_argument(
@@ -185,7 +190,14 @@ def run(args: argparse.Namespace) -> int:
             + (f" with {plan_cfg.source}" if plan_cfg else " with default constraints"),
             flush=True,
         )
-        result = make_plan(cfg, plan_cfg, world_size, device, torchrec_stats=args.torchrec_stats)
+        result = make_plan(
+            cfg,
+            plan_cfg,
+            world_size,
+            device,
+            torchrec_stats=args.torchrec_stats,
+            local_world_size=args.local_world_size,
+        )
     except PlanError as e:
         print(f"dmmp-rec plan: error: {e}", file=sys.stderr)
         return 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -31,8 +32,21 @@ class Batch(Pipelineable):
         self.conversion.record_stream(stream)
 
     def pin_memory(self) -> Batch:
-        return Batch(self.features.pin(), self.click.pin_memory(), self.conversion.pin_memory())
+        """A copy in page-locked host memory (needs a CUDA build of torch), from which
+        `to(cuda, non_blocking=True)` really is asynchronous and overlaps compute."""
+        return Batch(
+            self.features.pin_memory(), self.click.pin_memory(), self.conversion.pin_memory()
+        )
 
     @property
     def size(self) -> int:
         return int(self.click.shape[0])
+
+
+def ready_for(batches: Iterator[Batch], device: torch.device) -> Iterator[Batch]:
+    """`batches` as the train pipeline should receive them for `device`: pinned for a GPU, so
+    that its non_blocking host-to-device copy on its own stream overlaps the previous step;
+    untouched for the CPU."""
+    if device.type != "cuda":
+        return batches
+    return (batch.pin_memory() for batch in batches)

@@ -28,6 +28,8 @@ import torch
 import torch.distributed as dist
 import torch.distributed.checkpoint as dcp
 
+from dmmp_rec.distributed.env import collective_device
+
 PREFIX = "step-"
 TMP_PREFIX = ".tmp-step-"
 MANIFEST = "MANIFEST.json"
@@ -58,14 +60,16 @@ def _broadcast(obj: Any) -> Any:
     if not dist.is_initialized():
         return obj
     box = [obj]
-    dist.broadcast_object_list(box, src=0)
+    dist.broadcast_object_list(box, src=0, device=collective_device())
     return box[0]
 
 
 def _all_ok(ok: bool) -> bool:
+    """True on every rank when `ok` is true on every rank. The flag lives on the group's
+    device: NCCL (GPU jobs) refuses CPU tensors, and every resume comes through here."""
     if not dist.is_initialized():
         return ok
-    flag = torch.tensor([0 if ok else 1], dtype=torch.int64)
+    flag = torch.tensor([0 if ok else 1], dtype=torch.int64, device=collective_device())
     dist.all_reduce(flag)
     return int(flag.item()) == 0
 

@@ -1,8 +1,12 @@
 """The process group of a job: one process alone, or torchrun / torchx workers.
 
-torchrun and torchx set RANK, WORLD_SIZE, LOCAL_RANK and MASTER_ADDR/PORT; that is the launch
-protocol, not a behaviour switch. Without them the job runs as a single process (world size 1)
-with a private gloo group, so the same code path (DMP, planner, DCP) serves both.
+torchrun and torchx set RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE and MASTER_ADDR/PORT;
+that is the launch protocol, not a behaviour switch. Without them the job runs as a single
+process (world size 1) with a private gloo group, so the same code path (DMP, planner, DCP)
+serves both.
+
+`collective_device` is the one place that says on which device a collective takes its tensors
+(NCCL has no CPU transport): every tensor our code hands to torch.distributed is put there.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ class DistEnv:
     local_rank: int
     device: torch.device
     backend: str
+    local_world_size: int = 1  # ranks on this host (one per GPU on GPU hosts)
 
     @property
     def is_main(self) -> bool:
@@ -37,12 +42,46 @@ def _free_port() -> int:
 
 
 def resolve_device(choice: str, local_rank: int) -> torch.device:
-    """`auto` takes the local GPU when CUDA is available, else the CPU."""
+    """`auto` takes the local GPU when CUDA is available, else the CPU. On a GPU this also makes
+    it the process's current device (torch.cuda.set_device), which must happen before the
+    process group exists: NCCL and the object collectives use the current device."""
     if choice == "cuda" or (choice == "auto" and torch.cuda.is_available()):
         if not torch.cuda.is_available():
             raise RuntimeError("train.device=cuda but CUDA is not available on this machine")
+        count = torch.cuda.device_count()
+        if local_rank >= count:
+            raise RuntimeError(
+                f"local rank {local_rank} has no GPU: this host shows {count} "
+                f"(launch at most {count} processes per host, --nproc_per_node {count})"
+            )
         torch.cuda.set_device(local_rank)
         return torch.device("cuda", local_rank)
+    return torch.device("cpu")
+
+
+# The device type whose tensors each backend's collectives accept.
+BACKEND_DEVICE_TYPES = {"nccl": "cuda", "gloo": "cpu"}
+
+
+def _group_backend(group: dist.ProcessGroup | None) -> str:
+    return str(dist.get_backend(group))
+
+
+def _current_cuda_index() -> int:
+    return torch.cuda.current_device()
+
+
+def collective_device(group: dist.ProcessGroup | None = None) -> torch.device:
+    """The device on which collectives of `group` (default: the default group) take tensors:
+    cuda:<current device> under nccl (the local rank's GPU, set by `init_distributed`), the CPU
+    under gloo or when there is no process group. Put every tensor handed to a torch.distributed
+    collective here first, and bring results back to where they are used."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return torch.device("cpu")
+    backend = _group_backend(group)
+    kinds = {kind for name, kind in BACKEND_DEVICE_TYPES.items() if name in backend}
+    if "cuda" in kinds:  # nccl, alone or beside gloo ("cpu:gloo,cuda:nccl")
+        return torch.device("cuda", _current_cuda_index())
     return torch.device("cpu")
 
 
@@ -73,14 +112,23 @@ def init_distributed(device_choice: str = "auto", timeout_s: float | None = None
     rank = int(os.environ.get("RANK", 0))
     world_size = int(os.environ.get("WORLD_SIZE", 1))
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
-    device = resolve_device(device_choice, local_rank)
+    local_world_size = int(os.environ.get("LOCAL_WORLD_SIZE", world_size if launched else 1))
+    device = resolve_device(device_choice, local_rank)  # set_device first: see its docstring
     backend = "nccl" if device.type == "cuda" else "gloo"
     timeout = None if timeout_s is None else timedelta(seconds=timeout_s)
+    # nccl: bind the group to this rank's GPU (barriers and object collectives use it, and
+    # NCCL connects now, so a broken GPU or network fails here rather than mid-training)
+    device_id = device if backend == "nccl" else None
     if not dist.is_initialized():
         if launched:
             store = _attempt_store(rank, world_size, timeout or default_pg_timeout)
             dist.init_process_group(
-                backend=backend, store=store, rank=rank, world_size=world_size, timeout=timeout
+                backend=backend,
+                store=store,
+                rank=rank,
+                world_size=world_size,
+                timeout=timeout,
+                device_id=device_id,
             )
         else:
             dist.init_process_group(
@@ -89,8 +137,17 @@ def init_distributed(device_choice: str = "auto", timeout_s: float | None = None
                 rank=0,
                 world_size=1,
                 timeout=timeout,
+                device_id=device_id,
             )
-    return DistEnv(rank, world_size, local_rank, device, backend)
+    else:  # a caller's group: report what it is, not what we would have made
+        backend = _group_backend(None)
+        rank, world_size = dist.get_rank(), dist.get_world_size()
+        if collective_device().type != device.type:
+            raise RuntimeError(
+                f"the process group in place uses {backend}, whose collectives take "
+                f"{collective_device().type} tensors, but this job runs on {device.type}"
+            )
+    return DistEnv(rank, world_size, local_rank, device, backend, local_world_size)
 
 
 def shutdown() -> None:

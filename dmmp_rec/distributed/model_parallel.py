@@ -16,7 +16,7 @@ from torch import nn
 from torchrec.distributed.types import ModuleSharder, ShardingPlan
 
 from dmmp_rec.config import DmmpConfig
-from dmmp_rec.distributed.env import DistEnv
+from dmmp_rec.distributed.env import DistEnv, collective_device
 from dmmp_rec.distributed.plan_config import load_plan_config
 from dmmp_rec.distributed.plan_io import load_plan
 from dmmp_rec.distributed.planner import make_plan, make_sharders
@@ -37,9 +37,12 @@ def _plan_locally(cfg: DmmpConfig, model: nn.Module, env: DistEnv) -> ShardingPl
             table_names=[s.table_name for s in cfg.features.all],
             expected_shapes={s.table_name: (s.cardinality, s.dim) for s in cfg.features.all},
             expected_device=device,
+            expected_local_world_size=env.local_world_size,
         )
     plan_cfg = load_plan_config(source) if source is not None else None
-    return make_plan(cfg, plan_cfg, env.world_size, device, module=model).plan
+    return make_plan(
+        cfg, plan_cfg, env.world_size, device, module=model, local_world_size=env.local_world_size
+    ).plan
 
 
 def resolve_plan(cfg: DmmpConfig, model: nn.Module, env: DistEnv) -> ShardingPlan:
@@ -52,7 +55,7 @@ def resolve_plan(cfg: DmmpConfig, model: nn.Module, env: DistEnv) -> ShardingPla
         except Exception as e:  # shipped to the other ranks so that none of them hangs
             box[0] = e
     if dist.is_initialized() and env.world_size > 1:
-        dist.broadcast_object_list(box, src=0)
+        dist.broadcast_object_list(box, src=0, device=collective_device())
     if isinstance(box[0], Exception):
         raise box[0]
     return box[0]  # type: ignore[return-value]

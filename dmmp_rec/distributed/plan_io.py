@@ -264,18 +264,25 @@ def _check_tables(
             )
 
 
+def _shape(world_size: int, local_world_size: int) -> str:
+    hosts = world_size // local_world_size if local_world_size else "?"
+    return f"{world_size} ranks as {hosts} host(s) x {local_world_size}"
+
+
 def load_plan(
     path: str | Path,
     expected_world_size: int,
     table_names: list[str],
     expected_shapes: dict[str, tuple[int, int]] | None = None,
     expected_device: str | None = None,
+    expected_local_world_size: int | None = None,
 ) -> ShardingPlan:
     """Read a plan saved by `save_plan`, checked against the job before any training.
 
-    Raises PlanError naming the file when it was made for another world size or device, names
-    tables the job lacks, misses tables the job has, or (with `expected_shapes`, table ->
-    (rows, dim)) was made for tables of another size.
+    Raises PlanError naming the file when it was made for another world size, ranks per host
+    (`expected_local_world_size`: a 2 x 8 plan places shards on cuda:0..7 of each host) or
+    device, names tables the job lacks, misses tables the job has, or (with `expected_shapes`,
+    table -> (rows, dim)) was made for tables of another size.
     """
     path = Path(path)
     try:
@@ -294,6 +301,18 @@ def load_plan(
             f"{path}: the plan was made for world size {meta.get('world_size')} but the job has "
             f"{expected_world_size} ranks; re-plan with "
             f"`dmmp-rec plan --world-size {expected_world_size}`"
+        )
+    saved_local = meta.get("local_world_size")
+    if (
+        expected_local_world_size is not None
+        and saved_local is not None
+        and saved_local != expected_local_world_size
+    ):
+        raise PlanError(
+            f"{path}: the plan was made for {_shape(meta['world_size'], saved_local)} but the "
+            f"job runs {_shape(expected_world_size, expected_local_world_size)}; its shards "
+            "name GPUs by their index on a host, so re-plan with `dmmp-rec plan --world-size "
+            f"{expected_world_size} --local-world-size {expected_local_world_size}`"
         )
     if expected_device is not None and meta.get("device") not in (None, expected_device):
         raise PlanError(

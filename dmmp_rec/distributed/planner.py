@@ -290,10 +290,18 @@ def _gbs_to_bytes_per_ms(gbs: float | None) -> float | None:
     return None if gbs is None else gbs * GIB / 1000.0
 
 
-def build_topology(plan_cfg: PlanConfig, world_size: int, device: str) -> Topology:
-    """The cluster of the plan config, for `world_size` ranks on `device`, via TopologyFactory."""
+def build_topology(
+    plan_cfg: PlanConfig, world_size: int, device: str, local_world_size: int | None = None
+) -> Topology:
+    """The cluster of the plan config, for `world_size` ranks on `device`, via TopologyFactory.
+    Ranks per host: the plan config's, else the job's `local_world_size`, else the world size
+    on cpu and 8 on cuda."""
     topo = plan_cfg.topology
-    per_host = topo.local_world_size or (GPUS_PER_HOST if device == "cuda" else world_size)
+    per_host = (
+        topo.local_world_size
+        or local_world_size
+        or (GPUS_PER_HOST if device == "cuda" else world_size)
+    )
     local = min(per_host, world_size)  # fewer ranks than one host holds: one partial host
     if world_size % local != 0:
         raise PlanError(
@@ -317,8 +325,21 @@ def build_topology(plan_cfg: PlanConfig, world_size: int, device: str) -> Topolo
     )
 
 
-def _check_job_matches(plan_cfg: PlanConfig, world_size: int, device: str) -> None:
+def _check_job_matches(
+    plan_cfg: PlanConfig, world_size: int, device: str, local_world_size: int | None
+) -> None:
     topo = plan_cfg.topology
+    if (
+        topo.local_world_size is not None
+        and local_world_size is not None
+        and min(topo.local_world_size, world_size) != local_world_size
+    ):
+        raise PlanError(
+            f"{plan_cfg.source}: topology.local_world_size: the plan config is for "
+            f"{topo.local_world_size} ranks per host but the job runs {local_world_size} per "
+            "host; shards would be placed on GPUs this host does not have (override "
+            "topology.local_world_size)"
+        )
     if topo.world_size is not None and topo.world_size != world_size:
         raise PlanError(
             f"{plan_cfg.source}: topology.world_size: the plan config is for {topo.world_size} "
@@ -448,11 +469,13 @@ def make_plan(
     device: str,
     module: nn.Module | None = None,
     torchrec_stats: bool = False,
+    local_world_size: int | None = None,
 ) -> PlanResult:
     """Plan the embedding tables of `cfg` for `world_size` ranks on `device` ("cpu" or "cuda").
 
     `module` is the model to shard (default: a PlanningModel with DMMP's layout); the plan's
     module paths are relative to it. `torchrec_stats` also logs torchrec's own stats table.
+    `local_world_size` is the job's ranks per host (a running job's, or `--local-world-size`).
     Raises PlanError when the plan config does not suit the job or the tables do not fit.
     """
     if device not in ("cpu", "cuda"):
@@ -460,8 +483,10 @@ def make_plan(
     if world_size < 1:
         raise PlanError(f"world size must be >= 1, got {world_size}")
     plan_cfg = plan_cfg or PlanConfig()
-    _check_job_matches(plan_cfg, world_size, device)
-    topology = build_topology(plan_cfg, world_size, device)
+    if local_world_size is not None and local_world_size < 1:
+        raise PlanError(f"local world size must be >= 1, got {local_world_size}")
+    _check_job_matches(plan_cfg, world_size, device, local_world_size)
+    topology = build_topology(plan_cfg, world_size, device, local_world_size)
     constraints = _parameter_constraints(cfg, plan_cfg, topology)
     batch_size = plan_cfg.topology.batch_size or cfg.data.batch_size
     module = module if module is not None else PlanningModel(cfg)

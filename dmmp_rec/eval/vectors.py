@@ -21,6 +21,7 @@ from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 from dmmp_rec.config.features import FeaturesConfig, FeatureSpec
 from dmmp_rec.data.catalogue import item_side, user_side
 from dmmp_rec.data.id_policy import fold_ids
+from dmmp_rec.distributed.env import collective_device
 
 __all__ = ["item_side", "user_side"]  # re-exported: callers build KJTs of one side
 
@@ -92,12 +93,13 @@ def share_bounds(n: int, rank: int, world_size: int) -> tuple[int, int]:
 
 
 def _gather_rows(local: torch.Tensor, n: int, world_size: int) -> torch.Tensor:
-    """All ranks' shares of an [rows, ...] tensor, concatenated in rank order."""
+    """All ranks' shares of an [rows, ...] tensor, concatenated in rank order, on the process
+    group's device (where the gather runs: a GPU under NCCL)."""
     if world_size == 1:
         return local
     sizes = [share_bounds(n, r, world_size) for r in range(world_size)]
     most = max(hi - lo for lo, hi in sizes)
-    padded = local.new_zeros((most, *local.shape[1:]))
+    padded = torch.zeros((most, *local.shape[1:]), dtype=local.dtype, device=collective_device())
     padded[: local.shape[0]] = local
     parts = [torch.empty_like(padded) for _ in range(world_size)]
     dist.all_gather(parts, padded.contiguous())

@@ -20,7 +20,7 @@ import math
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import faiss
@@ -110,6 +110,20 @@ def _versions() -> dict[str, str]:
     }
 
 
+def for_one_cpu_process(cfg: DmmpConfig, log: Callable[[str], None] = print) -> DmmpConfig:
+    """`cfg` without its training sharding plan: that plan is for the training job's ranks and
+    GPUs (a 2 x 8 GPU plan would refuse a single CPU process), while export is one CPU process
+    that DCP reshards any checkpoint to, so the default plan for that process serves."""
+    if cfg.sharding.plan is None:
+        return cfg
+    log(
+        f"export: sharding for one CPU process (the run's plan {cfg.sharding.plan} is for training)"
+    )
+    out = replace(cfg, sharding=replace(cfg.sharding, plan=None))
+    out.source = cfg.source
+    return out
+
+
 def _check_replaceable(out: Path) -> None:
     """Export replaces `out` whole: only an earlier export or an empty directory may be there."""
     if out.exists() and not (
@@ -148,7 +162,7 @@ def _export(
     _catalogue(cfg)  # fail before the slow part
     step_dir = checkpoint_dir(checkpoint)
     log(f"export: loading {step_dir}")
-    dmp = load_for_inference(cfg, env, step_dir)
+    dmp = load_for_inference(for_one_cpu_process(cfg, log), env, step_dir)
     model = dmp.module
     tables = embedding_tables(dmp.state_dict(), EBC_TABLES)
     features = user_features(cfg)

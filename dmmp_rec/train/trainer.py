@@ -17,6 +17,7 @@ import torch
 from torchrec.distributed.train_pipeline import TrainPipelineSparseDist
 
 from dmmp_rec.config import DmmpConfig, to_dict
+from dmmp_rec.data.batch import ready_for
 from dmmp_rec.data.loader import loader_for_split
 from dmmp_rec.distributed.checkpoint import CheckpointManager, list_checkpoints
 from dmmp_rec.distributed.env import DistEnv, init_distributed
@@ -80,7 +81,12 @@ def train(cfg: DmmpConfig, env: DistEnv | None = None) -> dict[str, Any]:
         save_plan(
             dmp.plan,
             out / "plan.json",
-            {"world_size": env.world_size, "device": env.device.type, "config": cfg.source},
+            {
+                "world_size": env.world_size,
+                "local_world_size": env.local_world_size,
+                "device": env.device.type,
+                "config": cfg.source,
+            },
         )
     optimizer, dense = combined_optimizer(dmp, cfg.train)
     loader = loader_for_split(cfg, "train", env.rank, env.world_size)
@@ -120,7 +126,8 @@ def train(cfg: DmmpConfig, env: DistEnv | None = None) -> dict[str, Any]:
     global_batch = cfg.data.batch_size * env.world_size
     logger = TrainLogger(out, cfg.train.max_steps, start, global_batch, env.is_main)
     pipeline = TrainPipelineSparseDist(dmp, optimizer, env.device, execute_all_batches=True)
-    batches = TrackedIterator(loader, loader.forever(), cfg.train.max_steps - start)
+    pinned = ready_for(loader.forever(), env.device)
+    batches = TrackedIterator(loader, pinned, cfg.train.max_steps - start)
     inner = dmp.module
     last: dict[str, float] = {}
     metrics: dict[str, float] = {}
