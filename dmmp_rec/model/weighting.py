@@ -10,18 +10,19 @@ weighted terms without any regulariser, never negative (the objective of the unc
 is not: its log-variance terms go below zero). The math is in docs/model.md.
 
 Statistics a scheme keeps across steps (the running scales, DWA's window means) are updated in
-training mode only, from losses averaged over the ranks, so that every rank weighs the terms
-identically: torchrec's DMP wraps the dense part in DDP with broadcast_buffers=False, and a
-rank-local statistic would silently give each rank its own weights.
+training mode only, from losses averaged over the ranks (`reduce_losses`, which the training
+job sets), so that every rank weighs the terms identically: torchrec's DMP wraps the dense part
+in DDP with broadcast_buffers=False, and a rank-local statistic would silently give each rank
+its own weights.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
-import torch.distributed as dist
 from torch import nn
 
 from dmmp_rec.config.model import DISTILL_TERMS, LossConfig
@@ -51,15 +52,11 @@ class Weighted(NamedTuple):
     scales: dict[str, torch.Tensor]  # running scale of each term (`scaled` only)
 
 
-def rank_mean(values: torch.Tensor) -> torch.Tensor:
-    """The mean over the ranks of a detached vector (itself on one process). It is reduced on
-    the device it lives on: the dense part's device, which is the process group's (CUDA under
-    NCCL, CPU under gloo). Every rank must call it in the same step."""
-    values = values.detach().clone()
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        dist.all_reduce(values, op=dist.ReduceOp.SUM)
-        values /= dist.get_world_size()
-    return values
+LossReducer = Callable[[torch.Tensor], torch.Tensor]
+
+
+def _one_process(values: torch.Tensor) -> torch.Tensor:
+    return values.detach().clone()
 
 
 class LossWeighting(nn.Module):
@@ -69,6 +66,9 @@ class LossWeighting(nn.Module):
         super().__init__()
         self.terms = terms
         self.warmup = warmup
+        # averages a detached loss vector over the ranks; the training job installs the
+        # process group's (dmmp_rec.distributed.collectives.rank_mean), a lone model keeps this
+        self.reduce_losses: LossReducer = _one_process
 
     def combine(
         self, losses: torch.Tensor, mult: torch.Tensor
@@ -145,7 +145,7 @@ class ScaledWeighting(UncertaintyWeighting):
 
     @torch.no_grad()
     def _update(self, losses: torch.Tensor) -> None:
-        mean = rank_mean(losses).to(self.scale.dtype)
+        mean = self.reduce_losses(losses).to(self.scale.dtype)
         fresh = self.scale == 0
         self.scale.copy_(
             torch.where(fresh, mean, self.decay * self.scale + (1 - self.decay) * mean)
@@ -204,7 +204,7 @@ class DWAWeighting(LossWeighting):
 
     @torch.no_grad()
     def _update(self, losses: torch.Tensor) -> None:
-        self.window_sum += rank_mean(losses).to(self.window_sum.dtype)
+        self.window_sum += self.reduce_losses(losses).to(self.window_sum.dtype)
         self.window_count += 1
         full = self.window_count >= self.window
         self.prev_mean.copy_(torch.where(full, self.last_mean, self.prev_mean))

@@ -17,6 +17,7 @@ from torchrec.distributed.types import ShardingEnv
 
 from dmmp_rec.config import DmmpConfig
 from dmmp_rec.distributed.checkpoint import CheckpointError, list_checkpoints, step_dir, verify
+from dmmp_rec.distributed.collectives import rank_mean
 from dmmp_rec.distributed.env import DistEnv
 from dmmp_rec.distributed.model_parallel import resolve_plan, sharders_for
 from dmmp_rec.distributed.optim import attach_embedding_optimizer
@@ -27,6 +28,7 @@ from dmmp_rec.train.best import best_step
 def build_sharded_model(cfg: DmmpConfig, env: DistEnv) -> DistributedModelParallel:
     torch.manual_seed(cfg.training_seed)
     model = build_model(cfg, device=env.device, sparse_device="meta")
+    model.dense.weighting.reduce_losses = rank_mean  # every rank weighs the terms alike
     attach_embedding_optimizer(model.sparse.ebc, cfg.train)
     plan = resolve_plan(cfg, model, env)
     return DistributedModelParallel(
