@@ -4,6 +4,7 @@ loss weighting and warm-up, baselines, and what DDP / the sparse pipeline need."
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -291,11 +292,12 @@ def test_scaled_weights_settle_where_kendalls_keep_moving() -> None:
     assert max(scaled[-1].values()) < 1.5 and min(scaled[-1].values()) > 0.67
 
 
-def test_scaled_weighting_reports_a_non_negative_loss_and_its_scales() -> None:
+def test_watched_loss_is_the_plain_sum_and_the_scales_are_reported() -> None:
     model = _model(loss={"weighting": "scaled"}).train()
     history = _train(model, 3)
     for out in history:
-        assert float(out["total_loss"]) >= 0
+        terms = sum(float(out[f"loss/{t}"]) for t in model.loss_terms)
+        assert float(out["total_loss"]) == pytest.approx(terms, rel=1e-5)
         for term in model.loss_terms:
             assert float(out[f"scale/{term}"]) > 0
     # the running scale of a term is its mean loss (first step: the loss itself)
@@ -304,9 +306,13 @@ def test_scaled_weighting_reports_a_non_negative_loss_and_its_scales() -> None:
         assert float(first[f"scale/{term}"]) == pytest.approx(float(first[f"loss/{term}"]))
     kendall = _model(loss={"weighting": "uncertainty"}).train()
     with torch.no_grad():
-        kendall.dense.weighting.log_vars.fill_(-2.0)  # its regulariser is now negative
-    _, out = kendall(_batch())
-    assert float(out["objective"]) < float(out["total_loss"]) and float(out["total_loss"]) > 0
+        kendall.dense.weighting.log_vars.fill_(3.0)  # weights e^-3: the objective moves ...
+    objective, out = kendall(_batch())
+    plain = sum(float(out[f"loss/{t}"]) for t in kendall.loss_terms)
+    assert float(objective) == pytest.approx(
+        sum(math.exp(-3) * float(out[f"loss/{t}"]) + 3.0 for t in kendall.loss_terms), rel=1e-5
+    )
+    assert float(out["total_loss"]) == pytest.approx(plain, rel=1e-5)  # ... the watched loss not
 
 
 def test_distillation_kept_out_of_the_tables_leaves_their_gradients_as_without_it() -> None:

@@ -96,7 +96,7 @@ class DenseArch(nn.Module):
         outputs.update({f"loss/{k}": v.detach() for k, v in losses.items()})
         outputs.update({f"weight/{k}": v for k, v in weighted.weights.items()})
         outputs.update({f"scale/{k}": v for k, v in weighted.scales.items()})
-        outputs["total_loss"] = weighted.loss.detach()  # weighted terms, >= 0
+        outputs["total_loss"] = weighted.loss  # the plain sum of the terms, >= 0
         outputs["objective"] = weighted.objective.detach()
         return weighted.objective, outputs
 

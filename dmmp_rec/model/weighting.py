@@ -5,9 +5,10 @@ Every scheme keeps every term in the graph: a term held back by the warm-up is m
 (possibly zero) factor instead of being skipped, so every parameter gets a gradient every step
 and DDP with static_graph / find_unused_parameters=False is satisfied.
 
-Each scheme returns the objective that is minimised and a `loss` a person can watch: the
-weighted terms without any regulariser, never negative (the objective of the uncertainty forms
-is not: its log-variance terms go below zero). The math is in docs/model.md.
+Each scheme returns the objective that is minimised and a `loss` a person can watch: the plain
+sum of the terms, which never goes negative and does not move when the weights do (the
+objective of the uncertainty forms goes below zero with its log-variances, and the scaled
+form's is about the number of terms by construction). The math is in docs/model.md.
 
 Statistics a scheme keeps across steps (the running scales, DWA's window means) are updated in
 training mode only, from losses averaged over the ranks (`reduce_losses`, which the training
@@ -47,7 +48,7 @@ class DistillWarmup:
 
 class Weighted(NamedTuple):
     objective: torch.Tensor  # what the optimiser minimises
-    loss: torch.Tensor  # the weighted terms without regulariser, >= 0: what a person watches
+    loss: torch.Tensor  # the unweighted sum of the terms, >= 0: what a person watches
     weights: dict[str, torch.Tensor]  # effective multiplier of each term (warm-up included)
     scales: dict[str, torch.Tensor]  # running scale of each term (`scaled` only)
 
@@ -72,9 +73,8 @@ class LossWeighting(nn.Module):
 
     def combine(
         self, losses: torch.Tensor, mult: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(objective, watched loss, effective weights) from the stacked terms and the warm-up
-        multipliers."""
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(objective, effective weights) from the stacked terms and the warm-up multipliers."""
         raise NotImplementedError
 
     def scales(self) -> torch.Tensor | None:
@@ -87,11 +87,11 @@ class LossWeighting(nn.Module):
             [t in DISTILL_TERMS for t in self.terms], dtype=torch.bool, device=vec.device
         )
         mult = torch.where(is_distill, factor, torch.ones_like(vec))
-        objective, loss, weights = self.combine(vec, mult)
+        objective, weights = self.combine(vec, mult)
         scales = self.scales()
         return Weighted(
             objective,
-            loss,
+            vec.detach().sum(),
             {t: weights[k].detach() for k, t in enumerate(self.terms)},
             {}
             if scales is None
@@ -116,10 +116,10 @@ class UncertaintyWeighting(LossWeighting):
 
     def combine(
         self, losses: torch.Tensor, mult: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         precision = torch.exp(-self.log_vars)
         objective = (mult * (precision * losses + self.log_vars)).sum()
-        return objective, (mult * precision * losses).sum(), mult * precision
+        return objective, mult * precision
 
 
 class ScaledWeighting(UncertaintyWeighting):
@@ -156,15 +156,14 @@ class ScaledWeighting(UncertaintyWeighting):
 
     def combine(
         self, losses: torch.Tensor, mult: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         if self.training:
             self._update(losses)
         scale = self.scale.to(losses.dtype).clamp(min=1e-8)
         scale = torch.where(self.scale > 0, scale, losses.detach().clamp(min=1e-8))
         precision = torch.exp(-self.log_vars)
-        normalised = losses / scale
-        objective = (mult * (precision * normalised + self.log_vars)).sum()
-        return objective, (mult * precision * normalised).sum(), mult * precision
+        objective = (mult * (precision * losses / scale + self.log_vars)).sum()
+        return objective, mult * precision
 
 
 class FixedWeighting(LossWeighting):
@@ -178,10 +177,9 @@ class FixedWeighting(LossWeighting):
 
     def combine(
         self, losses: torch.Tensor, mult: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         w = mult * torch.tensor(self.fixed, dtype=losses.dtype, device=losses.device)
-        total = (w * losses).sum()
-        return total, total, w
+        return (w * losses).sum(), w
 
 
 class DWAWeighting(LossWeighting):
@@ -221,12 +219,11 @@ class DWAWeighting(LossWeighting):
 
     def combine(
         self, losses: torch.Tensor, mult: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         if self.training:
             self._update(losses)
         w = mult * self.current().to(losses.dtype)
-        total = (w * losses).sum()
-        return total, total, w
+        return (w * losses).sum(), w
 
 
 def build_weighting(terms: tuple[str, ...], cfg: LossConfig) -> LossWeighting:

@@ -37,8 +37,8 @@ from dmmp_rec.train.validation import score_batches, teacher_and_student_aucs
 
 def _scalars(out: dict[str, torch.Tensor]) -> dict[str, float]:
     """Loss terms, adaptive weights (and running scales) and the gate's mean of rank 0's last
-    batch. `loss/total` is the weighted terms (never negative: what the progress bar shows);
-    `loss/objective` is what the optimiser minimises (with the uncertainty regulariser)."""
+    batch. `loss/total` is the plain sum of the terms (never negative, unmoved by the weights:
+    what the progress bar shows); `loss/objective` is what the optimiser minimises."""
     prefixes = ("loss/", "weight/", "scale/")
     scalars = {k: float(v) for k, v in out.items() if k.startswith(prefixes)}
     if "total_loss" in out:
