@@ -216,3 +216,24 @@ def test_peer_features_and_model_config(tiny_world: Path, tmp_path: Path) -> Non
     assert derived.data == cfg.data and derived.seed == cfg.seed
     with pytest.raises(ValueError, match="known: dmmp"):
         select_models(["dmmp", "nonexistent"])
+
+
+def test_variants_are_our_models_with_more_overrides(tiny_world: Path, tmp_path: Path) -> None:
+    from dmmp_rec.compare.models import parse_variant
+
+    spec = parse_variant("dmmp_fixed=dmmp model.loss.weighting=fixed model.loss.click_credit=0.1")
+    assert spec.name == "dmmp_fixed" and spec.family == "dmmp_rec"
+    cfg = tiny_config(tiny_world, tmp_path)
+    derived = model_config(cfg, spec, 5, tmp_path / "runs" / "x", seed=11)
+    assert derived.model.variant == "dmmp" and derived.model.loss.weighting == "fixed"
+    assert derived.model.loss.click_credit == 0.1 and derived.training_seed == 11
+    names = [s.name for s in select_models(["two_tower"], ["mine=no_gate"])]
+    assert names == ["two_tower", "mine"]
+    for bad, words in (
+        ("nobase", "NAME=BASE"),
+        ("x=rechub_dssm", "NAME=BASE"),
+        ("x=dmmp weighting", "key.path=value"),
+        ("dmmp=dmmp", "taken by built-in"),
+    ):
+        with pytest.raises(ValueError, match=words):
+            select_models([], [bad])

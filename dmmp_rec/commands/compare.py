@@ -29,6 +29,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--models", nargs="+", default=[], help="a subset of the models, by name (default all)"
     )
     parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="'NAME=BASE key=value ...'",
+        help="also train one of our models with more overrides, e.g. "
+        "'dmmp_fixed=dmmp model.loss.weighting=fixed' (repeatable)",
+    )
+    parser.add_argument(
         "--seeds",
         type=int,
         default=1,
@@ -79,6 +87,8 @@ def _command_line(args: argparse.Namespace) -> str:
         argv += ["--nproc", str(args.nproc)]
     if args.models:
         argv += ["--models", *args.models]
+    for variant in args.variant:
+        argv += ["--variant", variant]
     if args.seeds != 1:
         argv += ["--seeds", str(args.seeds)]
     if args.splits != ["val", "test"]:
@@ -102,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
     from dmmp_rec.distributed.env import init_distributed, shutdown
 
     try:
-        select_models(args.models)
+        select_models(args.models, args.variant)
     except ValueError as e:
         print(f"dmmp-rec compare: {e}", file=sys.stderr)
         return 2
@@ -114,6 +124,7 @@ def run(args: argparse.Namespace) -> int:
         steps=args.steps,
         nproc=args.nproc,
         models=list(args.models),
+        variants=list(args.variant),
         seeds=args.seeds,
         splits=tuple(args.splits),
         oracle_users=args.oracle_users,

@@ -61,12 +61,36 @@ MODELS: tuple[ModelSpec, ...] = (
 )
 
 
-def select_models(names: list[str] | None) -> list[ModelSpec]:
-    """All models, or the named ones in table order; unknown names raise naming the known."""
-    if not names:
-        return list(MODELS)
+def parse_variant(text: str) -> ModelSpec:
+    """A model of the user's own: "NAME=BASE key.path=value ..." is BASE (one of our models)
+    with more config overrides, e.g. "dmmp_fixed=dmmp model.loss.weighting=fixed"."""
+    head, *overrides = text.split()
+    name, _, base = head.partition("=")
+    known = {m.name: m for m in MODELS if m.family == "dmmp_rec"}
+    if not name.isidentifier() or base not in known:
+        raise ValueError(
+            f"a variant is NAME=BASE followed by key=value overrides, BASE one of "
+            f"{', '.join(known)}; got {text!r}"
+        )
+    bad = [o for o in overrides if "=" not in o]
+    if bad:
+        raise ValueError(f"variant {name}: overrides must be key.path=value, got {bad}")
+    spec = known[base]
+    label = f"{spec.label} + {' '.join(overrides)}" if overrides else spec.label
+    return ModelSpec(name, label, name, "dmmp_rec", (*spec.overrides, *overrides))
+
+
+def select_models(names: list[str] | None, variants: list[str] | None = None) -> list[ModelSpec]:
+    """All models, or the named ones in table order, then the user's variants; unknown names
+    raise naming the known."""
+    extra = [parse_variant(v) for v in variants or []]
     known = {m.name: m for m in MODELS}
+    clash = [v.name for v in extra if v.name in known]
+    if clash:
+        raise ValueError(f"variant names {clash} are taken by built-in models")
+    if not names:
+        return list(MODELS) + extra
     unknown = [n for n in names if n not in known]
     if unknown:
         raise ValueError(f"unknown model(s) {unknown}; known: {', '.join(known)}")
-    return [m for m in MODELS if m.name in names]
+    return [m for m in MODELS if m.name in names] + extra

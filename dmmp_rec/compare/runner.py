@@ -52,6 +52,7 @@ class CompareOptions:
     steps: int | None = None  # None: the config's train.max_steps
     nproc: int = 1  # training / evaluation processes for our models (torchrun when > 1)
     models: list[str] = field(default_factory=list)  # empty: all
+    variants: list[str] = field(default_factory=list)  # "NAME=BASE key=value ..." (models.py)
     seeds: int = 1  # training seeds: the config's training seed and the next seeds - 1
     splits: tuple[str, ...] = SPLITS
     oracle_users: int = 2000
@@ -246,7 +247,7 @@ def run_comparison(cfg: DmmpConfig, env: DistEnv, opts: CompareOptions) -> dict[
     .png under `opts.out` (the JSON after every run, so a long comparison can be followed);
     return the result dict (what comparison.json holds)."""
     opts.validate()
-    specs = select_models(opts.models)
+    specs = select_models(opts.models, opts.variants)
     steps = opts.steps or cfg.train.max_steps
     if steps < 1:
         raise ValueError(f"--steps must be >= 1, got {steps}")
