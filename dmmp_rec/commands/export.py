@@ -24,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--recall-target", type=float, default=0.95, help="recall@k the HNSW efSearch must reach"
     )
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--quiet", action="store_true", help="no progress")
 
 
 def run_dir(checkpoint: Path) -> Path:
@@ -71,22 +71,10 @@ def run(args: argparse.Namespace) -> int:
         return 1
     sizes = {f.path: f.bytes for f in manifest.files.values()}
     print(
-        json.dumps(
-            {
-                "out": str(out),
-                "variant": manifest.variant,
-                "train_step": manifest.train_step,
-                "items": manifest.num_items,
-                "vector_dim": manifest.vector_dim,
-                "tau": manifest.tau,
-                "hnsw": {
-                    "ef_search": manifest.approx.ef_search,
-                    f"recall@{manifest.approx.k}": manifest.approx.recall,
-                },
-                "bytes": sizes,
-                "seconds": manifest.export_seconds,
-            },
-            indent=1,
-        )
+        f"exported step {manifest.train_step} ({manifest.variant}) to {out}: {manifest.num_items} "
+        f"items x {manifest.vector_dim} floats, tau {manifest.tau:.4f}, HNSW efSearch "
+        f"{manifest.approx.ef_search} (recall@{manifest.approx.k} {manifest.approx.recall:.4f}), "
+        f"{manifest.export_seconds} s"
     )
+    print("files: " + ", ".join(f"{name} {size / 2**20:.1f} MiB" for name, size in sizes.items()))
     return 0

@@ -19,10 +19,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
-from tqdm import tqdm
 
 from dmmp_rec.config.features import FeaturesConfig
 from dmmp_rec.config.root import DmmpConfig
+from dmmp_rec.console.progress import track
 from dmmp_rec.data.id_policy import fold_ids
 from dmmp_rec.data.schema import CLICK, CONVERSION, split_files
 from dmmp_rec.data.world import GroundTruth, sigmoid
@@ -273,9 +273,7 @@ def _oracle_metrics(
         for name in (*rankers, *ORACLE_RANKERS)
         for metric in SAMPLE_METRICS
     }
-    blocks = range(0, len(sample), _ORACLE_BLOCK)
-    if show:
-        blocks = tqdm(blocks, desc="oracle scoring", unit="block")
+    blocks = track(range(0, len(sample), _ORACLE_BLOCK), "oracle scoring", "block", show)
     for s in blocks:
         b = sample[s : s + _ORACLE_BLOCK]
         block_rankers = {name: rows[b] for name, rows in rankers.items()}
