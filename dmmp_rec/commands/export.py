@@ -24,6 +24,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--recall-target", type=float, default=0.95, help="recall@k the HNSW efSearch must reach"
     )
+    parser.add_argument(
+        "--quantize",
+        choices=("none", "int8"),
+        default="none",
+        help="int8: int8 row-wise tables in the user side and item encoder (docs/serving.md)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress")
 
 
@@ -63,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
         recall_k=args.recall_k,
         recall_target=args.recall_target,
         progress=not args.quiet,
+        quantize=args.quantize,
     )
     try:
         manifest = export_run(cfg, checkpoint, out, options)
@@ -77,4 +84,13 @@ def run(args: argparse.Namespace) -> int:
         f"{manifest.export_seconds} s"
     )
     print("files: " + ", ".join(f"{name} {size / 2**20:.1f} MiB" for name, size in sizes.items()))
+    q = manifest.quantization
+    if q is not None:
+        ratio = {k: q.fp32_table_bytes[k] / max(v, 1) for k, v in q.table_bytes.items()}
+        print(
+            f"int8 tables: user side {q.table_bytes['user_side']:,} bytes "
+            f"({ratio['user_side']:.2f}x smaller), item encoder {q.table_bytes['item_side']:,} "
+            f"({ratio['item_side']:.2f}x); top-{q.top_k} overlap with fp32 "
+            f"{q.top_k_overlap_mean:.4f} (min {q.top_k_overlap_min:.2f}) on {q.users} users"
+        )
     return 0

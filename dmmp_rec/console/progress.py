@@ -21,7 +21,7 @@ T = TypeVar("T")
 
 EVERY_PERCENT = 10.0
 EVERY_S = 60.0
-MIN_S = 5.0
+MIN_S = 10.0
 
 
 def _is_terminal(stream: IO[str]) -> bool:
@@ -92,7 +92,8 @@ class LineProgress:
         done = f"{self.n}/{self.total} {units}" if self.total else f"{self.n} {units}"
         pct = f" ({100.0 * self.n / self.total:.0f}%)" if self.total else ""
         tail = f", {self.postfix}" if self.postfix else ""
-        self.write(f"{self.desc}: {done}{pct}, {elapsed:.0f} s, {rate:,.1f} {self.unit}/s{tail}")
+        speed = f"{rate:,.0f}" if rate >= 100 else f"{rate:.1f}"
+        self.write(f"{self.desc}: {done}{pct}, {elapsed:.0f} s, {speed} {self.unit}/s{tail}")
         self.lines += 1
 
     def close(self) -> None:
