@@ -26,6 +26,8 @@ SAMPLES = {
     "data-parallel-caching": "Sharding Type is data_parallel, caching params will be ignored",
     "ddp-broadcast-buffers": "`broadcast_buffers` is deprecated. Use `forward_sync_buffers`.",
     "sharded-tensor-deprecated": "Please use DTensor instead and we are deprecating ShardedTensor.",
+    "dcp-single-process-load": "torch.distributed is disabled, unavailable or uninitialized, "
+    "assuming the intent is to load in a single process.",
     "fx-tracing-ambiguous": "is_fx_tracing will return true for both fx.symbolic_trace and "
     "torch.export. Please use is_fx_tracing_symbolic_tracing()",
     "fbgemm-dense-lookup-autograd": "fbgemm::dense_embedding_codegen_lookup_function: an "

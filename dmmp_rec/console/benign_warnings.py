@@ -62,6 +62,14 @@ BENIGN: tuple[BenignWarning, ...] = (
         category=FutureWarning,
     ),
     BenignWarning(
+        "dcp-single-process-load",
+        r"torch.distributed is disabled, unavailable or uninitialized, assuming the intent is "
+        r"to load in a single process",
+        "the benchmarks and scripts load a checkpoint whole in one process on purpose "
+        "(no_dist=True); the CLI's sharded loads always run in a process group",
+        category=UserWarning,
+    ),
+    BenignWarning(
         "fx-tracing-ambiguous",
         r"is_fx_tracing will return true for both fx.symbolic_trace and torch.export",
         "torchrec's modules call torch.fx's is_fx_tracing; torch notes once per process that "
