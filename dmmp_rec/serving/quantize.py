@@ -35,11 +35,12 @@ from dmmp_rec.serving.item_side import encode_table
 from dmmp_rec.serving.manifest import Quantization
 from dmmp_rec.serving.requests import UserRequests
 from dmmp_rec.serving.retrieve import run_user_side
-from dmmp_rec.serving.user_file import save_user_side
+from dmmp_rec.serving.user_file import load_user_side, save_user_side
 from dmmp_rec.serving.weights import ExportError
 
 MODES = ("none", "int8")
 OVERLAP_K = 100
+CHECK_ITEMS = 256  # catalogue rows the exported item encoder is checked on
 ITEM_SIDE_FILE = "item_side.pt2"
 
 
@@ -119,6 +120,7 @@ class Int8Export:
     fp32_queries: np.ndarray | None = None
     fp32_vectors: np.ndarray | None = None
     vectors: np.ndarray | None = None
+    _items_sample: pa.Table | None = None
 
     def __post_init__(self) -> None:
         self.user = quantize_bags(self.fp32_user).eval()
@@ -139,14 +141,21 @@ class Int8Export:
     ) -> np.ndarray:
         """The catalogue's vectors through the int8 item encoder, after checking the fp32
         encoder against the training model's `model_vectors`."""
-        _check("fp32 item encoder", encode_table(self.fp32_item, items, specs, batch),
-               None, model_vectors, None, self.tolerance)  # fmt: skip
+        fp32 = encode_table(self.fp32_item, items, specs, batch)
+        _check("fp32 item encoder", fp32, None, model_vectors, None, self.tolerance)
         self.fp32_vectors = model_vectors
         self.vectors = encode_table(self.item, items, specs, batch)
+        self._items_sample = items.slice(0, CHECK_ITEMS)
         return self.vectors
 
     def save_item_side(self, root: Path, specs: list[FeatureSpec]) -> str:
-        save_user_side(self.item, [s.cardinality for s in specs], root / ITEM_SIDE_FILE)
+        """Export the int8 item encoder; it must reproduce the int8 vectors of the first items."""
+        if self.vectors is None:
+            raise ExportError("Int8Export.save_item_side needs encode_items() first")
+        path = root / ITEM_SIDE_FILE
+        save_user_side(self.item, [s.cardinality for s in specs], path)
+        got = encode_table(load_user_side(path), self._items_sample, specs)
+        _check("exported item encoder", got, None, self.vectors[: len(got)], None, self.tolerance)
         return ITEM_SIDE_FILE
 
     def report(self, queries: np.ndarray) -> Quantization:
