@@ -77,9 +77,20 @@ def _inference(inf: dict[str, Any]) -> list[str]:
         "user = user tower + gate with its embedding lookups; item = click + conversion towers "
         "with lookups. eager = the training model through the EBC; eager_plain = the serving "
         "module (EmbeddingBags); compiled = torch.compile of it; exported = the torch.export "
-        f"archive (`dmmp_rec.serving.user_file`). Compile s: {inf.get('compile_s')}; "
+        f"archive (`dmmp_rec.serving.user_file`); *_int8 = the same with int8 row-wise tables "
+        f"(`dmmp-rec export --quantize int8`). Compile s: {inf.get('compile_s')}; "
         f"export s: {inf.get('export_s')}.",
     ]
+    sizes = inf.get("table_bytes")
+    if sizes:
+        lines += [
+            "",
+            "Embedding table bytes, fp32 -> int8 row-wise: "
+            + "; ".join(
+                f"{side} side {s['fp32']:,} -> {s['int8']:,} ({s['fp32'] / s['int8']:.2f}x smaller)"
+                for side, s in sizes.items()
+            ),
+        ]
     return lines
 
 

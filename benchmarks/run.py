@@ -27,6 +27,7 @@ from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
 from benchmarks.common import REPO, load_now, machine_info, read_json, summarise, write_json
 from benchmarks.report import write_markdown
+from dmmp_rec.console import benign_warnings
 
 # One thread per process everywhere: 1 process = 1 core, 2 processes = 2 cores, and no OpenMP
 # thread waits for a sibling descheduled by the other jobs sharing these cores.
@@ -283,6 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scratch", default=None, help="--quick: where its tiny world goes")
     p.add_argument("--only", default=",".join(SECTIONS), help="comma-separated sections")
     args = p.parse_args(argv)
+    benign_warnings.install()
     sections = [s for s in args.only.split(",") if s]
     bad = [s for s in sections if s not in SECTIONS]
     if bad:

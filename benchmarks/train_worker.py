@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import load_now, write_json  # noqa: E402
 from dmmp_rec.config import DmmpConfig, load_config  # noqa: E402
+from dmmp_rec.console import benign_warnings  # noqa: E402
 from dmmp_rec.data.loader import loader_for_split  # noqa: E402
 from dmmp_rec.distributed.env import DistEnv, init_distributed  # noqa: E402
 
@@ -125,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("overrides", nargs="*")
     args = p.parse_args(argv)
+    benign_warnings.install()
 
     cfg = load_config(args.config, args.overrides)
     # the CPU unless the config asks for CUDA (scripts/gpu_check.py): the other systems here

@@ -12,6 +12,7 @@ import importlib
 import sys
 
 from dmmp_rec.config import ConfigError, DmmpConfig, load_config
+from dmmp_rec.console import benign_warnings
 
 COMMANDS = {
     "synth": "dmmp_rec.commands.synth",
@@ -53,6 +54,7 @@ def _available() -> dict[str, object]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    benign_warnings.install()
     modules = _available()
     parser = argparse.ArgumentParser(prog="dmmp-rec", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)

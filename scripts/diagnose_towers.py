@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from dmmp_rec.config import config_from_dict
+from dmmp_rec.console import benign_warnings
 from dmmp_rec.data.catalogue import load_catalogue
 from dmmp_rec.distributed.env import init_distributed, shutdown
 from dmmp_rec.eval import ranking
@@ -35,6 +36,7 @@ def main() -> int:
     p.add_argument("run", type=Path)
     p.add_argument("--users", type=int, default=300)
     args = p.parse_args()
+    benign_warnings.install()
     raw = json.loads((args.run / "config.json").read_text())
     raw.pop("source", None)
     cfg = config_from_dict(raw)

@@ -12,9 +12,10 @@ import yaml
 
 from dmmp_rec.commands import convert_aliccp as command
 from dmmp_rec.config import ConfigError, DmmpConfig, config_from_dict, load_config
+from dmmp_rec.config.features import FeatureSpec
 from dmmp_rec.data.aliccp import ConversionStats, MalformedRowError, convert_aliccp
 from dmmp_rec.data.aliccp_fields import ALICCP_FIELDS, resolve_fields
-from dmmp_rec.data.aliccp_parse import fold_ids, mix64
+from dmmp_rec.data.id_policy import fold_ids
 from dmmp_rec.data.schema import split_files
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,7 +27,10 @@ MASK = (1 << 64) - 1
 
 
 def ref_fold(raw: int, cardinality: int) -> int:
-    """SplitMix64 in plain Python integers, independent of the numpy implementation."""
+    """The id mapping in plain Python integers, independent of the numpy implementation: an id
+    in [0, cardinality) is its own row, any other goes to 1 + SplitMix64(id) % (cardinality - 1)."""
+    if 0 <= raw < cardinality:
+        return raw
     z = (raw + 0x9E3779B97F4A7C15) & MASK
     z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK
     z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK
@@ -54,14 +58,18 @@ def write_lines(path: Path, lines: list[bytes]) -> Path:
     return path
 
 
-def test_hash_is_splitmix64_and_folds_into_rows_1_to_card_minus_1():
-    assert int(mix64(np.array([0], dtype=np.uint64))[0]) == 0xE220A8397B1DCDAF
+def test_the_converter_uses_the_one_id_mapping():
+    """Raw ids outside a table go to rows 1..card-1 by SplitMix64; ids inside stay."""
     raw = np.array([0, 1, 1001, 7001, 4176355, 2**62 + 12345], dtype=np.int64)
     for card in (2, 4, 500_000):
-        got = fold_ids(raw, card)
+        spec = FeatureSpec(name="f", cardinality=card, dim=4)
+        got, _ = fold_ids(raw, spec)
         assert got.tolist() == [ref_fold(int(r), card) for r in raw]
-        assert got.min() >= 1 and got.max() <= card - 1
-    assert set(fold_ids(np.arange(1000), 4).tolist()) == {1, 2, 3}
+        assert got.min() >= 0 and got.max() <= card - 1
+        outside = (raw < 0) | (raw >= card)
+        assert got[outside].min() >= 1
+    spec = FeatureSpec(name="f", cardinality=4, dim=4)
+    assert set(fold_ids(np.arange(4, 1000), spec)[0].tolist()) == {1, 2, 3}
 
 
 def test_config_loads_with_all_23_fields():
@@ -116,7 +124,9 @@ def test_round_trip_ids_lists_and_labels(tmp_path):
     assert stats.missing_common == 1
     assert stats.bad_rows_skipped == 0
     assert (stats.clicks, stats.conversions) == (3, 1)
-    assert stats.ids_hashed == 23 + 21  # wanted entries: 23 in common, 21 in the skeleton
+    # raw ids outside their tables: 8 profile fields of U1 + U2's gender (common rows, once
+    # each), and scenario 9001, 9002 in kept skeleton rows; the other raw ids fit their tables
+    assert stats.ids_hashed == 9 + 2
     assert stats.conflicts["f101_user_id"] == 1 and stats.conflicts["f205_item_id"] == 1
     assert stats.missing_values["f205_item_id"] == 1
 
@@ -217,10 +227,10 @@ def test_out_of_range_error_keeps_raw_ids_or_stops(tmp_path):
     lines = SKELETON.read_bytes().splitlines(keepends=True)
     stats = convert(tmp_path, config, skeleton=write_lines(tmp_path / "s.csv", lines[:5]))
     assert [r["f205_item_id"] for r in read_rows(tmp_path)] == [7001, 7002, 7003, 7005]
-    assert stats.ids_hashed == 23 + 14  # common rows + skeleton lines 1-5 without field 205
+    assert stats.ids_hashed == 9 + 2  # common rows + scenario ids of skeleton lines 1-5
     with pytest.raises(MalformedRowError) as e:
         convert(tmp_path, config, overwrite=True)
-    assert e.value.line == 6 and "id 7006 is outside 1..7005" in e.value.reason
+    assert e.value.line == 6 and "id 7006 is outside [0, 7006)" in e.value.reason
 
 
 def test_command_converts_and_reports(tmp_path, capsys):

@@ -154,10 +154,15 @@ def test_inference_bench_on_untrained_model(tiny) -> None:
         {1: 3, 8: 3},
         with_compile=False,
     )
-    assert set(res["user"]) == {"eager", "eager_plain", "exported"}
+    assert set(res["user"]) == {"eager", "eager_plain", "eager_int8", "exported", "exported_int8"}
+    assert set(res["item"]) == {"eager", "eager_plain", "eager_int8"}
     assert res["user"]["exported"][8]["n"] == 3 and res["item"]["eager"][8]["p99_ms"] > 0
+    assert res["user"]["exported_int8"][1]["n"] == 3
+    for sizes in res["table_bytes"].values():
+        assert sizes["int8"] < sizes["fp32"] / 1.3
     # the exported user side computes the model's own query vectors
-    from benchmarks.inference import ItemSide, split_inputs, tables_of
+    from benchmarks.inference import split_inputs, tables_of
+    from dmmp_rec.serving.item_side import ItemSide
     from dmmp_rec.serving.user_side import UserSide
 
     side = UserSide(
@@ -166,7 +171,8 @@ def test_inference_bench_on_untrained_model(tiny) -> None:
     with torch.no_grad():
         q, _ = side(*split_inputs(users), torch.zeros(1))
         torch.testing.assert_close(q, model.query_vector(users), atol=1e-5, rtol=1e-4)
-        i = ItemSide(cfg, model)(*split_inputs(items))
+        item_side = ItemSide(cfg.features.group("item"), tables_of(model), model.student)
+        i = item_side(*split_inputs(items))
         torch.testing.assert_close(i, model.item_vector(items), atol=1e-5, rtol=1e-4)
 
 
@@ -196,6 +202,10 @@ def test_report_renders_every_section() -> None:
             "limit_samples_per_s": 10_000_000,
             "share_of_limit": {"dmmp@2": 0.01},
         },
+        "inference": {
+            "user": {"exported_int8": {1: {"p50_ms": 0.2, "p99_ms": 0.3}}},
+            "table_bytes": {"user": {"fp32": 6400, "int8": 2400}},
+        },
         "planner": {
             "label": "PLANNER ESTIMATES",
             "config": "c",
@@ -207,3 +217,5 @@ def test_report_renders_every_section() -> None:
     assert "| dmmp | 2 | 8 | 2 (1-3) |" in md
     assert "failed: exit 1" in md and "dmmp/best_other@2 = 2.5" in md
     assert "PLANNER ESTIMATES" in md and "no plan: does not fit" in md
+    assert "| user | exported_int8 | 1 | 0.200 | 0.300 |" in md
+    assert "user side 6,400 -> 2,400 (2.67x smaller)" in md

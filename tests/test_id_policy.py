@@ -1,4 +1,5 @@
-"""Out-of-range id policy: stable hash folding and the error policy."""
+"""The one id mapping: in-range ids kept, others folded by SplitMix64 into rows 1..card-1, or
+stopped under the error policy."""
 
 from __future__ import annotations
 
@@ -38,18 +39,34 @@ def test_hash_folds_out_of_range_and_negative_ids_stably() -> None:
     folded, positions = fold_out_of_range(ids, _spec())
     assert positions.tolist() == [1, 2, 3, 5]
     assert folded[[0, 4]].tolist() == [3, 99]
-    assert ((folded >= 0) & (folded < 100)).all()
-    expected = (splitmix64(ids[[1, 2, 3, 5]]) % np.uint64(100)).astype(np.int64)
+    assert ((folded >= 1) & (folded < 100)).all()
+    expected = (splitmix64(ids[[1, 2, 3, 5]]) % np.uint64(99)).astype(np.int64) + 1
     assert folded[[1, 2, 3, 5]].tolist() == expected.tolist()
     assert ids.tolist() == [3, 100, -1, 12345678901, 99, -100]  # input not modified
     again, count = fold_ids(ids, _spec())
     assert count == 4 and again.tolist() == folded.tolist()
 
 
-def test_hash_spreads_over_the_table() -> None:
-    folded = hash_into(np.arange(1000, 21000, dtype=np.int64), 10)
+def test_hash_spreads_over_rows_1_to_card_minus_1_never_row_0() -> None:
+    folded = hash_into(np.arange(1000, 19000, dtype=np.int64), 10)
     counts = np.bincount(folded, minlength=10)
-    assert counts.min() > 1800 and counts.max() < 2200
+    assert counts[0] == 0  # row 0 is "missing" (Ali-CCP's absent field)
+    assert counts[1:].min() > 1800 and counts[1:].max() < 2200
+    assert hash_into(np.array([5, -5, 2**62]), 1).tolist() == [0, 0, 0]  # a one-row table
+
+
+def test_fold_is_idempotent_so_raw_and_converted_ids_agree() -> None:
+    raw = np.array([0, 7, 99, 100, 4176355, 2**62 + 12345, -3], dtype=np.int64)
+    once, _ = fold_ids(raw, _spec())
+    twice, count = fold_ids(once, _spec())
+    assert twice.tolist() == once.tolist() and count == 0
+
+
+def test_splitmix64_takes_uint64_as_is_and_signed_ids_as_twos_complement() -> None:
+    signed = np.array([0, 5, -1, -(2**63)], dtype=np.int64)
+    unsigned = np.array([0, 5, 2**64 - 1, 2**63], dtype=np.uint64)
+    assert splitmix64(signed).tolist() == splitmix64(unsigned).tolist()
+    assert splitmix64(np.array([5], dtype=np.int32)).tolist() == splitmix64(signed[1:2]).tolist()
 
 
 def test_fold_keeps_shape() -> None:

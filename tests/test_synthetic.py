@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from dmmp_rec.config import ConfigError, load_config
-from dmmp_rec.data import synthetic
+from dmmp_rec.data import synthetic, synthetic_log
 from dmmp_rec.data.schema import SPLITS, split_files
 from dmmp_rec.data.synthetic import ITEMS_FILE, USERS_FILE, WORLD_FILE, generate_world
 from dmmp_rec.data.world import EVAL_HOUR, GroundTruth
@@ -207,6 +208,61 @@ def test_same_seed_same_bytes_other_seed_differs(world, tmp_path):
     assert not a.equals(b)
 
 
+# sha256 over the SMALL world's values (every Parquet column with its list offsets, every
+# ground-truth array), recorded with commit 226d03d, before the world's private SplitMix64 gave
+# way to `id_policy.splitmix64`. A change here means every generated world changed.
+SMALL_WORLD_SHA256 = "fd8dc73d61c571ebd8175cf2eb2c9b7d0a2571b306b88d876a5592c6b6c885a4"
+M64 = (1 << 64) - 1
+
+
+def world_values_sha256(root: Path) -> str:
+    digest = hashlib.sha256()
+    for f in sorted(p for p in root.rglob("*") if p.suffix in (".parquet", ".npz")):
+        digest.update(str(f.relative_to(root)).encode())
+        if f.suffix == ".npz":
+            with np.load(f, allow_pickle=False) as arrays:
+                for key in sorted(arrays.files):
+                    digest.update(key.encode())
+                    digest.update(np.ascontiguousarray(arrays[key]).tobytes())
+            continue
+        table = pq.read_table(f)
+        for name in table.column_names:
+            column = table.column(name).combine_chunks()
+            digest.update(name.encode())
+            if pa.types.is_list(column.type):
+                digest.update(np.asarray(column.offsets).tobytes())
+                column = column.flatten()
+            digest.update(np.asarray(column.to_numpy(zero_copy_only=False)).tobytes())
+    return digest.hexdigest()
+
+
+def test_world_values_are_those_recorded_before_the_hash_was_shared(world):
+    assert world_values_sha256(world[0]) == SMALL_WORLD_SHA256
+
+
+def _mix(x: int) -> int:
+    """SplitMix64's finaliser of x + golden ratio, in plain Python integers."""
+    z = (x + 0x9E3779B97F4A7C15) & M64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & M64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & M64
+    return z ^ (z >> 31)
+
+
+def test_row_uniforms_are_double_splitmix64_of_seed_row_and_stream():
+    rows = np.array([0, 1, 7, 123456, 2**40 + 3], dtype=np.int64)
+    streams = synthetic_log._STREAMS
+    for seed in (0, 7):
+        key = _mix((seed * 0x9E3779B97F4A7C15 + 0xD1B54A32D192ED03) & M64)
+        for stream in ("user", "conversion"):
+            got = synthetic_log.row_uniforms(seed, rows, stream)
+            s = streams.index(stream)
+            want = [
+                (_mix(_mix(((r * len(streams) + s) & M64) ^ key)) >> 11) / 2**53
+                for r in rows.tolist()
+            ]
+            assert got.tolist() == want
+
+
 def test_chunking_changes_nothing_and_bounds_memory(world, tmp_path, monkeypatch):
     out, summary = world
     sizes: list[int] = []
@@ -245,5 +301,6 @@ def test_command_writes_world(tmp_path, capsys):
     args += ["synthetic.num_impressions=6000"]
     assert main(args) == 0
     printed = capsys.readouterr().out
-    assert '"ctr"' in printed and str(tmp_path) in printed
+    assert "synth: 6000 impressions" in printed and "(CTR 0.0" in printed
+    assert str(tmp_path) in printed and len(printed.splitlines()) <= 6
     assert json.loads((tmp_path / WORLD_FILE).read_text())["rows"] == 6000

@@ -24,7 +24,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--recall-target", type=float, default=0.95, help="recall@k the HNSW efSearch must reach"
     )
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--quantize",
+        choices=("none", "int8"),
+        default="none",
+        help="int8: int8 row-wise tables in the user side and item encoder (docs/serving.md)",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress")
 
 
 def run_dir(checkpoint: Path) -> Path:
@@ -63,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
         recall_k=args.recall_k,
         recall_target=args.recall_target,
         progress=not args.quiet,
+        quantize=args.quantize,
     )
     try:
         manifest = export_run(cfg, checkpoint, out, options)
@@ -71,22 +78,19 @@ def run(args: argparse.Namespace) -> int:
         return 1
     sizes = {f.path: f.bytes for f in manifest.files.values()}
     print(
-        json.dumps(
-            {
-                "out": str(out),
-                "variant": manifest.variant,
-                "train_step": manifest.train_step,
-                "items": manifest.num_items,
-                "vector_dim": manifest.vector_dim,
-                "tau": manifest.tau,
-                "hnsw": {
-                    "ef_search": manifest.approx.ef_search,
-                    f"recall@{manifest.approx.k}": manifest.approx.recall,
-                },
-                "bytes": sizes,
-                "seconds": manifest.export_seconds,
-            },
-            indent=1,
-        )
+        f"exported step {manifest.train_step} ({manifest.variant}) to {out}: {manifest.num_items} "
+        f"items x {manifest.vector_dim} floats, tau {manifest.tau:.4f}, HNSW efSearch "
+        f"{manifest.approx.ef_search} (recall@{manifest.approx.k} {manifest.approx.recall:.4f}), "
+        f"{manifest.export_seconds} s"
     )
+    print("files: " + ", ".join(f"{name} {size / 2**20:.1f} MiB" for name, size in sizes.items()))
+    q = manifest.quantization
+    if q is not None:
+        ratio = {k: q.fp32_table_bytes[k] / max(v, 1) for k, v in q.table_bytes.items()}
+        print(
+            f"int8 tables: user side {q.table_bytes['user_side']:,} bytes "
+            f"({ratio['user_side']:.2f}x smaller), item encoder {q.table_bytes['item_side']:,} "
+            f"({ratio['item_side']:.2f}x); top-{q.top_k} overlap with fp32 "
+            f"{q.top_k_overlap_mean:.4f} (min {q.top_k_overlap_min:.2f}) on {q.users} users"
+        )
     return 0

@@ -79,7 +79,8 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"{len(results)} users, top {args.k} of {m.num_items} items "
             f"({args.index} index, {m.variant}, tau {m.tau:.4f}, "
-            f"conversion shift {args.conversion_shift:g})"
+            f"conversion shift {args.conversion_shift:g}"
+            + (f", {m.quantization.tables} tables)" if m.quantization else ")")
         )
         print(_table(results, args.k))
     return 0

@@ -3,29 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
 from dmmp_rec.cli import add_config_arguments, config_from_args
 
 HELP = "generate the seeded synthetic world (Parquet splits, catalogue, ground truth)"
-
-_SUMMARY_KEYS = (
-    "seed",
-    "rows",
-    "clicks",
-    "conversions",
-    "ctr",
-    "cvr_given_click",
-    "rand_share",
-    "rand_ctr",
-    "bait_fraction",
-    "gem_fraction",
-    "bait_impression_share",
-    "bait_true",
-    "bait_realised",
-    "splits",
-)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -48,6 +30,28 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     summary = generate_world(cfg, out, progress=not args.quiet)
     elapsed = time.perf_counter() - t0
-    print(json.dumps({k: summary[k] for k in _SUMMARY_KEYS}, indent=2))
+    print("\n".join(summary_lines(summary)))
     print(f"synth: wrote {out} ({WORLD_FILE} has every figure) in {elapsed:.1f} s")
     return 0
+
+
+def summary_lines(summary: dict) -> list[str]:
+    """The world's headline figures; world.json has every figure."""
+    bait = summary["bait_realised"]
+    lines = [
+        f"synth: {summary['rows']} impressions, {summary['clicks']} clicks (CTR "
+        f"{summary['ctr']:.4f}), {summary['conversions']} conversions (CVR given click "
+        f"{summary['cvr_given_click']:.4f}), {summary['rand_share']:.1%} uniform-random",
+        f"synth: click baits {summary['bait_fraction']:.1%} of items, "
+        f"{summary['bait_impression_share']:.1%} of impressions, CTR x{bait['ctr_ratio']:.2f} and "
+        f"CVR given click x{bait['cvr_ratio']:.2f} of the other items",
+    ]
+    splits = ", ".join(
+        f"{name} {s['rows']} rows ({s['conversions']} conversions, {_days(s['days'])})"
+        for name, s in summary["splits"].items()
+    )
+    return [*lines, f"synth: {splits}"]
+
+
+def _days(days: list[int]) -> str:
+    return f"day {days[0]}" if len(days) == 1 else f"days {min(days)}-{max(days)}"

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from dmmp_rec.compare.rechub_models import RechubPeer, RechubRetriever
 from dmmp_rec.config.root import DmmpConfig
+from dmmp_rec.console.progress import track
 from dmmp_rec.data.loader import loader_for_split
 from dmmp_rec.eval.report import load_truth
 from dmmp_rec.eval.retrieval_eval import RetrievalOptions, evaluate_retrieval
@@ -29,7 +29,7 @@ def score_split(
         ids["hour"] = HOUR_FEATURE
     cols: dict[str, list[np.ndarray]] = {}
     loader = loader_for_split(cfg, split, drop_last=False)
-    batches = tqdm(loader, desc=f"scoring {split}", unit="batch") if progress else loader
+    batches = track(loader, f"scoring {split}", "batch", enabled=progress)
     for batch in batches:
         jts = batch.features.to_dict()
         for name, key in ids.items():

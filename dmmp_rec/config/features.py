@@ -39,7 +39,8 @@ class FeatureSpec:
     dim: int
     pooling: Literal["sum", "mean"] = "sum"
     multi_valued: bool = False
-    # hash: fold out-of-range ids into the table by a stable hash (counted);
+    # hash: fold out-of-range ids into rows 1..cardinality-1 by SplitMix64 (counted; the one
+    # mapping of dmmp_rec.data.id_policy, from conversion to serving);
     # error: stop, naming the feature, file and row.
     out_of_range: Literal["hash", "error"] = "hash"
     group: Group = field(default="user", init=False)

@@ -6,8 +6,9 @@ by md5 and written as one Parquet row group. Parts roll over every `rows_per_par
 that each rank of a distributed job can read its own files.
 
 Rules, also written in configs/aliccp.yaml:
-- ids: every raw id is folded into its table by `fold_ids` (SplitMix64, rows 1..cardinality-1;
-  row 0 is "missing"). With `out_of_range: error` a raw id must already be in 1..cardinality-1.
+- ids: raw ids go through the one id mapping (`dmmp_rec.data.id_policy.fold_out_of_range`):
+  an id inside [0, cardinality) stays, any other goes to 1 + SplitMix64(id) mod (cardinality-1);
+  row 0 is "missing". With `out_of_range: error` a raw id must already be in [0, cardinality).
 - click=0, purchase=1 rows are dropped and counted (the reference preprocessing does the same).
 - a skeleton row whose md5 is not in common_features is kept, with every common (user) feature
   missing, and counted; the summary warns when more than 1% of rows miss their join.
@@ -57,7 +58,7 @@ class ConversionStats:
     bad_rows_skipped: int = 0  # skeleton lines (with on_bad_row="skip")
     bad_common_rows_skipped: int = 0  # common_features lines (with on_bad_row="skip")
     missing_common: int = 0  # rows written whose md5 is not in common_features
-    ids_hashed: int = 0  # raw id occurrences folded by hash (each common row counted once)
+    ids_hashed: int = 0  # raw ids outside their table, folded by hash (common rows once)
     missing_values: dict[str, int] = field(default_factory=dict)  # feature -> rows without id
     conflicts: dict[str, int] = field(default_factory=dict)  # single-valued, several ids
     parts: list[Path] = field(default_factory=list)

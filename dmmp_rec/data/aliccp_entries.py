@@ -14,7 +14,7 @@ from itertools import repeat
 import numpy as np
 
 from dmmp_rec.data.aliccp_fields import FieldSlot
-from dmmp_rec.data.aliccp_parse import fold_ids
+from dmmp_rec.data.id_policy import fold_out_of_range
 
 
 def _all_numbers(values: list[bytes]) -> bool:
@@ -47,7 +47,7 @@ class EntryBlock:
 
     features: list[Ragged]  # one per slot, rows of bad rows are empty
     bad_rows: dict[int, str]  # row index within the block -> reason
-    ids_hashed: int  # wanted entries folded by hash (bad rows excluded)
+    ids_hashed: int  # wanted entries outside their table, folded by hash (bad rows excluded)
 
 
 class EntryBuffer:
@@ -93,26 +93,27 @@ class EntryBuffer:
         slot, row = slot[wanted], row[wanted]
         masks = [slot == s.index for s in self.slots]
         folded = np.zeros(len(wanted), dtype=np.int64)
+        hashed = np.zeros(len(wanted), dtype=bool)
         for s, mine in zip(self.slots, masks, strict=True):
             card = s.spec.cardinality
-            if s.spec.out_of_range == "hash":
-                folded[mine] = fold_ids(raw[mine], card)
+            if s.spec.out_of_range == "hash":  # the one mapping of dmmp_rec.data.id_policy
+                mine_at = np.flatnonzero(mine)
+                folded[mine_at], positions = fold_out_of_range(raw[mine_at], s.spec)
+                hashed[mine_at[positions]] = True
                 continue
-            for j in np.flatnonzero(mine & ((raw < 1) | (raw >= card))):
+            for j in np.flatnonzero(mine & ((raw < 0) | (raw >= card))):
                 bad_rows.setdefault(
                     int(row[j]),
-                    f"field {s.field} ({s.spec.name}): id {int(raw[j])} is outside 1..{card - 1} "
-                    "and out_of_range is 'error'",
+                    f"field {s.field} ({s.spec.name}): id {int(raw[j])} is outside "
+                    f"[0, {card}) and out_of_range is 'error'",
                 )
             folded[mine] = raw[mine]
         keep = np.ones(len(wanted), dtype=bool)
         if bad_rows:
             keep = ~np.isin(row, np.fromiter(bad_rows, dtype=np.int64))
-        features, ids_hashed = [], 0
-        for s, mine in zip(self.slots, masks, strict=True):
+        features, ids_hashed = [], int((hashed & keep).sum())
+        for mine in masks:
             idx = np.flatnonzero(mine & keep)
-            if s.spec.out_of_range == "hash":
-                ids_hashed += len(idx)
             lengths = np.bincount(row[idx], minlength=n_rows).astype(np.int64)
             features.append(Ragged(lengths, folded[idx].astype(self.value_dtype)))
         self._clear()

@@ -1,4 +1,4 @@
-"""Parsing of raw Ali-CCP lines and the stable id hash.
+"""Parsing of raw Ali-CCP lines (ids are folded by `dmmp_rec.data.id_policy`).
 
 Raw format (public dataset description):
   sample_skeleton: ``sample_id,click,purchase,md5,feature_num,feature_list``
@@ -11,8 +11,6 @@ The checks here are structural; ids and values are converted in bulk (`aliccp_en
 from __future__ import annotations
 
 from pathlib import Path
-
-import numpy as np
 
 ENTRY_SEP = b"\x01"
 ID_SEP = b"\x02"
@@ -92,22 +90,3 @@ def parse_common_line(line: bytes) -> tuple[bytes, tuple[list[bytes], ...]]:
     if not md5:
         raise RowProblem("empty md5")
     return md5, split_feature_list(num, feature_list)
-
-
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_M1 = np.uint64(0xBF58476D1CE4E5B9)
-_M2 = np.uint64(0x94D049BB133111EB)
-
-
-def mix64(x: np.ndarray) -> np.ndarray:
-    """SplitMix64 of each value (a fixed 64-bit mix; Python's hash() is salted per process)."""
-    z = x.astype(np.uint64) + _GOLDEN
-    z = (z ^ (z >> np.uint64(30))) * _M1
-    z = (z ^ (z >> np.uint64(27))) * _M2
-    return z ^ (z >> np.uint64(31))
-
-
-def fold_ids(raw: np.ndarray, cardinality: int) -> np.ndarray:
-    """Raw ids -> table rows 1..cardinality-1 by the stable hash; row 0 stays "missing"."""
-    buckets = np.uint64(cardinality - 1)
-    return (mix64(raw) % buckets).astype(np.int64) + 1

@@ -1,8 +1,14 @@
-"""What happens to an id outside its table [0, cardinality): fold it by a stable hash, or stop.
+"""The one id mapping, from raw ids to table rows, used by the Ali-CCP converter, the training
+loader, evaluation and the retrieval service alike.
 
-Shared by the training loader and the retrieval service, so a raw id lands in the same row at
-training and at serving time. The hash is splitmix64 (a fixed 64-bit mix, the same in every
-process and every run), never Python's salted `hash()`.
+`fold`: an id inside its table [0, cardinality) is its own row; any other id (a raw Ali-CCP
+feature id, an id unknown to a synthetic table, a negative id) goes to row
+1 + splitmix64(id) mod (cardinality - 1), never to row 0, which Ali-CCP keeps for "missing".
+The mapping is idempotent (a converted id folds to itself), so the converter can apply it to
+raw ids and serving to raw or converted ids and both land in the row training used. Under
+`out_of_range: error` an id outside [0, cardinality) stops instead. The hash is SplitMix64 (a
+fixed 64-bit mix, the same in every process and run), never Python's salted `hash()`; the
+synthetic world's counter-based generator draws from the same function.
 """
 
 from __future__ import annotations
@@ -32,19 +38,24 @@ class OutOfRangeIdError(ValueError):
 
 
 def splitmix64(ids: np.ndarray) -> np.ndarray:
-    """The splitmix64 finaliser of `ids + golden ratio`, as uint64 (negative ids wrap)."""
-    z = np.asarray(ids).astype(np.int64, copy=False).view(np.uint64).reshape(-1)
+    """The SplitMix64 finaliser of `ids + golden ratio`, as uint64 of the same shape. Signed ids
+    are taken as their 64-bit two's complement (negative ids wrap); uint64 input is used as is."""
+    z = np.asarray(ids)
+    if z.dtype != np.uint64:
+        z = z.astype(np.int64, copy=False).view(np.uint64)
     with np.errstate(over="ignore"):
         z = z + _GOLDEN
         z = (z ^ (z >> np.uint64(30))) * _MIX1
         z = (z ^ (z >> np.uint64(27))) * _MIX2
-        z = z ^ (z >> np.uint64(31))
-    return z.reshape(np.shape(ids))
+        return z ^ (z >> np.uint64(31))
 
 
 def hash_into(ids: np.ndarray, cardinality: int) -> np.ndarray:
-    """`splitmix64(id) mod cardinality` as int64: where an out-of-range id is folded to."""
-    return (splitmix64(ids) % np.uint64(cardinality)).astype(np.int64)
+    """Where ids outside a table of `cardinality` rows go, as int64: rows
+    1..cardinality-1 by SplitMix64 (row 0 is "missing"); a one-row table has only row 0."""
+    if cardinality < 2:
+        return np.zeros(np.shape(ids), dtype=np.int64)
+    return (splitmix64(ids) % np.uint64(cardinality - 1)).astype(np.int64) + 1
 
 
 def fold_out_of_range(

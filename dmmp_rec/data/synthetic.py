@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from tqdm import tqdm
 
 from dmmp_rec.config import DmmpConfig, to_dict
+from dmmp_rec.console.progress import progress_bar
 from dmmp_rec.data import synthetic_entities, synthetic_log, world
 from dmmp_rec.data.catalogue import ITEMS_FILE, USERS_FILE
 from dmmp_rec.data.schema import (
@@ -128,7 +128,7 @@ def generate_world(cfg: DmmpConfig, out: str | Path, progress: bool = True) -> d
     stats = LogStats(syn.num_users, syn.num_items)
     parts = dict.fromkeys(SPLITS, 0)
     bounds = day_bounds(syn.num_impressions, syn.num_days)
-    bar = tqdm(total=syn.num_impressions, unit="rows", desc="synth", disable=not progress)
+    bar = progress_bar(syn.num_impressions, "synth", "row") if progress else None
     for day in range(syn.num_days):
         split = split_of_day(day, syn.num_days, syn.val_days, syn.test_days)
         for start in range(int(bounds[day]), int(bounds[day + 1]), syn.chunk_rows):
@@ -140,8 +140,10 @@ def generate_world(cfg: DmmpConfig, out: str | Path, progress: bool = True) -> d
             )
             parts[split] += 1
             stats.add(split, day, imp)
-            bar.update(stop - start)
-    bar.close()
+            if bar is not None:
+                bar.update(stop - start)
+    if bar is not None:
+        bar.close()
 
     names = {g: [s.name for s in cfg.features.group(g)] for g in ("user", "item", "context")}
     items = np.arange(syn.num_items, dtype=np.int64)

@@ -1,9 +1,10 @@
 """Impressions of the synthetic world: a biased logging policy, clicks and conversions.
 
 Every random number of an impression comes from a counter-based generator keyed by the seed,
-the impression's global row index and a stream number (splitmix64). A row's values therefore
-depend only on (seed, row), never on how rows are grouped into chunks: generating 50M rows in
-chunks of 250k gives the same rows as one huge chunk, with memory bounded by the chunk size.
+the impression's global row index and a stream number (SplitMix64, `id_policy.splitmix64`, the
+hash that also folds ids). A row's values therefore depend only on (seed, row), never on how
+rows are grouped into chunks: generating 50M rows in chunks of 250k gives the same rows as one
+huge chunk, with memory bounded by the chunk size.
 
 Logging policy (why the log is not uniform): RAND_SHARE of impressions show a uniformly random
 item (flagged is_rand, for unbiased evaluation); the rest show an item drawn by popularity *
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from dmmp_rec.data.id_policy import splitmix64
 from dmmp_rec.data.synthetic_entities import World, pick_clusters
 from dmmp_rec.data.world import sigmoid
 
@@ -30,23 +32,16 @@ _STREAMS = ("user", "rand", "mode", "cluster", "item", "hour", "click", "convers
 _M64 = (1 << 64) - 1
 
 
-def _splitmix64(x: np.ndarray) -> np.ndarray:
-    z = x + np.uint64(0x9E3779B97F4A7C15)
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return z ^ (z >> np.uint64(31))
-
-
 def _seed_key(seed: int) -> np.uint64:
     z = (seed * 0x9E3779B97F4A7C15 + 0xD1B54A32D192ED03) & _M64
-    return _splitmix64(np.array([z], np.uint64))[0]
+    return splitmix64(np.array([z], np.uint64))[0]
 
 
 def row_uniforms(seed: int, rows: np.ndarray, stream: str) -> np.ndarray:
     """Uniforms in [0, 1), one per global row index, for one named stream."""
     s = np.uint64(_STREAMS.index(stream))
     x = (rows.astype(np.uint64) * np.uint64(len(_STREAMS)) + s) ^ _seed_key(seed)
-    z = _splitmix64(_splitmix64(x))
+    z = splitmix64(splitmix64(x))
     return (z >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
 
 

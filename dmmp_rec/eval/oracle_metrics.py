@@ -11,8 +11,8 @@ ranks compute their users' rows and the means are taken once, after the gather.
 from __future__ import annotations
 
 import numpy as np
-from tqdm import tqdm
 
+from dmmp_rec.console.progress import track
 from dmmp_rec.data.catalogue import Catalogue, Interactions
 from dmmp_rec.data.world import GroundTruth
 from dmmp_rec.eval import ranking
@@ -99,9 +99,7 @@ def oracle_metrics(
         for name in (*rankers, *ORACLE_RANKERS)
         for metric in SAMPLE_METRICS
     }
-    blocks = range(0, len(users), _ORACLE_BLOCK)
-    if show:
-        blocks = tqdm(blocks, desc="oracle scoring", unit="block")
+    blocks = track(range(0, len(users), _ORACLE_BLOCK), "oracle scoring", "block", show)
     for s in blocks:
         b = slice(s, s + _ORACLE_BLOCK)
         block_rankers = {name: rows[b] for name, rows in rankers.items()}

@@ -15,9 +15,9 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
 from dmmp_rec.config import DmmpConfig, to_dict
+from dmmp_rec.console.progress import track
 from dmmp_rec.data.loader import loader_for_split
 from dmmp_rec.data.world import GROUND_TRUTH_FILE, GroundTruth
 from dmmp_rec.distributed.env import DistEnv
@@ -60,7 +60,7 @@ def evaluate_model(
     timings = {}
     t0 = time.perf_counter()
     loader = loader_for_split(cfg, split, env.rank, env.world_size, drop_last=False)
-    batches = tqdm(loader, desc=f"scoring {split}", unit="batch") if show else loader
+    batches = track(loader, f"scoring {split}", "batch", enabled=show)
     rows = gather_rows(score_rows(dmp, batches, cfg.features, env.device))
     report: dict[str, object] = {
         "teacher": teacher_metrics(rows),

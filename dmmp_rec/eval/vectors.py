@@ -19,6 +19,7 @@ import torch.distributed as dist
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
 from dmmp_rec.config.features import FeaturesConfig, FeatureSpec
+from dmmp_rec.console.progress import track
 from dmmp_rec.data.catalogue import item_side, user_side
 from dmmp_rec.data.id_policy import fold_ids
 from dmmp_rec.distributed.env import collective_device
@@ -126,11 +127,7 @@ def _encode(
     most = max(b - a for a, b in (share_bounds(n, r, world_size) for r in range(world_size)))
     calls = -(-most // batch_size)  # the same on every rank: collectives stay matched
     outputs: list[list[torch.Tensor]] = []
-    steps = range(calls)
-    if progress and rank == 0:
-        from tqdm import tqdm
-
-        steps = tqdm(steps, desc=f"encoding {where}", unit="batch")
+    steps = track(range(calls), f"encoding {where}", "batch", progress and rank == 0)
     for c in steps:
         start, stop = lo + c * batch_size, min(hi, lo + (c + 1) * batch_size)
         real = stop > start

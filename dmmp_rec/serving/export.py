@@ -10,6 +10,10 @@ reshards it from any training world size), the sharded tables are reassembled wh
   user queries that went through the exported file itself);
 - manifest.json (`dmmp_rec.serving.manifest`).
 
+With `quantize="int8"` the user side and the item encoder hold int8 row-wise tables
+(`dmmp_rec.serving.quantize`), the item vectors come from the int8 item encoder, which is also
+written as item_side.pt2, and the manifest records table bytes and the top-k overlap with fp32.
+
 Before anything is written the exported user side is checked against the training model's own
 `query_vector` on the same users; a difference above QUERY_TOLERANCE stops the export.
 """
@@ -38,6 +42,8 @@ from dmmp_rec.data.synthetic import ITEMS_FILE, USERS_FILE
 from dmmp_rec.distributed.env import init_distributed, shutdown
 from dmmp_rec.eval.vectors import encode_items, encode_users, user_side
 from dmmp_rec.serving import index as faiss_index
+from dmmp_rec.serving import quantize
+from dmmp_rec.serving.item_side import ItemSide
 from dmmp_rec.serving.manifest import (
     FORMAT,
     MANIFEST_FILE,
@@ -72,6 +78,7 @@ class ExportOptions:
     recall_target: float = 0.95
     batch_size: int = 4096
     progress: bool = True
+    quantize: str = "none"  # "int8": int8 row-wise tables (dmmp_rec.serving.quantize)
 
 
 def user_features(cfg: DmmpConfig) -> list[UserFeature]:
@@ -159,6 +166,8 @@ def _export(
         raise ExportError(f"export runs as one process, not {env.world_size} ranks")
     if opts.queries < 1 or opts.recall_k < 1 or not 0 < opts.recall_target <= 1:
         raise ExportError(f"bad options {opts}: need queries, recall_k >= 1, target in (0, 1]")
+    if opts.quantize not in quantize.MODES:
+        raise ExportError(f"--quantize must be one of {quantize.MODES}, got {opts.quantize!r}")
     _catalogue(cfg)  # fail before the slow part
     step_dir = checkpoint_dir(checkpoint)
     log(f"export: loading {step_dir}")
@@ -174,7 +183,12 @@ def _export(
     module = UserSide(
         cfg.features.group("user"), cfg.features.group("context"), tables, model.student
     )
-    save_user_side(module, [f.cardinality for f in features], tmp / FILES["user_side"])
+    int8 = None
+    if opts.quantize == "int8":  # fp32 modules checked against the model, then quantized
+        item_module = ItemSide(cfg.features.group("item"), tables, model.student)
+        int8 = quantize.Int8Export(module, item_module, QUERY_TOLERANCE)
+    served = int8.user if int8 else module
+    save_user_side(served, [f.cardinality for f in features], tmp / FILES["user_side"])
     exported = load_user_side(tmp / FILES["user_side"])
 
     users = sample_users(cfg, opts.queries, cfg.seed)
@@ -183,19 +197,25 @@ def _export(
     for beta in CHECK_BETAS:  # the knob is an input: check it where operators will turn it
         queries, gates = run_user_side(exported, requests, opts.batch_size, beta)
         ref_q, ref_g = encode_users(model, cfg.features, users, opts.batch_size, beta=beta)
+        if int8:  # the archive must reproduce the int8 module, measured against fp32
+            ref_q, ref_g = int8.reference(requests, ref_q, ref_g, opts.batch_size, beta)
         diff = max(diff, float(max(np.abs(queries - ref_q).max(), np.abs(gates - ref_g).max())))
         if not diff <= QUERY_TOLERANCE:
             raise ExportError(
                 f"exported user side differs from the model by {diff:.2e} at beta {beta}"
             )
     queries, _ = run_user_side(exported, requests, opts.batch_size)
+    what = "its int8 module (checked in fp32 against the model)" if int8 else "the model"
     log(
-        f"export: user side matches the model on {len(users)} users at beta "
+        f"export: user side matches {what} on {len(users)} users at beta "
         f"{', '.join(f'{b:g}' for b in CHECK_BETAS)} (max |diff| {diff:.1e})"
     )
 
     items = pq.read_table(_catalogue(cfg))
     vectors = encode_items(model, cfg.features, items, opts.batch_size, progress=opts.progress)
+    if int8:
+        specs = cfg.features.group("item")
+        vectors = int8.encode_items(items, specs, vectors, opts.batch_size)
     id_feature = cfg.features.group("item")[0].name
     np.save(tmp / FILES["item_vectors"], vectors, allow_pickle=False)
     np.save(tmp / FILES["item_ids"], items.column(id_feature).to_numpy().astype(np.int64))
@@ -212,6 +232,9 @@ def _export(
     if not tuning.reached:
         log(f"export: WARNING the approximate index misses the recall target {tuning.target}")
 
+    files = {role: FileEntry.of(tmp, name) for role, name in FILES.items()}
+    if int8:
+        files["item_side"] = FileEntry.of(tmp, int8.save_item_side(tmp, specs))
     manifest = Manifest(
         format=FORMAT,
         versions=_versions(),
@@ -222,7 +245,7 @@ def _export(
         num_items=int(len(vectors)),
         item_id_feature=id_feature,
         user_features=features,
-        files={role: FileEntry.of(tmp, name) for role, name in FILES.items()},
+        files=files,
         approx=ApproxIndex(
             kind="hnsw",
             m=faiss_index.HNSW_M,
@@ -239,6 +262,7 @@ def _export(
         data_path=str(Path(cfg.data.path).resolve()),
         query_max_abs_diff=diff,
     )
+    manifest.quantization = int8.report(queries) if int8 else None
     manifest.export_seconds = round(time.perf_counter() - t0, 2)
     manifest.write(tmp)
     shutil.rmtree(out, ignore_errors=True)

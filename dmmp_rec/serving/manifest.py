@@ -86,6 +86,21 @@ class ApproxIndex:
 
 
 @dataclass
+class Quantization:
+    """`export --quantize int8`: table bytes, and int8 retrieval against fp32 on the recall users
+    (exact top-k of int8 queries over int8 item vectors vs fp32 over fp32)."""
+
+    tables: Literal["int8_rowwise"]
+    table_bytes: dict[str, int]  # user_side / item_side: int8 rows with their scales
+    fp32_table_bytes: dict[str, int]
+    top_k: int
+    users: int
+    top_k_overlap_mean: float
+    top_k_overlap_min: float
+    query_max_abs_diff: float  # int8 vs fp32 queries
+
+
+@dataclass
 class Manifest:
     format: int
     versions: dict[str, str]
@@ -101,8 +116,10 @@ class Manifest:
     checkpoint: str
     train_step: int
     data_path: str  # the world the catalogue came from (its users.parquet serves demo users)
-    query_max_abs_diff: float  # exported user side vs the training model, on the recall users
+    query_max_abs_diff: float  # exported user side vs the training model (int8: vs its eager
+    # int8 module; `quantization` has int8 vs fp32), on the recall users
     export_seconds: float = 0.0
+    quantization: Quantization | None = None  # None: fp32 tables
 
     def write(self, root: str | Path) -> Path:
         path = Path(root) / MANIFEST_FILE

@@ -34,19 +34,24 @@ def _example_inputs(
     return values, offsets, torch.zeros(1)
 
 
-def save_user_side(module: nn.Module, cardinalities: list[int], path: str | Path) -> None:
-    """torch.export `module` with a dynamic batch and dynamic id counts, and save it."""
+def save_user_side(
+    module: nn.Module, cardinalities: list[int], path: str | Path, knob: bool = True
+) -> None:
+    """torch.export `module` with a dynamic batch and dynamic id counts, and save it; `knob`:
+    its forward also takes the serving knob beta (the user side does, an item encoder not)."""
     batch = Dim("batch", min=1)
-    dynamic = {
+    dynamic: dict = {
         "values": [{0: Dim(f"ids_{i}", min=0)} for i in range(len(cardinalities))],
         "offsets": [{0: batch} for _ in cardinalities],
-        "beta": None,
     }
+    inputs = _example_inputs(cardinalities)
+    if knob:
+        dynamic["beta"] = None
+    else:
+        inputs = inputs[:2]
     module = module.eval()
     with torch.no_grad():
-        program = torch.export.export(
-            module, _example_inputs(cardinalities), dynamic_shapes=dynamic, strict=False
-        )
+        program = torch.export.export(module, inputs, dynamic_shapes=dynamic, strict=False)
     torch.export.save(program, str(path))
     check_pickle_free(path)
 

@@ -1,11 +1,12 @@
-"""What a person sees: a tqdm bar on rank 0 and TensorBoard scalars; nothing on other ranks."""
+"""What a person sees: progress on rank 0 (a bar on a terminal, bounded lines in a log) and
+TensorBoard scalars; nothing on other ranks."""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
 
-from tqdm import tqdm
+from dmmp_rec.console.progress import progress_bar
 
 
 class TrainLogger:
@@ -24,9 +25,7 @@ class TrainLogger:
             from torch.utils.tensorboard import SummaryWriter
 
             self._writer = SummaryWriter(log_dir=str(out / "tensorboard"))
-            self._bar = tqdm(
-                total=total_steps, initial=start_step, desc="train", unit="step", dynamic_ncols=True
-            )
+            self._bar = progress_bar(total_steps, "train", "step", initial=start_step)
 
     def samples_per_s(self, step: int) -> float:
         elapsed = time.perf_counter() - self._t0
@@ -35,8 +34,7 @@ class TrainLogger:
     def step(self, step: int, scalars: dict[str, float], log: bool) -> None:
         if not self.enabled:
             return
-        self._bar.update(1)
-        if log:
+        if log:  # before update(1): a log line printed by this step shows this step's loss
             rate = self.samples_per_s(step)
             self._bar.set_postfix(
                 loss=f"{scalars.get('loss/total', float('nan')):.4f}", samples_s=f"{rate:,.0f}"
@@ -44,6 +42,7 @@ class TrainLogger:
             for key, value in scalars.items():
                 self._writer.add_scalar(key, value, step)
             self._writer.add_scalar("throughput/samples_per_s", rate, step)
+        self._bar.update(1)
 
     def scalars(self, step: int, scalars: dict[str, float]) -> None:
         if self.enabled:
@@ -52,7 +51,7 @@ class TrainLogger:
 
     def message(self, text: str) -> None:
         if self.enabled:
-            tqdm.write(text)
+            self._bar.write(text)
 
     def close(self) -> None:
         if self.enabled:
