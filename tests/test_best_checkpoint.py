@@ -64,3 +64,21 @@ def test_selection_needs_periodic_validation_and_a_known_metric(
         tiny_config(tiny_world, tmp_path, f"train.select_best_on={METRIC}")
     with pytest.raises(ConfigError, match="unknown metric 'val/loss'"):
         tiny_config(tiny_world, tmp_path, "train.select_best_on=val/loss", "train.eval_every=5")
+
+
+def test_training_length_in_passes_over_the_data(tiny_world: Path, tmp_path: Path) -> None:
+    from dmmp_rec.data.loader import loader_for_split
+    from dmmp_rec.train.trainer import total_steps
+
+    cfg = tiny_config(tiny_world, tmp_path, "train.max_steps=1000", "train.max_epochs=0.5")
+    one = loader_for_split(cfg, "train").num_batches_per_epoch
+    two = loader_for_split(cfg, "train", rank=0, world_size=2).num_batches_per_epoch
+    assert total_steps(cfg, one) == math.ceil(0.5 * one) < 1000
+    assert total_steps(cfg, two) == math.ceil(0.5 * two)  # 2 ranks: half the steps per rank
+    assert abs(total_steps(cfg, one) - 2 * total_steps(cfg, two)) <= 2
+    capped = tiny_config(tiny_world, tmp_path, "train.max_steps=7", "train.max_epochs=3")
+    assert total_steps(capped, one) == 7
+    plain = tiny_config(tiny_world, tmp_path, "train.max_steps=7")
+    assert total_steps(plain, one) == 7
+    with pytest.raises(ConfigError, match="train.max_epochs"):
+        tiny_config(tiny_world, tmp_path, "train.max_epochs=0")

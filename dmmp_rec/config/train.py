@@ -22,6 +22,9 @@ VALIDATION_METRICS = (
 @dataclass
 class TrainConfig:
     max_steps: int = 1000
+    # passes over the training days; training stops at whichever of max_steps and this comes
+    # first (its steps depend on the job's global batch, so 1 and 2 processes train alike)
+    max_epochs: float | None = None
     # Seed of the model's initialisation and the training rows' order; null: the top-level
     # `seed` (which also generates the synthetic world). Several training seeds on one fixed
     # world is how `dmmp-rec compare --seeds N` measures run-to-run spread.
@@ -53,6 +56,10 @@ class TrainConfig:
         for name in ("max_steps", "checkpoint_every", "keep_checkpoints", "log_every"):
             require(
                 getattr(self, name) > 0, f"{path}.{name}", f"must be > 0, got {getattr(self, name)}"
+            )
+        if self.max_epochs is not None:
+            require(
+                self.max_epochs > 0, f"{path}.max_epochs", f"must be > 0, got {self.max_epochs}"
             )
         for name in ("eval_every", "eval_batches"):
             value = getattr(self, name)

@@ -7,6 +7,7 @@ is collective, so every rank reads the same number of batches (the loader guaran
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import time
@@ -58,6 +59,16 @@ def _maybe_inject_fault(cfg: DmmpConfig, env: DistEnv, step: int) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+def total_steps(cfg: DmmpConfig, batches_per_epoch: int) -> int:
+    """`train.max_steps`, or fewer: the steps of `train.max_epochs` passes over the training
+    days at this job's global batch (one pass is the default: docs/model.md shows the teacher
+    losing validation AUC as soon as the second pass starts)."""
+    steps = cfg.train.max_steps
+    if cfg.train.max_epochs is not None:
+        steps = min(steps, max(1, math.ceil(cfg.train.max_epochs * batches_per_epoch)))
+    return steps
+
+
 def validate(cfg: DmmpConfig, dmp: torch.nn.Module, env: DistEnv) -> dict[str, float]:
     """AUCs on the validation day: all of it (`eval_batches` null) or its first batches."""
     loader = loader_for_split(cfg, "val", env.rank, env.world_size, drop_last=True)
@@ -69,7 +80,8 @@ def validate(cfg: DmmpConfig, dmp: torch.nn.Module, env: DistEnv) -> dict[str, f
 
 
 def train(cfg: DmmpConfig, env: DistEnv | None = None) -> dict[str, Any]:
-    """Train to `cfg.train.max_steps`, resuming from the newest usable checkpoint."""
+    """Train to `cfg.train.max_steps` (fewer when `max_epochs` passes over the training days
+    come first), resuming from the newest usable checkpoint."""
     env = env or init_distributed(cfg.train.device, cfg.train.dist_timeout_s)
     out = Path(cfg.train.out)
     if env.is_main:
@@ -124,25 +136,31 @@ def train(cfg: DmmpConfig, env: DistEnv | None = None) -> dict[str, Any]:
             say("no usable checkpoint: starting from scratch")
 
     global_batch = cfg.data.batch_size * env.world_size
-    logger = TrainLogger(out, cfg.train.max_steps, start, global_batch, env.is_main)
+    total = total_steps(cfg, loader.num_batches_per_epoch)
+    if start > total:
+        raise ValueError(
+            f"{checkpoints.root}: the checkpoint is at step {start}, past this job's budget of "
+            f"{total} steps (train.max_steps / train.max_epochs)"
+        )
+    logger = TrainLogger(out, total, start, global_batch, env.is_main)
     pipeline = TrainPipelineSparseDist(dmp, optimizer, env.device, execute_all_batches=True)
     pinned = ready_for(loader.forever(), env.device)
-    batches = TrackedIterator(loader, pinned, cfg.train.max_steps - start)
+    batches = TrackedIterator(loader, pinned, total - start)
     inner = dmp.module
     last: dict[str, float] = {}
     metrics: dict[str, float] = {}
     validating = cfg.train.eval_batches != 0
     eval_s = 0.0
     t0 = time.perf_counter()
-    for step in range(start + 1, cfg.train.max_steps + 1):
+    for step in range(start + 1, total + 1):
         inner.train_step.fill_(step - 1)  # warm-up clock; the pipeline may trace forward once
         out_step = pipeline.progress(batches)
-        log_now = step % cfg.train.log_every == 0 or step == cfg.train.max_steps
+        log_now = step % cfg.train.log_every == 0 or step == total
         if log_now:
             last = _scalars(out_step)
         logger.step(step, last, log_now)
         _maybe_inject_fault(cfg, env, step)
-        final = step == cfg.train.max_steps
+        final = step == total
         validate_now = validating and (
             final or (cfg.train.eval_every > 0 and step % cfg.train.eval_every == 0)
         )
@@ -173,13 +191,14 @@ def train(cfg: DmmpConfig, env: DistEnv | None = None) -> dict[str, Any]:
         if best is not None and validate_now and env.is_main:
             best.write()  # after the save: best.json never names a checkpoint not yet written
     elapsed = time.perf_counter() - t0 - eval_s
-    trained = cfg.train.max_steps - start
+    trained = total - start
     pipeline.detach()
-    if start == cfg.train.max_steps and validating:  # nothing left to train: validate anyway
+    if start == total and validating:  # nothing left to train: validate anyway
         metrics = validate(cfg, dmp, env)
     logger.close()
     summary = {
-        "steps": cfg.train.max_steps,
+        "steps": total,
+        "epochs": round(total / loader.num_batches_per_epoch, 3),
         "resumed_from_step": start,
         "world_size": env.world_size,
         "global_batch": global_batch,
