@@ -227,8 +227,9 @@ def test_variants_are_our_models_with_more_overrides(tiny_world: Path, tmp_path:
     derived = model_config(cfg, spec, 5, tmp_path / "runs" / "x", seed=11)
     assert derived.model.variant == "dmmp" and derived.model.loss.weighting == "fixed"
     assert derived.model.loss.click_credit == 0.1 and derived.training_seed == 11
-    names = [s.name for s in select_models(["two_tower"], ["mine=no_gate"])]
-    assert names == ["two_tower", "mine"]
+    names = [s.name for s in select_models(["two_tower", "mine"], ["mine=no_gate", "no=dmmp"])]
+    assert names == ["two_tower", "mine"]  # a variant not named is not trained
+    assert [s.name for s in select_models([], ["mine=no_gate"])][-1] == "mine"
     for bad, words in (
         ("nobase", "NAME=BASE"),
         ("x=rechub_dssm", "NAME=BASE"),

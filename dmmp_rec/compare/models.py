@@ -81,16 +81,17 @@ def parse_variant(text: str) -> ModelSpec:
 
 
 def select_models(names: list[str] | None, variants: list[str] | None = None) -> list[ModelSpec]:
-    """All models, or the named ones in table order, then the user's variants; unknown names
-    raise naming the known."""
+    """All models and the user's variants, or the named ones (built-ins in table order, then
+    variants in the order given); unknown names raise naming the known."""
     extra = [parse_variant(v) for v in variants or []]
-    known = {m.name: m for m in MODELS}
-    clash = [v.name for v in extra if v.name in known]
+    builtin = {m.name: m for m in MODELS}
+    clash = [v.name for v in extra if v.name in builtin]
     if clash:
         raise ValueError(f"variant names {clash} are taken by built-in models")
     if not names:
         return list(MODELS) + extra
+    known = [*builtin, *(v.name for v in extra)]
     unknown = [n for n in names if n not in known]
     if unknown:
         raise ValueError(f"unknown model(s) {unknown}; known: {', '.join(known)}")
-    return [m for m in MODELS if m.name in names] + extra
+    return [m for m in MODELS if m.name in names] + [v for v in extra if v.name in names]
