@@ -286,10 +286,25 @@ def test_scaled_weights_settle_where_kendalls_keep_moving() -> None:
         mid, end = history[len(history) // 2 - 1], history[-1]
         return max(abs(end[t] / mid[t] - 1) for t in end)
 
-    scaled, kendall = _weights_after("scaled", 400), _weights_after("uncertainty", 400)
-    assert largest_change(scaled) < 0.15
+    kendall = _weights_after("uncertainty", 400)
     assert largest_change(kendall) > 0.15  # chasing 1 / L_k at the optimiser's pace
-    assert max(scaled[-1].values()) < 1.5 and min(scaled[-1].values()) > 0.67
+    for scheme in ("anchored", "scaled"):
+        settled = _weights_after(scheme, 400)
+        assert largest_change(settled) < 0.15, scheme
+        assert max(settled[-1].values()) < 1.5 and min(settled[-1].values()) > 0.67, scheme
+
+
+def test_anchored_weights_keep_the_raw_balance_of_the_terms() -> None:
+    # at equal log-weights the anchored objective's gradient is the fixed-weight one; the
+    # scaled form's divides each term by its running scale
+    grads = {}
+    for scheme in ("anchored", "fixed", "scaled"):
+        model = _model(loss={"weighting": scheme}).train()
+        objective, _ = model(_batch(seed=4))
+        objective.backward()
+        grads[scheme] = model.student.click_tower.net[0].weight.grad.clone()
+    torch.testing.assert_close(grads["anchored"], grads["fixed"])
+    assert not torch.allclose(grads["scaled"], grads["fixed"])
 
 
 def test_watched_loss_is_the_plain_sum_and_the_scales_are_reported() -> None:
@@ -352,7 +367,7 @@ def test_fixed_weights_stay_as_configured() -> None:
     assert all(float(h["weight/teacher/ctr"]) == 1.0 for h in history)
 
 
-@pytest.mark.parametrize("scheme", ["scaled", "uncertainty", "fixed", "dwa"])
+@pytest.mark.parametrize("scheme", ["anchored", "scaled", "uncertainty", "fixed", "dwa"])
 def test_warmup_holds_distillation_weight_at_start(scheme: str) -> None:
     loss = {
         "weighting": scheme,
@@ -366,7 +381,7 @@ def test_warmup_holds_distillation_weight_at_start(scheme: str) -> None:
     # held at the start value for 4 steps, half-way up the 2-step ramp at step 4, then full
     expected = [0.25, 0.25, 0.25, 0.25, 0.625, 1.0, 1.0]
     # the uncertainty forms multiply by exp(-s_k), whose s_k moves by about lr per step
-    tol = 0.08 if scheme in ("uncertainty", "scaled") else 1e-6
+    tol = 0.08 if scheme in ("uncertainty", "scaled", "anchored") else 1e-6
     for step, out in enumerate(history):
         for term in DISTILL_TERMS:
             w = float(out[f"weight/{term}"])

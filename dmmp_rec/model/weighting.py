@@ -166,6 +166,28 @@ class ScaledWeighting(UncertaintyWeighting):
         return objective, mult * precision
 
 
+class AnchoredWeighting(ScaledWeighting):
+    """Kendall's weights anchored at 1: L = sum_k exp(-s_k) L_k + c_k s_k, with c_k the same
+    detached running scale as `scaled`.
+
+    The optimum over s_k is exp(-s_k) = c_k / L_k, about 1 whatever the term's size, so the
+    weights settle; but the model's parameters see the raw terms (times weights near 1), so the
+    balance between terms stays that of fixed unit weights, which `scaled` loses by dividing
+    every term by its scale (docs/model.md: that starves the click tower's in-batch softmax).
+    A term whose loss rises above its running scale is weighted down, one that falls faster
+    than it is weighted up."""
+
+    def combine(
+        self, losses: torch.Tensor, mult: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.training:
+            self._update(losses)
+        scale = torch.where(self.scale > 0, self.scale.to(losses.dtype), losses.detach())
+        precision = torch.exp(-self.log_vars)
+        objective = (mult * (precision * losses + scale * self.log_vars)).sum()
+        return objective, mult * precision
+
+
 class FixedWeighting(LossWeighting):
     """Constant weights from the config (1 for a term it does not name)."""
 
@@ -233,6 +255,8 @@ def build_weighting(terms: tuple[str, ...], cfg: LossConfig) -> LossWeighting:
     )
     if cfg.weighting == "scaled":
         return ScaledWeighting(terms, warmup, cfg.uncertainty_init, cfg.scale_decay)
+    if cfg.weighting == "anchored":
+        return AnchoredWeighting(terms, warmup, cfg.uncertainty_init, cfg.scale_decay)
     if cfg.weighting == "uncertainty":
         return UncertaintyWeighting(terms, warmup, cfg.uncertainty_init)
     if cfg.weighting == "fixed":
