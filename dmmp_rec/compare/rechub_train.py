@@ -55,7 +55,10 @@ def optimizer_setup(peer: RechubPeer, cfg: DmmpConfig) -> tuple[Callable[..., An
         dense = {names[id(p)]: p for p in params if id(p) not in table_ids}
         return CombinedOptimizer(
             [
-                ("tables", KeyedOptimizerWrapper(tables, lambda ps: RowWiseAdagrad(ps, lr=embedding_lr))),
+                (
+                    "tables",
+                    KeyedOptimizerWrapper(tables, lambda ps: RowWiseAdagrad(ps, lr=embedding_lr)),
+                ),
                 (
                     "dense",
                     KeyedOptimizerWrapper(
@@ -80,7 +83,9 @@ def make_trainer(peer: RechubPeer, cfg: DmmpConfig, device: torch.device, out: P
     }
     if peer.kind == "dssm":
         # in-batch negatives, every other row of the batch (the trainer's default ratio)
-        return MatchTrainer(peer.model, mode=0, in_batch_neg=True, sampler_seed=cfg.training_seed, **common)
+        return MatchTrainer(
+            peer.model, mode=0, in_batch_neg=True, sampler_seed=cfg.training_seed, **common
+        )
     return MTLTrainer(peer.model, task_types=["classification"] * peer.task_count, **common)
 
 
