@@ -60,8 +60,9 @@ def test_compare_end_to_end(tiny_world: Path, tmp_path: Path) -> None:
             for split in ("val", "test"):
                 metrics = run["splits"][split]["metrics"]
                 assert set(metrics) == set(COLUMNS)
-                has_teacher = name != "rechub_dssm"
-                has_retrieval = model["family"] == "dmmp_rec" or name == "rechub_dssm"
+                is_dssm = name.startswith("rechub_dssm")
+                has_teacher = not is_dssm
+                has_retrieval = model["family"] == "dmmp_rec" or is_dssm
                 assert (metrics["ctcvr_auc"] is not None) == has_teacher, name
                 assert (metrics["expected_conversions@50"] is not None) == has_retrieval, name
                 assert (metrics["expected_clicks@50"] is not None) == has_retrieval, name
@@ -202,7 +203,7 @@ def test_peer_features_and_model_config(tiny_world: Path, tmp_path: Path) -> Non
     cfg = tiny_config(tiny_world, tmp_path)
     dims = [s.dim for s in cfg.features.all]
     assert uniform_dim(cfg) == round(sum(dims) / len(dims))
-    peer = RechubPeer("mmoe", cfg)
+    peer = RechubPeer("rechub_mmoe_adagrad", cfg)  # our widths
     n_expert = cfg.model.teacher.shared_experts + 2 * cfg.model.teacher.task_experts
     assert peer.model.n_expert == n_expert
     hist = peer.model.embedding.embed_dict["user_hist_items"]

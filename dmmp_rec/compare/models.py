@@ -11,8 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from dmmp_rec.compare.rechub_models import RechubKind
-
 Family = Literal["dmmp_rec", "rechub"]
 
 
@@ -23,12 +21,16 @@ class ModelSpec:
     short: str  # legend label of the plot
     family: Family
     overrides: tuple[str, ...] = ()  # config overrides of our models
-    rechub: RechubKind | None = None  # the torch-rechub model of a peer
+    rechub: str | None = None  # a peer's recipe name (rechub_recipes.RECIPES), = its name
 
 
 def _ours(name: str, label: str, short: str, variant: str, teacher: str, *extra: str) -> ModelSpec:
     overrides = (f"model.variant={variant}", f"model.teacher.kind={teacher}", *extra)
     return ModelSpec(name, label, short, "dmmp_rec", overrides)
+
+
+def _peer(name: str, label: str, short: str) -> ModelSpec:
+    return ModelSpec(name, label, short, "rechub", rechub=name)
 
 
 MODELS: tuple[ModelSpec, ...] = (
@@ -54,10 +56,16 @@ MODELS: tuple[ModelSpec, ...] = (
         "dmmp",
         "shared_bottom",
     ),
-    ModelSpec("rechub_esmm", "torch-rechub ESMM", "rechub ESMM", "rechub", rechub="esmm"),
-    ModelSpec("rechub_mmoe", "torch-rechub MMoE", "rechub MMoE", "rechub", rechub="mmoe"),
-    ModelSpec("rechub_ple", "torch-rechub PLE", "rechub PLE", "rechub", rechub="ple"),
-    ModelSpec("rechub_dssm", "torch-rechub DSSM", "rechub DSSM", "rechub", rechub="dssm"),
+    # torch-rechub peers: each with torch-rechub's documented recipe, then with ours
+    # (row-wise Adagrad tables, our widths); rechub_recipes.py says which is which.
+    _peer("rechub_esmm", "torch-rechub ESMM", "rechub ESMM"),
+    _peer("rechub_esmm_adagrad", "torch-rechub ESMM, our recipe", "rechub ESMM/ours"),
+    _peer("rechub_mmoe", "torch-rechub MMoE", "rechub MMoE"),
+    _peer("rechub_mmoe_adagrad", "torch-rechub MMoE, our recipe", "rechub MMoE/ours"),
+    _peer("rechub_ple", "torch-rechub PLE", "rechub PLE"),
+    _peer("rechub_ple_adagrad", "torch-rechub PLE, our recipe", "rechub PLE/ours"),
+    _peer("rechub_dssm", "torch-rechub DSSM (in-batch)", "rechub DSSM"),
+    _peer("rechub_dssm_adagrad", "torch-rechub DSSM (in-batch), our recipe", "rechub DSSM/ours"),
 )
 
 

@@ -3,29 +3,33 @@
 torch-rechub reads a dict of tensors, one per feature: a LongTensor [B] for a single-valued
 feature, a padded LongTensor [B, L] for a multi-valued one (a `SequenceFeature`, pooled as our
 EBC pools it, padding masked out). Its `EmbeddingLayer` concatenates the per-feature embeddings
-[B, 1, D] along dim 1, so every feature must have ONE embedding width: the peers use the mean of
-our per-feature dims (rounded), which keeps the total input width within a few floats of ours.
-MLP sizes mirror ours: experts = `teacher.expert_dims`, towers = `teacher.tower_dims`; ESMM has
+[B, 1, D] along dim 1, so every feature must have ONE embedding width. A peer's widths come from
+its recipe (rechub_recipes.py): torch-rechub's documented ones, or ours (the mean of our
+per-feature dims, rounded; experts `teacher.expert_dims`, towers `teacher.tower_dims`; ESMM has
 no shared bottom in torch-rechub, so each of its towers gets `expert_dims + tower_dims`; DSSM's
-towers are `student.tower_dims + [student.out_dim]`.
+towers `student.tower_dims` then a linear layer to `student.out_dim`).
 """
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 from torch import nn
 from torch_rechub.basic.features import SequenceFeature, SparseFeature
-from torch_rechub.models.matching import DSSM
 from torch_rechub.models.multi_task import ESMM, MMOE, PLE
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
+from dmmp_rec.compare.rechub_dssm import TemperedDSSM
+from dmmp_rec.compare.rechub_recipes import (
+    DOC_DSSM,
+    DOC_ESMM_TOWER,
+    DOC_MMOE,
+    DOC_PLE,
+    RechubKind,
+    RechubRecipe,
+)
+from dmmp_rec.compare.rechub_recipes import recipe as get_recipe
 from dmmp_rec.config.features import FeatureSpec
 from dmmp_rec.config.root import DmmpConfig
-
-RechubKind = Literal["esmm", "mmoe", "ple", "dssm"]
-RECHUB_KINDS: tuple[RechubKind, ...] = ("esmm", "mmoe", "ple", "dssm")
 
 
 def uniform_dim(cfg: DmmpConfig) -> int:
@@ -75,45 +79,57 @@ def kjt_to_inputs(kjt: KeyedJaggedTensor, specs: list[FeatureSpec]) -> dict[str,
 
 
 class RechubPeer:
-    """A torch-rechub model with the feature lists it reads (query side, item side)."""
+    """A torch-rechub model built by a recipe, with the feature lists it reads (query side, item
+    side)."""
 
-    def __init__(self, kind: RechubKind, cfg: DmmpConfig) -> None:
-        if kind not in RECHUB_KINDS:
-            raise ValueError(f"unknown torch-rechub model {kind!r}; known: {RECHUB_KINDS}")
-        self.kind = kind
-        dim = uniform_dim(cfg)
+    def __init__(self, recipe: RechubRecipe | str, cfg: DmmpConfig) -> None:
+        self.recipe = recipe if isinstance(recipe, RechubRecipe) else get_recipe(recipe)
+        self.kind: RechubKind = self.recipe.kind
+        self.embed_dim = self.recipe.embed_dim or uniform_dim(cfg)
         self.query_specs = cfg.features.group("user") + cfg.features.group("context")
         self.item_specs = cfg.features.group("item")
         self.specs = self.query_specs + self.item_specs
         self.vector_dim = 0  # DSSM's tower output width; 0 for the rankers
-        self.query_features = [rechub_feature(s, dim) for s in self.query_specs]
-        self.item_features = [rechub_feature(s, dim) for s in self.item_specs]
+        self.query_features = [rechub_feature(s, self.embed_dim) for s in self.query_specs]
+        self.item_features = [rechub_feature(s, self.embed_dim) for s in self.item_specs]
         self.model = self._build(cfg)
 
     def _build(self, cfg: DmmpConfig) -> nn.Module:
-        t, s = cfg.model.teacher, cfg.model.student
+        if self.kind == "dssm":
+            return self._build_dssm(cfg)
+        documented = self.recipe.widths == "documented"
+        t = cfg.model.teacher
         features = self.query_features + self.item_features
-        tower = {"dims": list(t.tower_dims)}
-        expert = {"dims": list(t.expert_dims)}
         if self.kind == "esmm":
-            deep = {"dims": list(t.expert_dims) + list(t.tower_dims)}
-            return ESMM(self.query_features, self.item_features, deep, dict(deep))
+            dims = DOC_ESMM_TOWER if documented else list(t.expert_dims) + list(t.tower_dims)
+            return ESMM(self.query_features, self.item_features, {"dims": dims}, {"dims": dims})
+        arch = DOC_MMOE if self.kind == "mmoe" else DOC_PLE
+        expert = {"dims": list(arch["expert_dims"] if documented else t.expert_dims)}
+        tower = {"dims": list(arch["tower_dims"] if documented else t.tower_dims)}
+        towers = [tower, dict(tower)]
         if self.kind == "mmoe":
-            n_expert = t.shared_experts + 2 * t.task_experts  # as our MMoE: same expert count
-            return MMOE(features, ["classification"] * 2, n_expert, expert, [tower, dict(tower)])
-        if self.kind == "ple":
-            return PLE(
-                features,
-                ["classification"] * 2,
-                t.num_levels,
-                t.task_experts,
-                t.shared_experts,
-                expert,
-                [tower, dict(tower)],
-            )
-        towers = {"dims": list(s.tower_dims) + [s.out_dim]}
-        self.vector_dim = s.out_dim
-        return DSSM(self.query_features, self.item_features, towers, dict(towers))
+            # ours: as our MMoE teacher, the same expert count as the CGC it is compared with
+            n_expert = arch["n_expert"] if documented else t.shared_experts + 2 * t.task_experts
+            return MMOE(features, ["classification"] * 2, n_expert, expert, towers)
+        levels, specific, shared = (
+            (arch["n_level"], arch["n_specific"], arch["n_shared"])
+            if documented
+            else (t.num_levels, t.task_experts, t.shared_experts)
+        )
+        return PLE(features, ["classification"] * 2, levels, specific, shared, expert, towers)
+
+    def _build_dssm(self, cfg: DmmpConfig) -> nn.Module:
+        s = cfg.model.student
+        if self.recipe.widths == "documented":
+            hidden, activation = list(DOC_DSSM["hidden_dims"]), DOC_DSSM["activation"]
+            self.vector_dim = int(DOC_DSSM["out_dim"])
+        else:
+            hidden, activation, self.vector_dim = list(s.tower_dims), "relu", s.out_dim
+        temperature = self.recipe.temperature or s.tau
+        params = {"dims": hidden, "activation": activation}
+        return TemperedDSSM(
+            self.query_features, self.item_features, params, self.vector_dim, temperature
+        )
 
     @property
     def task_count(self) -> int:
