@@ -22,9 +22,11 @@ import torch
 from dmmp_rec.config import config_from_dict
 from dmmp_rec.console import benign_warnings
 from dmmp_rec.data.catalogue import load_catalogue
+from dmmp_rec.data.pair_features import pair_features_for
 from dmmp_rec.distributed.env import init_distributed, shutdown
 from dmmp_rec.eval import ranking
 from dmmp_rec.eval.report import load_truth
+from dmmp_rec.eval.teacher_retrieval import PairCross
 from dmmp_rec.eval.vectors import item_side, table_kjt, user_side
 from dmmp_rec.train.setup import load_for_inference
 
@@ -62,11 +64,19 @@ def main() -> int:
         i_c, i_v = student.item_embeddings(items)
         s_c = (u @ i_c.T / tau).numpy()
         s_v = s_c if i_v is None else (u @ i_v.T / tau).numpy()
+        cross_of = None
+        if cfg.features.group("cross"):  # the teacher's pair features, for every pair
+            source = pair_features_for(cfg)
+            if source is None:
+                raise SystemExit(f"{cfg.data.path}: cannot compute cross features for all pairs")
+            cross_of = PairCross(model, cfg.features, source, cat.item_ids, torch.device("cpu"))
         t_ctcvr, t_ctr = [], []
         for k in range(len(rows)):
             parts = [g["user"][k : k + 1].expand(len(items), -1), items]
             if "context" in g:
                 parts.append(g["context"][k : k + 1].expand(len(items), -1))
+            if cross_of is not None:
+                parts.append(cross_of(int(user_ids[k])))
             t = teacher(torch.cat(parts, 1))
             t_ctcvr.append(t.pctcvr.numpy())
             t_ctr.append(t.pctr.numpy())

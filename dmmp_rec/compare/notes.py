@@ -3,16 +3,8 @@ read the numbers. Peer-specific notes come from the peer modules, which know the
 
 from __future__ import annotations
 
-from dmmp_rec.compare.rechub_models import uniform_dim
+from dmmp_rec.compare.rechub_notes import peer_notes
 from dmmp_rec.config.root import DmmpConfig
-
-PEER_NOTES = (
-    "torch-rechub 0.9.0 peers: trained by its own `MTLTrainer` / `MatchTrainer` "
-    "(`train_one_epoch`) on the same Parquet rows, in the same order, with the same steps, "
-    "batch and seeds; one embedding width for every feature (the mean of ours, {dim}), because "
-    "its `EmbeddingLayer` concatenates per-feature embeddings along one axis. Multi-valued "
-    "features are padded sequences with its `SequenceFeature` pooling (mean, as ours)."
-)
 
 READING = (
     "Expected clicks / conversions@50 are the sums of the true pCTR / pCTCVR of the 50 items "
@@ -41,9 +33,6 @@ def notes_for(cfg: DmmpConfig, models: list[str]) -> list[str]:
     """The notes that apply to a comparison of `models`."""
     notes = [READING, FRONTIER, TEACHER_COLUMNS]
     if any(m.startswith("rechub_") for m in models):
-        notes.append(PEER_NOTES.format(dim=uniform_dim(cfg)))
-        from dmmp_rec.compare import rechub_models
-
-        notes += list(getattr(rechub_models, "PEER_RECIPE_NOTES", ()))
+        notes += peer_notes(models, cfg)
     notes.append("docs/comparison.md discusses the targets that are missed and why.")
     return notes
