@@ -273,10 +273,18 @@ def step_eval(check: Check) -> dict[str, Any]:
 
 def step_export(check: Check) -> dict[str, Any]:
     argv = _cli("export", "--checkpoint", str(check.out / "run"), "--quiet")
-    out = check.run(
-        "export", argv + ["--out", str(check.out / "export"), "--recall-queries", "200"]
-    )
-    return {} if check.dry_run else json.loads(out[out.index("{") :])
+    check.run("export", argv + ["--out", str(check.out / "export"), "--recall-queries", "200"])
+    if check.dry_run:
+        return {}
+    manifest = _read(check.out / "export" / "manifest.json")
+    return {
+        "items": manifest["num_items"],
+        "train_step": manifest["train_step"],
+        "vector_dim": manifest["vector_dim"],
+        "approx_recall": manifest["approx"]["recall"],
+        "query_max_abs_diff": manifest["query_max_abs_diff"],
+        "seconds": manifest["export_seconds"],
+    }
 
 
 def step_retrieve(check: Check) -> dict[str, Any]:
