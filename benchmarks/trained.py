@@ -37,6 +37,7 @@ def train_briefly(
     several times slower than 1 (threads waiting for a descheduled sibling)."""
     cmd = [sys.executable, "-m", "dmmp_rec.cli", "train", "--config", config, *overrides]
     cmd += [f"train.max_steps={steps}", f"train.out={out}", "train.eval_batches=0"]
+    cmd += ["train.select_best_on=null"]
     cmd += [f"train.checkpoint_every={steps}", f"train.log_every={max(1, steps // 4)}"]
     print("  $", " ".join(cmd[1:]), flush=True)
     subprocess.run(cmd, check=True, env=dict(os.environ, OMP_NUM_THREADS=str(threads)))

@@ -61,7 +61,9 @@ def test_selection_needs_periodic_validation_and_a_known_metric(
     tiny_world: Path, tmp_path: Path
 ) -> None:
     with pytest.raises(ConfigError, match="train.select_best_on.*eval_every"):
-        tiny_config(tiny_world, tmp_path, f"train.select_best_on={METRIC}")
+        tiny_config(tiny_world, tmp_path, f"train.select_best_on={METRIC}", "train.eval_every=0")
+    with pytest.raises(ConfigError, match="train.select_best_on.*eval_batches"):
+        tiny_config(tiny_world, tmp_path, "train.eval_batches=0")
     with pytest.raises(ConfigError, match="unknown metric 'val/loss'"):
         tiny_config(tiny_world, tmp_path, "train.select_best_on=val/loss", "train.eval_every=5")
 

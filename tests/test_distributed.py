@@ -135,6 +135,7 @@ def test_killed_rank_restarts_and_matches_uninterrupted_run(
     tiny_world: Path, tmp_path: Path
 ) -> None:
     common = ["train.max_steps=30", "train.checkpoint_every=10", "train.eval_batches=0"]
+    common += ["train.select_best_on=null"]
     clean, faulty = tmp_path / "clean", tmp_path / "faulty"
     run_ranks(2, ["train", "--config", str(CONFIG), *tiny_overrides(tiny_world, clean, *common)])
     result = run_ranks(

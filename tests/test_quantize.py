@@ -117,7 +117,13 @@ def test_int8_archive_runs_with_plain_torch(tmp_path) -> None:
 def int8_export(tiny_world, tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("int8")
     argv = ["train", "--config", "configs/synthetic.yaml"]
-    argv += tiny_overrides(tiny_world, root / "run", "train.max_steps=60", "train.eval_batches=0")
+    argv += tiny_overrides(
+        tiny_world,
+        root / "run",
+        "train.max_steps=60",
+        "train.eval_batches=0",
+        "train.select_best_on=null",
+    )
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
         [sys.executable, "-m", "dmmp_rec.cli", *argv],
