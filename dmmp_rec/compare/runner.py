@@ -37,6 +37,7 @@ from dmmp_rec.compare.plot import plot_frontiers
 from dmmp_rec.compare.table import comparison_markdown
 from dmmp_rec.compare.targets import check_targets
 from dmmp_rec.config import DmmpConfig, config_from_dict, to_dict
+from dmmp_rec.config.model import DISTILLING_VARIANTS
 from dmmp_rec.distributed.env import DistEnv
 from dmmp_rec.eval.report import EvalOptions, write_report
 from dmmp_rec.eval.retrieval_eval import RetrievalOptions
@@ -87,12 +88,15 @@ def model_config(
 
 
 def _retrieval_options(cfg: DmmpConfig, opts: CompareOptions) -> RetrievalOptions:
-    # the sample seed is the world's, not the training seed: every run sees the same users
+    # the sample seed is the world's, not the training seed: every run sees the same users;
+    # the teacher ranks the catalogue only for models whose student learns from it (the
+    # "student within 5% of its teacher" target), and only on the test day
+    distils = cfg.model.variant in DISTILLING_VARIANTS
     return RetrievalOptions(
         ks=list(KS),
         oracle_users=opts.oracle_users,
         seed=cfg.seed,
-        teacher_users=opts.teacher_users,
+        teacher_users=opts.teacher_users if distils else 0,
     )
 
 
@@ -131,7 +135,8 @@ def _run_ours(
             argv = ["eval", "--config", str(config_file), "--checkpoint", str(run_dir)]
             argv += ["--out", str(_eval_path(run_dir, split)), "--split", split]
             argv += ["--oracle-users", str(opts.oracle_users)]
-            argv += ["--teacher-users", str(opts.teacher_users)]
+            teacher = _retrieval_options(cfg, opts).teacher_users if split == "test" else 0
+            argv += ["--teacher-users", str(teacher)]
             _torchrun(opts.nproc, [*argv, *([] if opts.progress else ["--quiet"])])
         seconds = time.perf_counter() - t0
         summary = json.loads((run_dir / "summary.json").read_text())

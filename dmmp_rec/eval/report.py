@@ -118,9 +118,11 @@ def evaluate_splits(
     env: DistEnv,
     splits: list[str],
     options: EvalOptions | None = None,
+    teacher_on: tuple[str, ...] = ("test",),
 ) -> dict[str, dict[str, object]]:
     """`evaluate` on each of `splits` with the model loaded once: {split: report}. Choices are
-    made on "val"; "test" is for the final table only."""
+    made on "val"; "test" is for the final table only. The (slow) teacher retrieval of
+    `options.retrieval.teacher_users` runs on the `teacher_on` splits only."""
     from dmmp_rec.train.setup import checkpoint_dir, load_for_inference
 
     options = options or EvalOptions()
@@ -128,7 +130,9 @@ def evaluate_splits(
     dmp = load_for_inference(cfg, env, step_dir)
     reports = {}
     for split in splits:
-        opts = replace(options, retrieval=replace(options.retrieval, split=split))
+        teacher_users = options.retrieval.teacher_users if split in teacher_on else 0
+        retrieval = replace(options.retrieval, split=split, teacher_users=teacher_users)
+        opts = replace(options, retrieval=retrieval)
         report = evaluate_model(dmp, cfg, env, opts)
         meta = report["meta"]
         assert isinstance(meta, dict)
