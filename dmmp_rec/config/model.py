@@ -90,8 +90,9 @@ class LossConfig:
     distill_candidates: int = 4
     click_credit: float = 0.3
     uncertainty_init: float = 0.0  # initial log-variance s_k of every term
-    # `scaled`: the running scale m_k <- decay * m_k + (1 - decay) * L_k (rank-averaged)
-    scale_decay: float = 0.99
+    # `anchored` / `scaled`: the running scale c_k <- decay * c_k + (1 - decay) * L_k (rank
+    # mean); 0.9 (about 10 steps) tracks a falling loss closely enough that the weights settle
+    scale_decay: float = 0.9
     # false: the distillation terms train the student towers only (computed again on detached
     # embeddings), so no distillation gradient reaches the shared tables
     distill_to_tables: bool = True
