@@ -14,7 +14,7 @@ from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
 from dmmp_rec.config.model import DISTILL_TERMS, ModelConfig
 from dmmp_rec.data.batch import Batch
-from dmmp_rec.model.candidates import conversion_candidates
+from dmmp_rec.model.candidates import forward_with_candidates
 from dmmp_rec.model.losses import compute_terms, terms_for
 from dmmp_rec.model.sparse import SharedSparseArch
 from dmmp_rec.model.student import Student
@@ -31,7 +31,8 @@ class DenseArch(nn.Module):
         self.loss_cfg = cfg.loss
         self.has_context = group_dims.get("context", 0) > 0
         user_dim = group_dims["user"] + group_dims.get("context", 0)
-        self.teacher = Teacher(user_dim + group_dims["item"], cfg.teacher)
+        blocks = {g: group_dims.get(g, 0) for g in ("user", "item", "context")}
+        self.teacher = Teacher({g: w for g, w in blocks.items() if w > 0}, cfg.teacher)
         self.student = Student(
             user_dim, group_dims["item"], group_dims["user"], cfg.student, cfg.variant
         )
@@ -51,14 +52,15 @@ class DenseArch(nn.Module):
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         user, item = groups["user"], groups["item"]
         context = groups["context"] if self.has_context else None
-        parts = [user, item] + ([context] if context is not None else [])
-        t = self.teacher(torch.cat(parts, dim=1))
-        s = self.student(user, context, item)
         candidates = None
         if self.num_candidates > 0:
-            candidates = conversion_candidates(
-                self.teacher, t, self.student, user, item, context, self.num_candidates
+            t, s, candidates = forward_with_candidates(
+                self.teacher, self.student, user, item, context, self.num_candidates
             )
+        else:
+            parts = [user, item] + ([context] if context is not None else [])
+            t = self.teacher(torch.cat(parts, dim=1))
+            s = self.student(user, context, item)
         losses = compute_terms(
             self.terms, t, s, click, conversion, item_ids, self.loss_cfg, candidates
         )

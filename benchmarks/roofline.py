@@ -1,0 +1,181 @@
+"""The dense step's compute roofline: FLOPs per sample and the GEMM rate at the model's shapes.
+
+The training step of DMMP's dense part is matrix products. torch's flop counter
+(`torch.utils.flop_counter.FlopCounterMode`) counts them exactly for one forward + backward of
+`DenseArch` on random pooled embeddings; a dispatch mode records the shape and layout of every
+product in that step, and timing those same products (nothing else) on this machine gives the
+rate a perfect implementation could reach. Rate / FLOPs per sample is the compute roofline in
+samples/s; a system's measured samples/s over it is its share.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import time
+from collections import Counter
+from typing import Any
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import FlopCounterMode
+
+from dmmp_rec.config import DmmpConfig
+
+aten = torch.ops.aten
+# (rows, inner, cols, a transposed, b transposed): one product's shape and operand layouts
+Gemm = tuple[int, int, int, bool, bool]
+
+
+def dense_step_inputs(
+    cfg: DmmpConfig, batch: int, seed: int = 0
+) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Random pooled group embeddings (leaves needing gradients, as the EBC's output would be),
+    labels at realistic rates and item ids, for one `DenseArch` call."""
+    g = torch.Generator().manual_seed(seed)
+    groups = {
+        name: torch.randn(batch, cfg.features.group_dim(name), generator=g).requires_grad_()
+        for name in ("user", "item", "context")
+        if cfg.features.group_dim(name) > 0
+    }
+    click = (torch.rand(batch, generator=g) < 0.05).float()
+    conversion = click * (torch.rand(batch, generator=g) < 0.2).float()
+    item_ids = torch.randint(0, cfg.features.group("item")[0].cardinality, (batch,), generator=g)
+    return groups, click, conversion, item_ids
+
+
+def _dense(cfg: DmmpConfig) -> torch.nn.Module:
+    from dmmp_rec.model.dmmp import DenseArch
+
+    torch.manual_seed(cfg.seed)
+    dims = {g: cfg.features.group_dim(g) for g in ("user", "item", "context")}
+    return DenseArch({g: d for g, d in dims.items() if d > 0}, cfg.model).train()
+
+
+def _step(dense: torch.nn.Module, inputs: Any) -> None:
+    groups, click, conversion, item_ids = inputs
+    loss, _ = dense(groups, click, conversion, item_ids)
+    loss.backward()
+
+
+def flops_per_sample(cfg: DmmpConfig, batch: int) -> dict[str, Any]:
+    """FLOPs of one DenseArch forward + backward at `batch`, per sample, in total and by
+    top-level module (teacher, student, weighting); exact, not timed."""
+    dense = _dense(cfg)
+    inputs = dense_step_inputs(cfg, batch)
+    _step(dense, inputs)  # the first step creates lazy state; count the second
+    counter = FlopCounterMode(display=False)
+    with counter:
+        _step(dense, inputs)
+    total = counter.get_total_flops()
+    by_module = {
+        name.removeprefix("DenseArch."): sum(ops.values()) / batch
+        for name, ops in counter.get_flop_counts().items()
+        if name.count(".") == 1
+    }
+    return {
+        "batch": batch,
+        "mflop_per_sample": round(total / batch / 1e6, 3),
+        "mflop_by_module": {k: round(v / 1e6, 3) for k, v in sorted(by_module.items())},
+    }
+
+
+class _GemmRecorder(TorchDispatchMode):
+    """Records every matrix product's shape and operand layouts."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gemms: Counter[Gemm] = Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204
+        if func in (aten.mm.default, aten.addmm.default):
+            a, b = (args[0], args[1]) if func is aten.mm.default else (args[1], args[2])
+            self.gemms[(a.shape[0], a.shape[1], b.shape[1], _transposed(a), _transposed(b))] += 1
+        return func(*args, **(kwargs or {}))
+
+
+def _transposed(t: torch.Tensor) -> bool:
+    return t.dim() == 2 and t.stride(0) == 1 and t.shape[1] > 1
+
+
+def step_gemms(cfg: DmmpConfig, batch: int) -> Counter[Gemm]:
+    """Every matrix product of one DenseArch forward + backward, with its count."""
+    dense = _dense(cfg)
+    inputs = dense_step_inputs(cfg, batch)
+    _step(dense, inputs)
+    recorder = _GemmRecorder()
+    with recorder:
+        _step(dense, inputs)
+    return recorder.gemms
+
+
+def _operand(rows: int, cols: int, transposed: bool) -> torch.Tensor:
+    t = torch.randn(cols, rows) if transposed else torch.randn(rows, cols)
+    return t.T if transposed else t
+
+
+def time_gemms(gemms: dict[Gemm, int], threads: int, seconds: float = 2.0) -> dict[str, float]:
+    """GFLOP/s of this step's products on `threads` threads: the step's product mix replayed
+    until `seconds` have passed (the first pass is a warm-up)."""
+    torch.set_num_threads(threads)
+    ops = [(_operand(m, k, ta), _operand(k, n, tb), c) for (m, k, n, ta, tb), c in gemms.items()]
+    flops_per_pass = sum(2 * a.shape[0] * a.shape[1] * b.shape[1] * c for a, b, c in ops)
+
+    def one_pass() -> None:
+        for a, b, c in ops:
+            for _ in range(c):
+                torch.mm(a, b)
+
+    one_pass()
+    passes, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        one_pass()
+        passes += 1
+    elapsed = time.perf_counter() - t0
+    return {"gflops": flops_per_pass * passes / elapsed / 1e9, "passes": passes}
+
+
+def _worker(gemms: dict[Gemm, int], seconds: float, start: Any, out: Any) -> None:
+    start.wait()
+    out.put(time_gemms(gemms, 1, seconds)["gflops"])
+
+
+def time_gemms_processes(
+    gemms: dict[Gemm, int], processes: int, seconds: float = 2.0
+) -> dict[str, Any]:
+    """Aggregate GFLOP/s of `processes` single-thread processes replaying the mix at once, the
+    way the trainers run (one thread per process)."""
+    ctx = mp.get_context("spawn")
+    start, out = ctx.Barrier(processes), ctx.Queue()
+    procs = [ctx.Process(target=_worker, args=(gemms, seconds, start, out)) for _ in range(processes)]
+    for p in procs:
+        p.start()
+    rates = [out.get() for _ in procs]
+    for p in procs:
+        p.join()
+    return {"gflops": sum(rates), "per_process": rates}
+
+
+def roofline(cfg: DmmpConfig, batch: int, reps: int, seconds: float) -> dict[str, Any]:
+    """FLOPs per sample, the GEMM rate at the step's shapes on 1 and 2 threads and 2
+    single-thread processes (medians of `reps`), and the samples/s each rate allows."""
+    from benchmarks.common import summarise
+
+    flops = flops_per_sample(cfg, batch)
+    gemms = dict(step_gemms(cfg, batch))
+    threads_before = torch.get_num_threads()
+    rates: dict[str, list[float]] = {"1_thread": [], "2_threads": [], "2_processes": []}
+    for _ in range(reps):
+        rates["1_thread"].append(time_gemms(gemms, 1, seconds)["gflops"])
+        rates["2_threads"].append(time_gemms(gemms, 2, seconds)["gflops"])
+        rates["2_processes"].append(time_gemms_processes(gemms, 2, seconds)["gflops"])
+    torch.set_num_threads(threads_before)
+    per_sample = flops["mflop_per_sample"] * 1e6
+    summary = {k: summarise(v, 1) for k, v in rates.items()}
+    return {
+        **flops,
+        "distinct_gemms": len(gemms),
+        "gemm_gflops": summary,
+        "roofline_samples_per_s": {
+            k: round(s["median"] * 1e9 / per_sample) for k, s in summary.items()
+        },
+    }
