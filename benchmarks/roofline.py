@@ -87,8 +87,9 @@ class _GemmRecorder(TorchDispatchMode):
         self.gemms: Counter[Gemm] = Counter()
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204
-        if func in (aten.mm.default, aten.addmm.default):
-            a, b = (args[0], args[1]) if func is aten.mm.default else (args[1], args[2])
+        packet = func.overloadpacket
+        if packet in (aten.mm, aten.addmm):  # every overload (.out too), as the flop counter
+            a, b = (args[0], args[1]) if packet is aten.mm else (args[1], args[2])
             self.gemms[(a.shape[0], a.shape[1], b.shape[1], _transposed(a), _transposed(b))] += 1
         return func(*args, **(kwargs or {}))
 

@@ -67,36 +67,50 @@ def forward_with_candidates(
     """
     pair_blocks = dict(pair_blocks or {})
     candidate_pair_blocks = dict(candidate_pair_blocks or {})
+    shifts = candidate_shifts(user.shape[0], num_candidates)
     if set(pair_blocks) != set(candidate_pair_blocks):
         raise ValueError(
             f"pair blocks {sorted(pair_blocks)} need values for every candidate pair too; "
             f"got {sorted(candidate_pair_blocks)}"
         )
+    for name, values in candidate_pair_blocks.items():
+        if values.shape[:2] != (len(shifts), user.shape[0]):
+            raise ValueError(
+                f"candidate pair block {name!r} must be [{len(shifts)}, {user.shape[0]}, width] "
+                f"(candidates x rows), got {tuple(values.shape)}"
+            )
     first = teacher.first_layer()
     row_blocks = {"user": user} if context is None else {"user": user, "context": context}
-    per_row = first.partial(row_blocks)
+    per_row = first.partial(row_blocks) + first.bias
     per_item = first.partial({"item": item})
-    pre = per_row + per_item + first.bias
+    pre = per_row + per_item
     if pair_blocks:
         pre = pre + first.partial(pair_blocks)
     t = teacher.from_first_layer(pre)
 
     s, u_frozen, i_v_frozen = _student_twice(student, user, context, item)
 
-    shifts = candidate_shifts(user.shape[0], num_candidates)
+    pctcvr = [t.pctcvr.detach()]
     with torch.no_grad():
-        if shifts:
-            items = torch.stack([per_item.detach().roll(r, 0) for r in shifts])  # [R, B, F]
-            pre_c = (per_row.detach() + first.bias.detach()).unsqueeze(0) + items
+        # one shift at a time: [B, F] blocks stay in cache, no [R, B, F] tensor is built
+        frozen = first.detach()
+        for k, r in enumerate(shifts):
+            pre_r = _rolled_sum(per_row.detach(), per_item.detach(), r)
             if candidate_pair_blocks:
-                pre_c = pre_c + first.detach().partial(candidate_pair_blocks)
-            others = teacher.from_first_layer(pre_c).pctcvr
-        else:
-            others = t.pctcvr.detach()[:0].reshape(0, user.shape[0])
-    pctcvr = torch.cat([t.pctcvr.detach().unsqueeze(0), others]).T
+                pre_r += frozen.partial({n: v[k] for n, v in candidate_pair_blocks.items()})
+            pctcvr.append(teacher.from_first_layer(pre_r).pctcvr)
+    pctcvr = torch.stack(pctcvr, dim=1)
     rolled = torch.stack([i_v_frozen.roll(r, 0) for r in [0] + shifts])  # [1 + R, B, d]
     s_v = (u_frozen.unsqueeze(0) * rolled).sum(-1).T / student.tau().to(u_frozen.device)
     return t, s, Candidates(pctcvr, s_v)
+
+
+def _rolled_sum(row: torch.Tensor, item: torch.Tensor, r: int) -> torch.Tensor:
+    """row + item.roll(r, 0) in one pass (roll alone copies through an index on CPU)."""
+    out = torch.empty_like(row)
+    torch.add(row[r:], item[: len(item) - r], out=out[r:])
+    torch.add(row[:r], item[len(item) - r :], out=out[:r])
+    return out
 
 
 def _student_twice(

@@ -25,9 +25,13 @@ def _experts(
 
 
 def _mix(logits: torch.Tensor, experts: list[torch.Tensor]) -> torch.Tensor:
-    """Softmax-gated sum of expert outputs, from the gate's logits."""
-    weights = torch.softmax(logits, dim=-1).unsqueeze(-1)  # [B, E, 1]
-    return (weights * torch.stack(experts, dim=1)).sum(dim=1)
+    """Softmax-gated sum of expert outputs, from the gate's logits. Accumulated expert by
+    expert: no [B, E, width] stack is built (on CPU the copy cost more than the arithmetic)."""
+    weights = torch.softmax(logits, dim=-1)  # [B, E]
+    out = experts[0] * weights[:, :1]
+    for e, x in enumerate(experts[1:], start=1):
+        out = out.addcmul_(x, weights[:, e : e + 1])
+    return out
 
 
 def _first(expert: MLP) -> nn.Linear:

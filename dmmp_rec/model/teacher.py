@@ -51,6 +51,41 @@ def build_extractor(
     raise ValueError(f"model.teacher.kind: unknown teacher {cfg.kind!r}")
 
 
+class _BlockProduct(torch.autograd.Function):
+    """sum_b x_b W[:, cols_b]^T, reading W's column blocks in place (no copy of them); the
+    backward writes each block's weight gradient straight into its rows of one [D, F] buffer
+    (zeros only where no block reads)."""
+
+    @staticmethod
+    def forward(ctx, weight, cols, *xs):  # noqa: ANN001, ANN205
+        lead = xs[0].shape[:-1]
+        flat = [x.reshape(-1, x.shape[-1]) for x in xs]
+        out = flat[0] @ weight[:, cols[0]].T
+        for x, c in zip(flat[1:], cols[1:], strict=True):
+            torch.addmm(out, x, weight[:, c].T, out=out)  # in place; counted as addmm
+        ctx.cols = cols
+        ctx.save_for_backward(weight, *flat)
+        return out.reshape(*lead, weight.shape[0])
+
+    @staticmethod
+    def backward(ctx, grad):  # noqa: ANN001, ANN205
+        weight, *flat = ctx.saved_tensors
+        g = grad.reshape(-1, grad.shape[-1])
+        grads_x: list[torch.Tensor | None] = []
+        for i, c in enumerate(ctx.cols):
+            need = ctx.needs_input_grad[2 + i]
+            grads_x.append((g @ weight[:, c]).reshape(*grad.shape[:-1], -1) if need else None)
+        grad_w = None
+        if ctx.needs_input_grad[0]:
+            covered = sum(c.stop - c.start for c in ctx.cols)
+            make = torch.empty if covered == weight.shape[1] else torch.zeros
+            grad_wt = make(weight.shape[1], weight.shape[0], dtype=g.dtype, device=g.device)
+            for x, c in zip(flat, ctx.cols, strict=True):
+                torch.mm(x.T, g, out=grad_wt[c])
+            grad_w = grad_wt.T
+        return (grad_w, None, *grads_x)
+
+
 class FirstLayer(NamedTuple):
     """Every first layer of the teacher stacked into one [F, D] weight and [F] bias, and the
     columns each named input block occupies."""
@@ -72,9 +107,8 @@ class FirstLayer(NamedTuple):
                 raise ValueError(
                     f"teacher block {name!r} is {width} wide, got {tuple(blocks[name].shape)}"
                 )
-        x = torch.cat([blocks[n] for n in names], -1) if len(names) > 1 else blocks[names[0]]
-        w = torch.cat([self.weight[:, self.columns[n]] for n in names], 1)
-        return x @ w.T
+        cols = tuple(self.columns[n] for n in names)
+        return _BlockProduct.apply(self.weight, cols, *(blocks[n] for n in names))
 
     def detach(self) -> FirstLayer:
         return FirstLayer(self.weight.detach(), self.bias.detach(), self.columns)
