@@ -147,7 +147,9 @@ def time_gemms_processes(
     way the trainers run (one thread per process)."""
     ctx = mp.get_context("spawn")
     start, out = ctx.Barrier(processes), ctx.Queue()
-    procs = [ctx.Process(target=_worker, args=(gemms, seconds, start, out)) for _ in range(processes)]
+    procs = [
+        ctx.Process(target=_worker, args=(gemms, seconds, start, out)) for _ in range(processes)
+    ]
     for p in procs:
         p.start()
     rates = [out.get() for _ in procs]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import resource
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -34,9 +35,20 @@ from dmmp_rec.distributed.env import DistEnv, init_distributed  # noqa: E402
 SYSTEMS = ("dmmp", "replica", "rechub_ple_esmm", "rechub_dssm")
 
 
-def preload(cfg: DmmpConfig, env: DistEnv, count: int) -> list[Any]:
+def preload(cfg: DmmpConfig, env: DistEnv, count: int, hist_len: int = 0) -> list[Any]:
+    """This rank's share of the train split, or (`hist_len` > 0) batches drawn in memory with
+    histories of about `hist_len` ids (benchmarks/sparse_batches.py)."""
+    if hist_len > 0:
+        from benchmarks.sparse_batches import random_batches
+
+        return random_batches(cfg, count, hist_len, env.rank, cfg.seed)
     loader = loader_for_split(cfg, "train", env.rank, env.world_size)
     return list(itertools.islice(loader.forever(), count))
+
+
+def peak_rss_gib() -> float:
+    """This process's peak resident memory (ru_maxrss is in KiB on Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
 def _ddp(model: torch.nn.Module, env: DistEnv) -> torch.nn.Module:
@@ -121,12 +133,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--reps", type=int, default=5)
+    p.add_argument(
+        "--random-batches",
+        type=int,
+        default=0,
+        metavar="HIST_LEN",
+        help="draw batches in memory with ~HIST_LEN-id histories instead of reading the world",
+    )
     p.add_argument("overrides", nargs="*")
     args = p.parse_args(argv)
 
     cfg = load_config(args.config, args.overrides)
     env = init_distributed("cpu")
-    batches = preload(cfg, env, min(args.warmup + args.steps * args.reps, 64))
+    batches = preload(cfg, env, min(args.warmup + args.steps * args.reps, 64), args.random_batches)
+    rss_data = peak_rss_gib()
     t_build = time.perf_counter()
     step = make_stepper(args.system, cfg, env, batches)
     build_s = time.perf_counter() - t_build
@@ -134,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.system} x{env.world_size}: built in {build_s:.1f} s, measuring", flush=True)
     seconds = measure(step, args.warmup, args.steps, args.reps)
     global_batch = cfg.data.batch_size * env.world_size
+    memory = [None] * env.world_size
+    dist.all_gather_object(memory, {"peak_rss_gib": round(peak_rss_gib(), 2), "data_gib": rss_data})
     if env.is_main:
         write_json(
             args.out,
@@ -147,6 +169,9 @@ def main(argv: list[str] | None = None) -> int:
                 "rep_seconds": [round(s, 4) for s in seconds],
                 "samples_per_s": [global_batch * args.steps / s for s in seconds],
                 "torch_threads": torch.get_num_threads(),
+                "random_batches_hist_len": args.random_batches,
+                "peak_rss_gib_per_process": [m["peak_rss_gib"] for m in memory],
+                "rss_gib_after_data_per_process": [round(m["data_gib"], 2) for m in memory],
                 "loadavg": load_now(),
             },
         )

@@ -94,8 +94,9 @@ def forward_with_candidates(
     with torch.no_grad():
         # one shift at a time: [B, F] blocks stay in cache, no [R, B, F] tensor is built
         frozen = first.detach()
+        buffer = torch.empty_like(per_row)  # reused by every shift: one fresh block, not R
         for k, r in enumerate(shifts):
-            pre_r = _rolled_sum(per_row.detach(), per_item.detach(), r)
+            pre_r = _rolled_sum(per_row.detach(), per_item.detach(), r, buffer)
             if candidate_pair_blocks:
                 pre_r += frozen.partial({n: v[k] for n, v in candidate_pair_blocks.items()})
             pctcvr.append(teacher.from_first_layer(pre_r).pctcvr)
@@ -105,9 +106,9 @@ def forward_with_candidates(
     return t, s, Candidates(pctcvr, s_v)
 
 
-def _rolled_sum(row: torch.Tensor, item: torch.Tensor, r: int) -> torch.Tensor:
-    """row + item.roll(r, 0) in one pass (roll alone copies through an index on CPU)."""
-    out = torch.empty_like(row)
+def _rolled_sum(row: torch.Tensor, item: torch.Tensor, r: int, out: torch.Tensor) -> torch.Tensor:
+    """row + item.roll(r, 0) written into `out` in one pass (roll alone copies through an
+    index on CPU)."""
     torch.add(row[r:], item[: len(item) - r], out=out[r:])
     torch.add(row[:r], item[len(item) - r :], out=out[:r])
     return out
