@@ -58,36 +58,65 @@ def _step(dense: torch.nn.Module, inputs: Any) -> None:
 
 
 def flops_per_sample(cfg: DmmpConfig, batch: int) -> dict[str, Any]:
-    """FLOPs of one DenseArch forward + backward at `batch`, per sample, in total and by
-    top-level module (teacher, student, weighting); exact, not timed."""
+    """FLOPs of one DenseArch forward + backward at `batch`, per sample; exact, not timed.
+    Matrix products the counter does not know (in-place or vector forms) would be missed, so
+    their presence is an error rather than a silent undercount."""
     dense = _dense(cfg)
     inputs = dense_step_inputs(cfg, batch)
     _step(dense, inputs)  # the first step creates lazy state; count the second
     counter = FlopCounterMode(display=False)
-    with counter:
+    recorder = _GemmRecorder()
+    with counter, recorder:
         _step(dense, inputs)
+    if recorder.uncounted:
+        raise RuntimeError(f"matrix products the flop counter misses: {recorder.uncounted}")
     total = counter.get_total_flops()
-    by_module = {
-        name.removeprefix("DenseArch."): sum(ops.values()) / batch
-        for name, ops in counter.get_flop_counts().items()
-        if name.count(".") == 1
-    }
     return {
         "batch": batch,
+        "flop_per_sample": total / batch,
         "mflop_per_sample": round(total / batch / 1e6, 3),
-        "mflop_by_module": {k: round(v / 1e6, 3) for k, v in sorted(by_module.items())},
     }
+
+
+def system_mflops(cfg: DmmpConfig, system: str) -> float:
+    """MFLOP per sample of one training step of a benchmarked system at the config's batch:
+    dmmp and the replica share DenseArch (lookups and pooling are not FLOPs); torch-rechub's
+    models are counted on the meta device (shapes only, no 1 GB of tables)."""
+    if system in ("dmmp", "replica"):
+        return flops_per_sample(cfg, cfg.data.batch_size)["mflop_per_sample"]
+    from benchmarks.rechub import RechubBatch, RechubModel
+    from benchmarks.sparse_batches import random_batches
+
+    batch = random_batches(cfg, 1, hist_len=20)[0]
+    with torch.device("meta"):
+        model = RechubModel(cfg, system.removeprefix("rechub_"))  # type: ignore[arg-type]
+    data = RechubBatch(batch, cfg)
+    data.x = {k: v.to("meta") for k, v in data.x.items()}
+    data.click, data.conversion = data.click.to("meta"), data.conversion.to("meta")
+    counter = FlopCounterMode(display=False)
+    with counter:
+        loss, _ = model(data)
+        loss.backward()
+    return round(counter.get_total_flops() / batch.size / 1e6, 3)
+
+
+# matrix products torch's flop counter has no formula for
+_UNCOUNTED = (aten.addmm_, aten.mv, aten.addmv, aten.dot, aten.vdot, aten.addbmm, aten.einsum)
 
 
 class _GemmRecorder(TorchDispatchMode):
-    """Records every matrix product's shape and operand layouts."""
+    """Records every matrix product's shape and operand layouts, and the names of any matrix
+    products the flop counter would miss."""
 
     def __init__(self) -> None:
         super().__init__()
         self.gemms: Counter[Gemm] = Counter()
+        self.uncounted: Counter[str] = Counter()
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204
         packet = func.overloadpacket
+        if packet in _UNCOUNTED:
+            self.uncounted[str(func)] += 1
         if packet in (aten.mm, aten.addmm):  # every overload (.out too), as the flop counter
             a, b = (args[0], args[1]) if packet is aten.mm else (args[1], args[2])
             self.gemms[(a.shape[0], a.shape[1], b.shape[1], _transposed(a), _transposed(b))] += 1
@@ -176,9 +205,29 @@ def roofline(cfg: DmmpConfig, batch: int, reps: int, seconds: float) -> dict[str
     summary = {k: summarise(v, 1) for k, v in rates.items()}
     return {
         **flops,
+        "gemm_seconds_per_rep": seconds,
         "distinct_gemms": len(gemms),
         "gemm_gflops": summary,
         "roofline_samples_per_s": {
             k: round(s["median"] * 1e9 / per_sample) for k, s in summary.items()
         },
     }
+
+
+# the GEMM rate that bounds a run of this many single-thread processes
+RATE_FOR_PROCESSES = {1: "1_thread", 2: "2_processes"}
+
+
+def roofline_shares(roof: dict[str, Any], runs: list[dict[str, Any]]) -> dict[str, float]:
+    """Each run's samples/s over its roofline: the GEMM rate of as many single-thread
+    processes as it ran over its own system's FLOPs per sample."""
+    out = {}
+    flops = roof.get("mflop_per_sample_by_system", {})
+    for run in runs:
+        rate_key = RATE_FOR_PROCESSES.get(run.get("world_size", 0))
+        if "samples_per_s_summary" not in run or rate_key is None or run["system"] not in flops:
+            continue
+        limit = roof["gemm_gflops"][rate_key]["median"] * 1e3 / flops[run["system"]]
+        share = run["samples_per_s_summary"]["median"] / limit
+        out[f"{run['system']}@{run['world_size']}"] = round(share, 3)
+    return out
