@@ -7,25 +7,46 @@ import torch.nn.functional as F
 from torch import nn
 
 
-class _SharedFirstProduct(torch.autograd.Function):
-    """x W^T + b computed once and handed out twice. The second copy behaves as if `x` were
-    detached: its gradient reaches W and b, never x. Both copies' weight gradients come from one
-    product ((g1 + g2)^T x), so the second consumer costs no first-layer work at all."""
+class _TwoStreams(torch.autograd.Function):
+    """A Linear(+ReLU) stack run once, its output handed out twice. The second copy behaves
+    as if the input were detached: its gradient reaches the weights, never the input. The
+    backward carries the two output gradients down the stack separately (a separate input
+    gradient needs that) but computes each layer's weight gradient once, from their sum."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias):  # noqa: ANN001, ANN205
-        z = F.linear(x, weight, bias)
-        ctx.save_for_backward(x, weight)
-        return z, z.clone()
+    def forward(ctx, x, relu_after, *weights_and_biases):  # noqa: ANN001, ANN205
+        layers = list(zip(weights_and_biases[::2], weights_and_biases[1::2], strict=True))
+        inputs, h = [], x
+        for (w, b), relu in zip(layers, relu_after, strict=True):
+            inputs.append(h)
+            h = F.linear(h, w, b)
+            if relu:
+                h = torch.relu(h)
+        ctx.relu_after = relu_after
+        ctx.save_for_backward(*weights_and_biases, *inputs, h)
+        return h, h.clone()
 
     @staticmethod
     def backward(ctx, g_full, g_frozen):  # noqa: ANN001, ANN205
-        x, weight = ctx.saved_tensors
-        g = g_full + g_frozen
-        grad_x = g_full @ weight if ctx.needs_input_grad[0] else None
-        grad_w = g.reshape(-1, g.shape[-1]).T @ x.reshape(-1, x.shape[-1])
-        grad_b = g.reshape(-1, g.shape[-1]).sum(0)
-        return grad_x, grad_w, grad_b
+        n = len(ctx.relu_after)
+        saved = ctx.saved_tensors
+        weights = saved[0 : 2 * n : 2]
+        inputs, out = saved[2 * n : 3 * n], saved[3 * n]
+        grads: list[torch.Tensor | None] = [None] * (2 * n)
+        grad_x = None
+        outputs = [*inputs[1:], out]  # each layer's output (after its ReLU)
+        for i in reversed(range(n)):
+            if ctx.relu_after[i]:
+                alive = outputs[i] > 0
+                g_full, g_frozen = g_full * alive, g_frozen * alive
+            g = (g_full + g_frozen).reshape(-1, g_full.shape[-1])
+            grads[2 * i] = g.T @ inputs[i].reshape(-1, inputs[i].shape[-1])
+            grads[2 * i + 1] = g.sum(0)
+            if i > 0:
+                g_full, g_frozen = g_full @ weights[i], g_frozen @ weights[i]
+            elif ctx.needs_input_grad[0]:
+                grad_x = g_full @ weights[i]
+        return (grad_x, None, *grads)
 
 
 class MLP(nn.Module):
@@ -68,11 +89,17 @@ class MLP(nn.Module):
         return z
 
     def forward_twice(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(forward(x), forward(x.detach())) for one first-layer product: the second output
-        trains the weights only (it never sends a gradient into `x`). The layers above the
-        first run twice, which is cheap next to the first when the input is wide."""
-        first = self.first
-        if first is None:
+        """(forward(x), forward(x.detach())) from one pass: the second output trains the
+        weights only (it never sends a gradient into `x`), and costs no extra product in the
+        forward pass nor any extra weight gradient in the backward."""
+        linears = [m for m in self.net if isinstance(m, nn.Linear)]
+        if not linears:
             return x, x.detach()
-        z, z_frozen = _SharedFirstProduct.apply(x, first.weight, first.bias)
-        return self.rest(z), self.rest(z_frozen)
+        modules = list(self.net)
+        relu_after = tuple(
+            i + 1 < len(modules) and isinstance(modules[i + 1], nn.ReLU)
+            for i, m in enumerate(modules)
+            if isinstance(m, nn.Linear)
+        )
+        params = [t for m in linears for t in (m.weight, m.bias)]
+        return _TwoStreams.apply(x, relu_after, *params)
