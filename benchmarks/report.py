@@ -79,6 +79,15 @@ def _roofline(r: dict[str, Any]) -> list[str]:
         "- share of the roofline reached (1 process: 1-thread rate, 2 processes: 2-process "
         "rate, each over its own FLOPs): "
         + ", ".join(f"{k} {100 * v:.0f}%" for k, v in r.get("share_of_roofline", {}).items()),
+        f"- DenseArch step alone (forward, backward, fused AdamW; 1 thread): "
+        f"{_mmm(r.get('dense_step_ms'), 1)} ms",
+        *(
+            f"- where DMMP's {k} step ({v['step_ms']} ms) goes: matrix products "
+            f"{100 * v['matrix_products']:.0f}%, rest of the dense step "
+            f"{100 * v['rest_of_dense_step']:.0f}%, tables + pipeline + collectives + waiting "
+            f"{100 * v['tables_pipeline_collectives']:.0f}%"
+            for k, v in r.get("dmmp_step_breakdown", {}).items()
+        ),
     ]
 
 

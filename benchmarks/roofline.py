@@ -214,6 +214,56 @@ def roofline(cfg: DmmpConfig, batch: int, reps: int, seconds: float) -> dict[str
     }
 
 
+def dense_step_ms(cfg: DmmpConfig, batch: int, steps: int, reps: int) -> dict[str, Any]:
+    """Wall ms of one DenseArch step (forward, backward, the trainer's fused AdamW) on this
+    thread, median of `reps` repetitions of `steps` steps: the dense part's time without the
+    tables, the input pipeline or the other rank."""
+    from benchmarks.common import summarise
+
+    dense = _dense(cfg)
+    inputs = dense_step_inputs(cfg, batch)
+    opt = torch.optim.AdamW(dense.parameters(), lr=cfg.train.dense_lr, fused=True)
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        _step(dense, inputs)
+        opt.step()
+
+    for _ in range(3):
+        step()
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            step()
+        times.append((time.perf_counter() - t0) / steps * 1e3)
+    return summarise(times, 1)
+
+
+def step_breakdown(roof: dict[str, Any], runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """DMMP's measured step split three ways: its matrix products at the measured GEMM rate,
+    the rest of the dense step (measured alone), and everything else (tables, input
+    distribution, pipeline, collectives, waiting for the other rank)."""
+    out = {}
+    for run in runs:
+        rate_key = RATE_FOR_PROCESSES.get(run.get("world_size", 0))
+        if run.get("system") != "dmmp" or "samples_per_s_summary" not in run or not rate_key:
+            continue
+        ws = run["world_size"]
+        batch = run["global_batch"] // ws
+        step_ms = run["global_batch"] / run["samples_per_s_summary"]["median"] * 1e3
+        per_process_rate = roof["gemm_gflops"][rate_key]["median"] / ws
+        gemm_ms = roof["flop_per_sample"] * batch / (per_process_rate * 1e9) * 1e3
+        dense_ms = roof["dense_step_ms"]["median"]
+        out[f"dmmp@{ws}"] = {
+            "step_ms": round(step_ms, 1),
+            "matrix_products": round(gemm_ms / step_ms, 3),
+            "rest_of_dense_step": round(max(dense_ms - gemm_ms, 0.0) / step_ms, 3),
+            "tables_pipeline_collectives": round(max(step_ms - dense_ms, 0.0) / step_ms, 3),
+        }
+    return out
+
+
 # the GEMM rate that bounds a run of this many single-thread processes
 RATE_FOR_PROCESSES = {1: "1_thread", 2: "2_processes"}
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -99,6 +100,7 @@ class Plan:
     queries: int = 500
     planner_world_sizes: tuple[int, ...] = (8, 64, 256)
     compile: bool = True
+    run_timeout_s: float = 900.0  # one training measurement, build included
     roofline_reps: int = 5
     roofline_seconds: float = 1.5
     sparse_config: str = "configs/bench_sparse.yaml"
@@ -133,6 +135,7 @@ def make_plan(quick: bool, scratch: Path) -> Plan:
         queries=40,
         planner_world_sizes=(8,),
         compile=False,
+        run_timeout_s=240.0,
         roofline_reps=2,
         roofline_seconds=0.05,
         sparse_overrides=SPARSE_QUICK_OVERRIDES,
@@ -190,20 +193,35 @@ def _train_runs(
         args += [*(extra or []), *overrides]
         cmd = _torchrun(ws, args)
         print(f"[{tag}] {system} on {ws} process(es)", flush=True)
-        env = dict(os.environ, OMP_NUM_THREADS=str(THREADS))
-        proc = subprocess.run(cmd, cwd=REPO, env=env)
+        path.unlink(missing_ok=True)
+        status = run_with_timeout(cmd, plan.run_timeout_s)
         results["commands"].append(cmdline(cmd[1:]))
-        if proc.returncode != 0 or not path.is_file():
-            results["runs"].append(
-                {"system": system, "world_size": ws, "error": f"exit {proc.returncode}"}
-            )
+        if not path.is_file() or (status != 0 and status != "timeout"):
+            error = "timeout" if status == "timeout" else f"exit {status}"
+            results["runs"].append({"system": system, "world_size": ws, "error": error})
             continue
         raw = read_json(path)
+        if status == "timeout":  # the result was written; a rank then hung shutting down
+            raw["note"] = f"killed after writing its result ({plan.run_timeout_s} s limit)"
         raw["samples_per_s_summary"] = summarise(raw["samples_per_s"], 1)
         results["runs"].append(raw)
     results["ratios"] = _ratios(results["runs"])
     results["scaling"] = scaling(results["runs"])
     return results
+
+
+def run_with_timeout(cmd: list[str], timeout_s: float) -> int | str:
+    """Run a torchrun job in its own process group; past `timeout_s` kill the whole group
+    (torchrun and its workers) and return "timeout", else the exit status. gloo ranks can
+    hang in shutdown after the measurement is written; one such hang must not stop the run."""
+    env = dict(os.environ, OMP_NUM_THREADS=str(THREADS))
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, start_new_session=True)
+    try:
+        return proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        return "timeout"
 
 
 def bench_train(plan: Plan, out: Path) -> dict[str, Any]:
@@ -282,7 +300,13 @@ def bench_roofline(plan: Plan, train: dict[str, Any] | None) -> dict[str, Any]:
     """FLOPs per sample of each system, the GEMM rate at the dense step's own shapes on 1 and
     2 threads (and 2 single-thread processes, the way the trainers run), and each run's share
     of the roofline that gives."""
-    from benchmarks.roofline import roofline, roofline_shares, system_mflops
+    from benchmarks.roofline import (
+        dense_step_ms,
+        roofline,
+        roofline_shares,
+        step_breakdown,
+        system_mflops,
+    )
     from dmmp_rec.config import load_config
 
     cfg = load_config(REPO / plan.config, plan.overrides)
@@ -291,7 +315,11 @@ def bench_roofline(plan: Plan, train: dict[str, Any] | None) -> dict[str, Any]:
     no_cands = load_config(REPO / plan.config, [*plan.overrides, "model.loss.distill_candidates=0"])
     out["mflop_per_sample_without_candidates"] = system_mflops(no_cands, "dmmp")
     out["mflop_per_sample_by_system"] = {s: system_mflops(cfg, s) for s in plan.systems}
-    out["share_of_roofline"] = roofline_shares(out, (train or {}).get("runs", []))
+    runs = (train or {}).get("runs", [])
+    out["share_of_roofline"] = roofline_shares(out, runs)
+    steps = 2 if plan.roofline_seconds < 1 else 10
+    out["dense_step_ms"] = dense_step_ms(cfg, cfg.data.batch_size, steps, plan.roofline_reps)
+    out["dmmp_step_breakdown"] = step_breakdown(out, runs)
     out["loadavg"] = load_now()
     return out
 

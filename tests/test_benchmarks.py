@@ -4,8 +4,10 @@ runs, that the statistics and accounting are right, and that the report renders.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +24,7 @@ from benchmarks.retrieval import bench_retrieval, recall_at_k  # noqa: E402
 from benchmarks.roofline import (  # noqa: E402
     flops_per_sample,
     roofline_shares,
+    step_breakdown,
     step_gemms,
     time_gemms,
 )
@@ -30,6 +33,7 @@ from benchmarks.run import (  # noqa: E402
     SPARSE_QUICK_OVERRIDES,
     _first_rows,
     _ratios,
+    run_with_timeout,
     scaling,
 )
 from benchmarks.sparse_batches import random_batches, zipf_ids  # noqa: E402
@@ -257,6 +261,21 @@ def test_scaling_and_roofline_shares() -> None:
     }
     # 1 GFLOP/s over 5 MFLOP = 200 samples/s; 3 GFLOP/s over 5 / 10 MFLOP = 600 / 300
     assert roofline_shares(roof, runs) == {"dmmp@1": 0.5, "dmmp@2": 0.25, "replica@2": 0.167}
+    # batch 10 per process: 1 process -> 100 ms a step, 50 of them products (5 MFLOP x 10 at
+    # 1 GFLOP/s), the dense step alone 80 ms; 2 processes: 20 / 150 -> 133 ms a step, products
+    # 50 ms at 1.5 GFLOP/s each
+    roof.update(flop_per_sample=5e6, dense_step_ms={"median": 80.0})
+    for run in runs:
+        run["global_batch"] = 10 * run["world_size"]
+    split = step_breakdown(roof, runs)
+    assert split["dmmp@1"] == {
+        "step_ms": 100.0,
+        "matrix_products": 0.5,
+        "rest_of_dense_step": 0.3,
+        "tables_pipeline_collectives": 0.2,
+    }
+    assert split["dmmp@2"]["step_ms"] == 133.3 and split["dmmp@2"]["matrix_products"] == 0.25
+    assert "replica@2" not in split
 
 
 def test_candidates_cost_only_the_layers_above_the_first_per_pair() -> None:
@@ -331,3 +350,24 @@ def test_train_worker_draws_batches_in_memory(tmp_path: Path) -> None:
     res = json.loads(out.read_text())
     assert res["random_batches_hist_len"] == 6 and len(res["samples_per_s"]) == 2
     assert len(res["peak_rss_gib_per_process"]) == 1 and res["peak_rss_gib_per_process"][0] > 0
+
+
+def test_a_hung_job_is_killed_with_its_children(tmp_path: Path) -> None:
+    pid_file = tmp_path / "child.pid"
+    script = (
+        "import subprocess, sys, time; "
+        "c = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); "
+        f"open({str(pid_file)!r}, 'w').write(str(c.pid)); time.sleep(60)"
+    )
+    assert run_with_timeout([sys.executable, "-c", "pass"], 30) == 0
+    assert run_with_timeout([sys.executable, "-c", "raise SystemExit(3)"], 30) == 3
+    assert run_with_timeout([sys.executable, "-c", script], 3) == "timeout"
+    child = int(pid_file.read_text())
+    for _ in range(50):  # the orphan is reaped by init shortly after the kill
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail("the job's child survived the timeout")
