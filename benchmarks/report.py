@@ -28,19 +28,21 @@ def _machine(r: dict[str, Any]) -> list[str]:
 
 def _run_table(t: dict[str, Any]) -> list[str]:
     lines = [
-        "| system | processes | global batch | samples/s | peak GiB per process | build s |",
-        "|---|---|---|---|---|---|",
+        "| system | processes | global batch | samples/s | CPU us per sample | "
+        "peak GiB per process | build s |",
+        "|---|---|---|---|---|---|---|",
     ]
     for run in t["runs"]:
         if "error" in run:
             lines.append(
-                f"| {run['system']} | {run['world_size']} | | failed: {run['error']} | | |"
+                f"| {run['system']} | {run['world_size']} | | failed: {run['error']} | | | |"
             )
             continue
         memory = " / ".join(f"{m:.2f}" for m in run.get("peak_rss_gib_per_process", [])) or "n/a"
         lines.append(
             f"| {run['system']} | {run['world_size']} | {run['global_batch']} | "
-            f"{_mmm(run['samples_per_s_summary'])} | {memory} | {run['build_s']} |"
+            f"{_mmm(run['samples_per_s_summary'])} | "
+            f"{_mmm(run.get('cpu_us_per_sample_summary'), 1)} | {memory} | {run['build_s']} |"
         )
     lines += ["", "Ratios (medians): " + ", ".join(f"{k} = {v}" for k, v in t["ratios"].items())]
     scaling = t.get("scaling", {})

@@ -204,6 +204,7 @@ def _train_runs(
         if status == "timeout":  # the result was written; a rank then hung shutting down
             raw["note"] = f"killed after writing its result ({plan.run_timeout_s} s limit)"
         raw["samples_per_s_summary"] = summarise(raw["samples_per_s"], 1)
+        raw["cpu_us_per_sample_summary"] = summarise(raw["cpu_us_per_sample"], 1)
         results["runs"].append(raw)
     results["ratios"] = _ratios(results["runs"])
     results["scaling"] = scaling(results["runs"])

@@ -108,21 +108,26 @@ def make_stepper(
     raise SystemExit(f"unknown system {system!r}; known: {', '.join(SYSTEMS)}")
 
 
-def measure(step: Callable[[], None], warmup: int, steps: int, reps: int) -> list[float]:
-    """Seconds per repetition of `steps` steps, after `warmup` steps; ranks synchronised."""
+def measure(
+    step: Callable[[], None], warmup: int, steps: int, reps: int
+) -> tuple[list[float], list[float]]:
+    """Wall seconds per repetition of `steps` steps, after `warmup` steps, ranks synchronised;
+    and this process's CPU seconds in each (less sensitive than wall time to other jobs on
+    the cores, which take the CPU away but do not add to this process's CPU time)."""
     for _ in range(warmup):
         step()
-    out = []
+    wall, cpu = [], []
     for r in range(reps):
         dist.barrier()
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         for _ in range(steps):
             step()
+        cpu.append(time.process_time() - c0)
         dist.barrier()
-        out.append(time.perf_counter() - t0)
+        wall.append(time.perf_counter() - t0)
         if dist.get_rank() == 0:
-            print(f"  rep {r + 1}/{reps}: {out[-1]:.2f} s", flush=True)
-    return out
+            print(f"  rep {r + 1}/{reps}: {wall[-1]:.2f} s", flush=True)
+    return wall, cpu
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -152,10 +157,11 @@ def main(argv: list[str] | None = None) -> int:
     build_s = time.perf_counter() - t_build
     if env.is_main:
         print(f"{args.system} x{env.world_size}: built in {build_s:.1f} s, measuring", flush=True)
-    seconds = measure(step, args.warmup, args.steps, args.reps)
+    seconds, cpu_seconds = measure(step, args.warmup, args.steps, args.reps)
     global_batch = cfg.data.batch_size * env.world_size
-    memory = [None] * env.world_size
-    dist.all_gather_object(memory, {"peak_rss_gib": round(peak_rss_gib(), 2), "data_gib": rss_data})
+    per_rank = [None] * env.world_size
+    mine = {"peak_rss_gib": round(peak_rss_gib(), 2), "data_gib": rss_data, "cpu": cpu_seconds}
+    dist.all_gather_object(per_rank, mine)
     if env.is_main:
         write_json(
             args.out,
@@ -168,10 +174,15 @@ def main(argv: list[str] | None = None) -> int:
                 "build_s": round(build_s, 2),
                 "rep_seconds": [round(s, 4) for s in seconds],
                 "samples_per_s": [global_batch * args.steps / s for s in seconds],
+                # CPU time of all ranks together per sample, per repetition
+                "cpu_us_per_sample": [
+                    sum(m["cpu"][r] for m in per_rank) / (global_batch * args.steps) * 1e6
+                    for r in range(args.reps)
+                ],
                 "torch_threads": torch.get_num_threads(),
                 "random_batches_hist_len": args.random_batches,
-                "peak_rss_gib_per_process": [m["peak_rss_gib"] for m in memory],
-                "rss_gib_after_data_per_process": [round(m["data_gib"], 2) for m in memory],
+                "peak_rss_gib_per_process": [m["peak_rss_gib"] for m in per_rank],
+                "rss_gib_after_data_per_process": [round(m["data_gib"], 2) for m in per_rank],
                 "loadavg": load_now(),
             },
         )

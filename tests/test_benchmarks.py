@@ -242,7 +242,7 @@ def test_report_renders_every_section() -> None:
         "membw": result["membw"],
     }
     md = render(result)
-    assert "| dmmp | 2 | 8 | 2 (1-3) | 1.25 / 0.50 | 1.0 |" in md
+    assert "| dmmp | 2 | 8 | 2 (1-3) | n/a | 1.25 / 0.50 | 1.0 |" in md
     assert "dmmp 1.5x (75%)" in md and "dmmp@2 80%" in md and "22,000,000 embedding rows" in md
     assert "failed: exit 1" in md and "dmmp/best_other@2 = 2.5" in md
     assert "PLANNER ESTIMATES" in md and "no plan: does not fit" in md
@@ -350,6 +350,7 @@ def test_train_worker_draws_batches_in_memory(tmp_path: Path) -> None:
     res = json.loads(out.read_text())
     assert res["random_batches_hist_len"] == 6 and len(res["samples_per_s"]) == 2
     assert len(res["peak_rss_gib_per_process"]) == 1 and res["peak_rss_gib_per_process"][0] > 0
+    assert len(res["cpu_us_per_sample"]) == 2 and min(res["cpu_us_per_sample"]) > 0
 
 
 def test_a_hung_job_is_killed_with_its_children(tmp_path: Path) -> None:
