@@ -81,10 +81,14 @@ def _roofline(r: dict[str, Any]) -> list[str]:
         "- share of the roofline reached (1 process: 1-thread rate, 2 processes: 2-process "
         "rate, each over its own FLOPs): "
         + ", ".join(f"{k} {100 * v:.0f}%" for k, v in r.get("share_of_roofline", {}).items()),
-        f"- DenseArch step alone (forward, backward, fused AdamW; 1 thread): "
-        f"{_mmm(r.get('dense_step_ms'), 1)} ms",
+        f"- GEMM rate per CPU second (1 thread; the rate while it holds a core): "
+        f"{_mmm(r.get('gemm_gflops_per_cpu_s_1_thread'), 1)} GFLOP/s",
+        f"- DenseArch step alone (forward, backward, fused AdamW; 1 thread): CPU "
+        f"{_mmm(r.get('dense_step', {}).get('cpu_ms'), 1)} ms, wall "
+        f"{_mmm(r.get('dense_step', {}).get('wall_ms'), 1)} ms",
         *(
-            f"- where DMMP's {k} step ({v['step_ms']} ms) goes: matrix products "
+            f"- where DMMP's {k} step goes, CPU time per process ({v['cpu_ms_per_step']} ms): "
+            "matrix products "
             f"{100 * v['matrix_products']:.0f}%, rest of the dense step "
             f"{100 * v['rest_of_dense_step']:.0f}%, tables + pipeline + collectives + waiting "
             f"{100 * v['tables_pipeline_collectives']:.0f}%"

@@ -145,7 +145,8 @@ def _operand(rows: int, cols: int, transposed: bool) -> torch.Tensor:
 
 def time_gemms(gemms: dict[Gemm, int], threads: int, seconds: float = 2.0) -> dict[str, float]:
     """GFLOP/s of this step's products on `threads` threads: the step's product mix replayed
-    until `seconds` have passed (the first pass is a warm-up)."""
+    until `seconds` have passed (the first pass is a warm-up). Also GFLOP per CPU second of
+    this process, the rate it reaches while it holds the cores (other jobs share them)."""
     torch.set_num_threads(threads)
     ops = [(_operand(m, k, ta), _operand(k, n, tb), c) for (m, k, n, ta, tb), c in gemms.items()]
     flops_per_pass = sum(2 * a.shape[0] * a.shape[1] * b.shape[1] * c for a, b, c in ops)
@@ -156,12 +157,13 @@ def time_gemms(gemms: dict[Gemm, int], threads: int, seconds: float = 2.0) -> di
                 torch.mm(a, b)
 
     one_pass()
-    passes, t0 = 0, time.perf_counter()
+    passes, t0, c0 = 0, time.perf_counter(), time.process_time()
     while time.perf_counter() - t0 < seconds:
         one_pass()
         passes += 1
-    elapsed = time.perf_counter() - t0
-    return {"gflops": flops_per_pass * passes / elapsed / 1e9, "passes": passes}
+    elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
+    done = flops_per_pass * passes / 1e9
+    return {"gflops": done / elapsed, "gflops_per_cpu_s": done / cpu, "passes": passes}
 
 
 def _worker(gemms: dict[Gemm, int], seconds: float, start: Any, out: Any) -> None:
@@ -196,8 +198,11 @@ def roofline(cfg: DmmpConfig, batch: int, reps: int, seconds: float) -> dict[str
     gemms = dict(step_gemms(cfg, batch))
     threads_before = torch.get_num_threads()
     rates: dict[str, list[float]] = {"1_thread": [], "2_threads": [], "2_processes": []}
+    per_cpu_s: list[float] = []
     for _ in range(reps):
-        rates["1_thread"].append(time_gemms(gemms, 1, seconds)["gflops"])
+        one = time_gemms(gemms, 1, seconds)
+        rates["1_thread"].append(one["gflops"])
+        per_cpu_s.append(one["gflops_per_cpu_s"])
         rates["2_threads"].append(time_gemms(gemms, 2, seconds)["gflops"])
         rates["2_processes"].append(time_gemms_processes(gemms, 2, seconds)["gflops"])
     torch.set_num_threads(threads_before)
@@ -208,6 +213,7 @@ def roofline(cfg: DmmpConfig, batch: int, reps: int, seconds: float) -> dict[str
         "gemm_seconds_per_rep": seconds,
         "distinct_gemms": len(gemms),
         "gemm_gflops": summary,
+        "gemm_gflops_per_cpu_s_1_thread": summarise(per_cpu_s, 1),
         "roofline_samples_per_s": {
             k: round(s["median"] * 1e9 / per_sample) for k, s in summary.items()
         },
@@ -215,9 +221,9 @@ def roofline(cfg: DmmpConfig, batch: int, reps: int, seconds: float) -> dict[str
 
 
 def dense_step_ms(cfg: DmmpConfig, batch: int, steps: int, reps: int) -> dict[str, Any]:
-    """Wall ms of one DenseArch step (forward, backward, the trainer's fused AdamW) on this
-    thread, median of `reps` repetitions of `steps` steps: the dense part's time without the
-    tables, the input pipeline or the other rank."""
+    """CPU ms (and wall ms) of one DenseArch step (forward, backward, the trainer's fused
+    AdamW) on this thread, medians of `reps` repetitions of `steps` steps: the dense part's
+    time without the tables, the input pipeline or the other rank."""
     from benchmarks.common import summarise
 
     dense = _dense(cfg)
@@ -231,32 +237,33 @@ def dense_step_ms(cfg: DmmpConfig, batch: int, steps: int, reps: int) -> dict[st
 
     for _ in range(3):
         step()
-    times = []
+    wall, cpu = [], []
     for _ in range(reps):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         for _ in range(steps):
             step()
-        times.append((time.perf_counter() - t0) / steps * 1e3)
-    return summarise(times, 1)
+        wall.append((time.perf_counter() - t0) / steps * 1e3)
+        cpu.append((time.process_time() - c0) / steps * 1e3)
+    return {"cpu_ms": summarise(cpu, 1), "wall_ms": summarise(wall, 1)}
 
 
 def step_breakdown(roof: dict[str, Any], runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """DMMP's measured step split three ways: its matrix products at the measured GEMM rate,
-    the rest of the dense step (measured alone), and everything else (tables, input
-    distribution, pipeline, collectives, waiting for the other rank)."""
+    """Where DMMP's step goes, in CPU time per process (robust to other jobs on the cores,
+    which wall time is not): its matrix products at the GEMM rate per CPU second, the rest of
+    the dense step (the dense step measured alone), and everything else (tables, input
+    distribution, pipeline, collectives)."""
     out = {}
+    rate = roof["gemm_gflops_per_cpu_s_1_thread"]["median"] * 1e9
+    dense_ms = roof["dense_step"]["cpu_ms"]["median"]
     for run in runs:
-        rate_key = RATE_FOR_PROCESSES.get(run.get("world_size", 0))
-        if run.get("system") != "dmmp" or "samples_per_s_summary" not in run or not rate_key:
+        if run.get("system") != "dmmp" or "cpu_us_per_sample_summary" not in run:
             continue
         ws = run["world_size"]
         batch = run["global_batch"] // ws
-        step_ms = run["global_batch"] / run["samples_per_s_summary"]["median"] * 1e3
-        per_process_rate = roof["gemm_gflops"][rate_key]["median"] / ws
-        gemm_ms = roof["flop_per_sample"] * batch / (per_process_rate * 1e9) * 1e3
-        dense_ms = roof["dense_step_ms"]["median"]
+        step_ms = run["cpu_us_per_sample_summary"]["median"] * batch / 1e3
+        gemm_ms = roof["flop_per_sample"] * batch / rate * 1e3
         out[f"dmmp@{ws}"] = {
-            "step_ms": round(step_ms, 1),
+            "cpu_ms_per_step": round(step_ms, 1),
             "matrix_products": round(gemm_ms / step_ms, 3),
             "rest_of_dense_step": round(max(dense_ms - gemm_ms, 0.0) / step_ms, 3),
             "tables_pipeline_collectives": round(max(step_ms - dense_ms, 0.0) / step_ms, 3),

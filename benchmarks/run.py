@@ -319,7 +319,7 @@ def bench_roofline(plan: Plan, train: dict[str, Any] | None) -> dict[str, Any]:
     runs = (train or {}).get("runs", [])
     out["share_of_roofline"] = roofline_shares(out, runs)
     steps = 2 if plan.roofline_seconds < 1 else 10
-    out["dense_step_ms"] = dense_step_ms(cfg, cfg.data.batch_size, steps, plan.roofline_reps)
+    out["dense_step"] = dense_step_ms(cfg, cfg.data.batch_size, steps, plan.roofline_reps)
     out["dmmp_step_breakdown"] = step_breakdown(out, runs)
     out["loadavg"] = load_now()
     return out

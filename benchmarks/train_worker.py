@@ -54,7 +54,9 @@ def peak_rss_gib() -> float:
 def _ddp(model: torch.nn.Module, env: DistEnv) -> torch.nn.Module:
     if env.world_size == 1:
         return model
-    return torch.nn.parallel.DistributedDataParallel(model)
+    # gradients live in DDP's buckets: one copy of the dense gradients, not two (torch-rechub's
+    # dense embedding gradients are ~1 GB a process on bench.yaml)
+    return torch.nn.parallel.DistributedDataParallel(model, gradient_as_bucket_view=True)
 
 
 def dmmp_stepper(cfg: DmmpConfig, env: DistEnv, batches: list[Any]) -> Callable[[], None]:

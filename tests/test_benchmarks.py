@@ -261,21 +261,26 @@ def test_scaling_and_roofline_shares() -> None:
     }
     # 1 GFLOP/s over 5 MFLOP = 200 samples/s; 3 GFLOP/s over 5 / 10 MFLOP = 600 / 300
     assert roofline_shares(roof, runs) == {"dmmp@1": 0.5, "dmmp@2": 0.25, "replica@2": 0.167}
-    # batch 10 per process: 1 process -> 100 ms a step, 50 of them products (5 MFLOP x 10 at
-    # 1 GFLOP/s), the dense step alone 80 ms; 2 processes: 20 / 150 -> 133 ms a step, products
-    # 50 ms at 1.5 GFLOP/s each
-    roof.update(flop_per_sample=5e6, dense_step_ms={"median": 80.0})
-    for run in runs:
+    # batch 10 per process, 10 ms of CPU per sample at 1 process -> 100 ms a step, 50 of them
+    # products (5 MFLOP x 10 at 1 GFLOP per CPU second), the dense step alone 80 ms; at 2
+    # processes 12.5 ms per sample -> 125 ms a step, the same 50 ms of products
+    roof.update(
+        flop_per_sample=5e6,
+        gemm_gflops_per_cpu_s_1_thread={"median": 1.0},
+        dense_step={"cpu_ms": {"median": 80.0}},
+    )
+    for run, cpu in zip(runs, (10_000.0, 12_500.0, 20_000.0), strict=True):
         run["global_batch"] = 10 * run["world_size"]
+        run["cpu_us_per_sample_summary"] = {"median": cpu}
     split = step_breakdown(roof, runs)
     assert split["dmmp@1"] == {
-        "step_ms": 100.0,
+        "cpu_ms_per_step": 100.0,
         "matrix_products": 0.5,
         "rest_of_dense_step": 0.3,
         "tables_pipeline_collectives": 0.2,
     }
-    assert split["dmmp@2"]["step_ms"] == 133.3 and split["dmmp@2"]["matrix_products"] == 0.25
-    assert "replica@2" not in split
+    assert split["dmmp@2"]["cpu_ms_per_step"] == 125.0
+    assert split["dmmp@2"]["matrix_products"] == 0.4 and "replica@2" not in split
 
 
 def test_candidates_cost_only_the_layers_above_the_first_per_pair() -> None:
