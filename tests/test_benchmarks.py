@@ -28,15 +28,9 @@ from benchmarks.roofline import (  # noqa: E402
     step_gemms,
     time_gemms,
 )
-from benchmarks.run import (  # noqa: E402
-    QUICK_OVERRIDES,
-    SPARSE_QUICK_OVERRIDES,
-    _first_rows,
-    _ratios,
-    run_with_timeout,
-    scaling,
-)
+from benchmarks.run import QUICK_OVERRIDES, SPARSE_QUICK_OVERRIDES, _first_rows  # noqa: E402
 from benchmarks.sparse_batches import random_batches, zipf_ids  # noqa: E402
+from benchmarks.training_runs import ratios, run_with_timeout, scaling  # noqa: E402
 from dmmp_rec.config import load_config  # noqa: E402
 from dmmp_rec.data.loader import loader_for_split  # noqa: E402
 
@@ -98,7 +92,7 @@ def test_recall_and_ratios() -> None:
         {"system": "rechub_dssm", "world_size": 2, "samples_per_s_summary": {"median": 150.0}},
         {"system": "replica", "world_size": 1, "error": "exit 1"},
     ]
-    r = _ratios(runs)
+    r = ratios(runs)
     assert r["dmmp/replica@2"] == 3.0 and r["dmmp/best_other@2"] == 2.0
 
 
