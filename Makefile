@@ -49,7 +49,7 @@ format: $(STAMP)
 	$(VENV)/bin/ruff format dmmp_rec tests benchmarks launchers scripts
 	$(VENV)/bin/ruff check --fix dmmp_rec tests benchmarks launchers scripts
 
-# Benchmarks (benchmarks/README.md): ~20 min on 2 cores; writes benchmarks/results/latest.{json,md}
+# Benchmarks (benchmarks/README.md): 16-21 min on 2 shared cores; writes benchmarks/results/latest.{json,md}
 bench: $(STAMP)
 	$(PY) -m benchmarks.run
 

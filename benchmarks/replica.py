@@ -66,5 +66,7 @@ def replica_optimizers(
     dense = [p for n, p in model.named_parameters() if ".tables." not in f".{n}"]
     return (
         torch.optim.Adagrad(sparse, lr=cfg.train.embedding_lr),
-        torch.optim.AdamW(dense, lr=cfg.train.dense_lr, weight_decay=cfg.train.weight_decay),
+        torch.optim.AdamW(
+            dense, lr=cfg.train.dense_lr, weight_decay=cfg.train.weight_decay, fused=True
+        ),
     )

@@ -26,23 +26,94 @@ def _machine(r: dict[str, Any]) -> list[str]:
     ]
 
 
-def _train(t: dict[str, Any]) -> list[str]:
+def _run_table(t: dict[str, Any]) -> list[str]:
     lines = [
-        "## Training throughput (samples/s, median (min-max) of 5 repetitions after warm-up)",
-        "",
-        "| system | processes | global batch | samples/s | build s |",
-        "|---|---|---|---|---|",
+        "| system | processes | global batch | samples/s | CPU us per sample | "
+        "peak GiB per process | build s |",
+        "|---|---|---|---|---|---|---|",
     ]
     for run in t["runs"]:
         if "error" in run:
-            lines.append(f"| {run['system']} | {run['world_size']} | | failed: {run['error']} | |")
+            lines.append(
+                f"| {run['system']} | {run['world_size']} | | failed: {run['error']} | | | |"
+            )
             continue
+        memory = " / ".join(f"{m:.2f}" for m in run.get("peak_rss_gib_per_process", [])) or "n/a"
         lines.append(
             f"| {run['system']} | {run['world_size']} | {run['global_batch']} | "
-            f"{_mmm(run['samples_per_s_summary'])} | {run['build_s']} |"
+            f"{_mmm(run['samples_per_s_summary'])} | "
+            f"{_mmm(run.get('cpu_us_per_sample_summary'), 1)} | {memory} | {run['build_s']} |"
         )
     lines += ["", "Ratios (medians): " + ", ".join(f"{k} = {v}" for k, v in t["ratios"].items())]
+    scaling = t.get("scaling", {})
+    if scaling:
+        lines.append(
+            "Scaling 1 -> 2 processes (speedup, efficiency = speedup / 2): "
+            + ", ".join(
+                f"{k} {v['speedup']}x ({100 * v['efficiency']:.0f}%)" for k, v in scaling.items()
+            )
+        )
     return lines
+
+
+def _train(t: dict[str, Any]) -> list[str]:
+    return [
+        "## Training throughput (samples/s, median (min-max) of 5 repetitions after warm-up)",
+        "",
+        *_run_table(t),
+    ]
+
+
+def _roofline(r: dict[str, Any]) -> list[str]:
+    rates = r["gemm_gflops"]
+    return [
+        "## Compute roofline of the dense step",
+        "",
+        f"- FLOPs per sample (torch flop counter, DenseArch forward + backward, batch "
+        f"{r['batch']}): {r['mflop_per_sample']} MFLOP; without the candidate term "
+        f"{r.get('mflop_per_sample_without_candidates')}; by system: "
+        + ", ".join(f"{k} {v}" for k, v in r.get("mflop_per_sample_by_system", {}).items()),
+        f"- GEMM rate at the step's own {r['distinct_gemms']} product shapes, GFLOP/s: "
+        f"1 thread {_mmm(rates['1_thread'], 1)}, 2 threads {_mmm(rates['2_threads'], 1)}, "
+        f"2 single-thread processes {_mmm(rates['2_processes'], 1)}",
+        "- roofline (rate / FLOPs per sample), samples/s: "
+        + ", ".join(f"{k} {v:,}" for k, v in r["roofline_samples_per_s"].items()),
+        "- share of the roofline reached (1 process: 1-thread rate, 2 processes: 2-process "
+        "rate, each over its own FLOPs): "
+        + ", ".join(f"{k} {100 * v:.0f}%" for k, v in r.get("share_of_roofline", {}).items()),
+        f"- GEMM rate per CPU second (1 thread; the rate while it holds a core): "
+        f"{_mmm(r.get('gemm_gflops_per_cpu_s_1_thread'), 1)} GFLOP/s",
+        f"- DenseArch step alone (forward, backward, fused AdamW; 1 thread): CPU "
+        f"{_mmm(r.get('dense_step', {}).get('cpu_ms'), 1)} ms, wall "
+        f"{_mmm(r.get('dense_step', {}).get('wall_ms'), 1)} ms",
+        *(
+            f"- where DMMP's {k} step goes, CPU time per process ({v['cpu_ms_per_step']} ms): "
+            "matrix products "
+            f"{100 * v['matrix_products']:.0f}%, rest of the dense step "
+            f"{100 * v['rest_of_dense_step']:.0f}%, tables + pipeline + collectives + waiting "
+            f"{100 * v['tables_pipeline_collectives']:.0f}%"
+            for k, v in r.get("dmmp_step_breakdown", {}).items()
+        ),
+    ]
+
+
+def _sparse(sp: dict[str, Any]) -> list[str]:
+    m = sp["membw"]
+    return [
+        f"## Embedding-heavy workload ({sp['config']})",
+        "",
+        f"{sp['rows_total']:,} embedding rows ({sp['table_gib']} GiB of tables), "
+        f"{sp['hist_len']}-id sequences, dense part {sp['mflop_per_sample']} MFLOP per sample; "
+        "batches drawn in memory (benchmarks/sparse_batches.py).",
+        "",
+        *_run_table(sp),
+        "",
+        f"- embedding traffic per sample (lower bound): {m['bytes_per_sample']:,.0f} bytes; "
+        f"copy bandwidth {_mmm(m['copy_gbs'], 2)} GB/s -> limit "
+        f"{m['limit_samples_per_s']:,} samples/s",
+        "- share of the copy bandwidth used by embedding traffic: "
+        + ", ".join(f"{k} {100 * v:.1f}%" for k, v in m["share_of_limit"].items()),
+    ]
 
 
 def _membw(m: dict[str, Any]) -> list[str]:
@@ -141,7 +212,9 @@ def render(r: dict[str, Any]) -> str:
     lines += _machine(r) + [""]
     for key, fn in (
         ("train", _train),
+        ("roofline", _roofline),
         ("membw", _membw),
+        ("sparse", _sparse),
         ("inference", _inference),
         ("retrieval", _retrieval),
         ("planner", _planner),

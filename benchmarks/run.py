@@ -3,17 +3,17 @@
     python -m benchmarks.run [--quick] [--out benchmarks/results] [--only train,membw,...]
 
 Sections: train (DMMP vs plain-PyTorch replica vs torch-rechub, 1 and 2 gloo processes),
-membw (copy bandwidth and the embedding-bound limit), inference (tower latency), retrieval
-(FAISS exact vs IVF at 100k and 1M items), planner (estimates for 8/64/256 GPUs). `--quick`
-shrinks everything (tiny world, few steps) for the smoke tests; its numbers mean nothing.
+roofline (FLOPs per sample, GEMM rate at the step's shapes, each system's share), membw (copy
+bandwidth and the embedding-bound limit), sparse (the embedding-heavy workload of
+configs/bench_sparse.yaml: the same systems, memory per process, bandwidth share), inference
+(tower latency), retrieval (FAISS exact vs IVF at 100k and 1M items), planner (estimates for
+8/64/256 GPUs). `--quick` shrinks everything (tiny world, few steps) for the smoke tests; its
+numbers mean nothing.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import shlex
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -27,13 +27,16 @@ from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
 from benchmarks.common import REPO, load_now, machine_info, read_json, summarise, write_json
 from benchmarks.report import write_markdown
+from benchmarks.training_runs import THREADS, cmdline, train_runs
 from dmmp_rec.console import benign_warnings
 
-# One thread per process everywhere: 1 process = 1 core, 2 processes = 2 cores, and no OpenMP
-# thread waits for a sibling descheduled by the other jobs sharing these cores.
-THREADS = 1
-SECTIONS = ("train", "membw", "inference", "retrieval", "planner")
+SECTIONS = ("train", "roofline", "membw", "sparse", "inference", "retrieval", "planner")
 SYSTEMS = ("dmmp", "replica", "rechub_ple_esmm", "rechub_dssm")
+# The embedding-heavy workload: torch-rechub's dense Adam holds ~5x its 1.4 GB of tables per
+# process (7.8 GB measured at 2 processes, 15.5 GB together), over this bench's memory budget;
+# it runs at 1 process there.
+SPARSE_RUNS = (("dmmp", 1), ("replica", 1), ("rechub_ple_esmm", 1), ("dmmp", 2), ("replica", 2))
+SPARSE_HIST_LEN = 50
 
 QUICK_OVERRIDES = [
     "synthetic.num_users=600",
@@ -52,6 +55,16 @@ QUICK_OVERRIDES = [
     "model.student.tower_dims=[16]",
     "model.student.out_dim=8",
     "model.student.gate_dims=[8]",
+]
+SPARSE_QUICK_OVERRIDES = [
+    "features.user.0.cardinality=5000",
+    "features.user.4.cardinality=3000",
+    "features.user.5.cardinality=1000",
+    "features.item.0.cardinality=3000",
+    "features.item.2.cardinality=300",
+    "features.item.3.cardinality=1000",
+    "data.batch_size=64",
+    "sharding.plan=null",
 ]
 
 
@@ -82,6 +95,21 @@ class Plan:
     queries: int = 500
     planner_world_sizes: tuple[int, ...] = (8, 64, 256)
     compile: bool = True
+    run_timeout_s: float = 900.0  # one training measurement, build included
+    roofline_reps: int = 5
+    roofline_seconds: float = 1.5
+    sparse_config: str = "configs/bench_sparse.yaml"
+    sparse_overrides: list[str] = field(default_factory=list)
+    sparse_runs: tuple[tuple[str, int], ...] = SPARSE_RUNS
+    sparse_hist_len: int = SPARSE_HIST_LEN
+    sparse_steps: dict[str, tuple[int, int]] = field(
+        default_factory=lambda: {
+            "dmmp": (5, 10),
+            "replica": (5, 10),
+            "rechub_ple_esmm": (1, 1),
+            "rechub_dssm": (1, 1),
+        }
+    )
 
 
 def make_plan(quick: bool, scratch: Path) -> Plan:
@@ -102,11 +130,13 @@ def make_plan(quick: bool, scratch: Path) -> Plan:
         queries=40,
         planner_world_sizes=(8,),
         compile=False,
+        run_timeout_s=240.0,
+        roofline_reps=2,
+        roofline_seconds=0.05,
+        sparse_overrides=SPARSE_QUICK_OVERRIDES,
+        sparse_hist_len=6,
+        sparse_steps=dict.fromkeys(SYSTEMS, (1, 2)),
     )
-
-
-def cmdline(argv: list[str]) -> str:
-    return " ".join(shlex.quote(a) for a in argv)
 
 
 def ensure_world(plan: Plan) -> dict[str, Any]:
@@ -121,67 +151,15 @@ def ensure_world(plan: Plan) -> dict[str, Any]:
     return generate_world(cfg, plan.data, progress=True)
 
 
-def _torchrun(nproc: int, args: list[str]) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        f"--nproc_per_node={nproc}",
-        str(REPO / "benchmarks/train_worker.py"),
-        *args,
-    ]
-
-
 def bench_train(plan: Plan, out: Path) -> dict[str, Any]:
-    """samples/s of each system at each world size, and the ratios DMMP / competitor."""
-    results: dict[str, Any] = {"runs": [], "commands": []}
-    for ws in plan.world_sizes:
-        for system in plan.systems:
-            path = out / "raw" / f"train_{system}_{ws}.json"
-            args = ["--system", system, "--config", str(REPO / plan.config), "--out", str(path)]
-            warmup, steps = plan.steps[system]
-            args += ["--warmup", str(warmup), "--steps", str(steps)]
-            args += ["--reps", str(plan.reps), *plan.overrides]
-            cmd = _torchrun(ws, args)
-            print(f"[train] {system} on {ws} process(es)", flush=True)
-            env = dict(os.environ, OMP_NUM_THREADS=str(THREADS))
-            proc = subprocess.run(cmd, cwd=REPO, env=env)
-            results["commands"].append(cmdline(cmd[1:]))
-            if proc.returncode != 0 or not path.is_file():
-                results["runs"].append(
-                    {"system": system, "world_size": ws, "error": f"exit {proc.returncode}"}
-                )
-                continue
-            raw = read_json(path)
-            raw["samples_per_s_summary"] = summarise(raw["samples_per_s"], 1)
-            results["runs"].append(raw)
-    results["ratios"] = _ratios(results["runs"])
-    return results
-
-
-def _ratios(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    by = {
-        (r["system"], r["world_size"]): r["samples_per_s_summary"]["median"]
-        for r in runs
-        if "samples_per_s_summary" in r
-    }
-    out: dict[str, Any] = {}
-    for (system, ws), rate in by.items():
-        ours = by.get(("dmmp", ws))
-        if system != "dmmp" and ours:
-            out[f"dmmp/{system}@{ws}"] = round(ours / rate, 2)
-    for ws in {ws for _, ws in by}:
-        others = [r for (s, w), r in by.items() if w == ws and s != "dmmp"]
-        if others and ("dmmp", ws) in by:
-            out[f"dmmp/best_other@{ws}"] = round(by[("dmmp", ws)] / max(others), 2)
-    if ("dmmp", 1) in by and ("dmmp", 2) in by:
-        out["dmmp_scaling_2_over_1"] = round(by[("dmmp", 2)] / by[("dmmp", 1)], 2)
-    return out
+    runs = [(s, ws) for ws in plan.world_sizes for s in plan.systems]
+    return train_runs(
+        out, plan.config, plan.overrides, runs, plan.steps, "train", plan.reps, plan.run_timeout_s
+    )
 
 
 def bench_membw(plan: Plan, train: dict[str, Any] | None, quick: bool) -> dict[str, Any]:
-    from benchmarks.membw import bytes_per_sample, copy_bandwidth_gbs, mean_pooling_factors
+    from benchmarks.membw import copy_bandwidth_gbs
     from dmmp_rec.config import load_config
     from dmmp_rec.data.loader import loader_for_split
 
@@ -189,6 +167,16 @@ def bench_membw(plan: Plan, train: dict[str, Any] | None, quick: bool) -> dict[s
     bw = summarise(copy_bandwidth_gbs(64 if quick else 512, 5), 2)
     loader = loader_for_split(cfg, "train")
     batches = [b for _, b in zip(range(4), loader, strict=False)]
+    return {**embedding_limit(cfg, batches, bw, train), "loadavg": load_now()}
+
+
+def embedding_limit(
+    cfg: Any, batches: list[Any], bw: dict[str, Any], train: dict[str, Any] | None
+) -> dict[str, Any]:
+    """Bytes per sample of embedding traffic, the samples/s the copy bandwidth allows, and the
+    share of it each run reaches (= the share of the bandwidth its embedding traffic uses)."""
+    from benchmarks.membw import bytes_per_sample, mean_pooling_factors
+
     per = bytes_per_sample(cfg, mean_pooling_factors(batches))
     limit = bw["median"] * 1e9 / per["bytes_per_sample"]
     out: dict[str, Any] = {"copy_gbs": bw, **per, "limit_samples_per_s": round(limit)}
@@ -198,8 +186,68 @@ def bench_membw(plan: Plan, train: dict[str, Any] | None, quick: bool) -> dict[s
             key = f"{run['system']}@{run['world_size']}"
             shares[key] = round(run["samples_per_s_summary"]["median"] / limit, 4)
     out["share_of_limit"] = shares
+    return out
+
+
+def bench_roofline(plan: Plan, train: dict[str, Any] | None) -> dict[str, Any]:
+    """FLOPs per sample of each system, the GEMM rate at the dense step's own shapes on 1 and
+    2 threads (and 2 single-thread processes, the way the trainers run), and each run's share
+    of the roofline that gives."""
+    from benchmarks.roofline import (
+        dense_step_ms,
+        roofline,
+        roofline_shares,
+        step_breakdown,
+        system_mflops,
+    )
+    from dmmp_rec.config import load_config
+
+    cfg = load_config(REPO / plan.config, plan.overrides)
+    print("[roofline] flop count and GEMM rate at the step's shapes", flush=True)
+    out = roofline(cfg, cfg.data.batch_size, plan.roofline_reps, plan.roofline_seconds)
+    no_cands = load_config(REPO / plan.config, [*plan.overrides, "model.loss.distill_candidates=0"])
+    out["mflop_per_sample_without_candidates"] = system_mflops(no_cands, "dmmp")
+    out["mflop_per_sample_by_system"] = {s: system_mflops(cfg, s) for s in plan.systems}
+    runs = (train or {}).get("runs", [])
+    out["share_of_roofline"] = roofline_shares(out, runs)
+    steps = 2 if plan.roofline_seconds < 1 else 10
+    out["dense_step"] = dense_step_ms(cfg, cfg.data.batch_size, steps, plan.roofline_reps)
+    out["dmmp_step_breakdown"] = step_breakdown(out, runs)
     out["loadavg"] = load_now()
     return out
+
+
+def bench_sparse(plan: Plan, out: Path, membw: dict[str, Any] | None) -> dict[str, Any]:
+    """The embedding-heavy workload: throughput and memory of each system at 1 and 2
+    processes, the embedding traffic's share of the copy bandwidth, FLOPs per sample."""
+    from benchmarks.membw import copy_bandwidth_gbs
+    from benchmarks.roofline import system_mflops
+    from benchmarks.sparse_batches import random_batches
+    from dmmp_rec.config import load_config
+
+    extra = ["--random-batches", str(plan.sparse_hist_len)]
+    runs = list(plan.sparse_runs)
+    res = train_runs(
+        out,
+        plan.sparse_config,
+        plan.sparse_overrides,
+        runs,
+        plan.sparse_steps,
+        "sparse",
+        plan.reps,
+        plan.run_timeout_s,
+        extra,
+    )
+    cfg = load_config(REPO / plan.sparse_config, plan.sparse_overrides)
+    bw = (membw or {}).get("copy_gbs") or summarise(copy_bandwidth_gbs(64, 5), 2)
+    batches = random_batches(cfg, 4, plan.sparse_hist_len)
+    res["membw"] = embedding_limit(cfg, batches, bw, res)
+    res["mflop_per_sample"] = system_mflops(cfg, "dmmp")
+    res["hist_len"] = plan.sparse_hist_len
+    res["rows_total"] = sum(s.cardinality for s in cfg.features.all)
+    res["table_gib"] = round(sum(s.cardinality * s.dim * 4 for s in cfg.features.all) / 2**30, 2)
+    res["loadavg"] = load_now()
+    return res
 
 
 def trained_model(plan: Plan) -> tuple[Any, Any, dict[str, Any]]:
@@ -306,8 +354,12 @@ def main(argv: list[str] | None = None) -> int:
     }
     if "train" in sections:
         result["train"] = bench_train(plan, out)
+    if "roofline" in sections:
+        result["roofline"] = bench_roofline(plan, result.get("train"))
     if "membw" in sections:
         result["membw"] = bench_membw(plan, result.get("train"), args.quick)
+    if "sparse" in sections:
+        result["sparse"] = bench_sparse(plan, out, result.get("membw"))
     if "inference" in sections or "retrieval" in sections:
         cfg, model, summary = trained_model(plan)
         result["trained"] = {k: summary.get(k) for k in ("steps", "samples_per_s", "seconds")}

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import resource
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -35,15 +36,28 @@ from dmmp_rec.distributed.env import DistEnv, init_distributed  # noqa: E402
 SYSTEMS = ("dmmp", "replica", "rechub_ple_esmm", "rechub_dssm")
 
 
-def preload(cfg: DmmpConfig, env: DistEnv, count: int) -> list[Any]:
+def preload(cfg: DmmpConfig, env: DistEnv, count: int, hist_len: int = 0) -> list[Any]:
+    """This rank's share of the train split, or (`hist_len` > 0) batches drawn in memory with
+    histories of about `hist_len` ids (benchmarks/sparse_batches.py)."""
+    if hist_len > 0:
+        from benchmarks.sparse_batches import random_batches
+
+        return random_batches(cfg, count, hist_len, env.rank, cfg.seed)
     loader = loader_for_split(cfg, "train", env.rank, env.world_size)
     return list(itertools.islice(loader.forever(), count))
+
+
+def peak_rss_gib() -> float:
+    """This process's peak resident memory (ru_maxrss is in KiB on Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
 def _ddp(model: torch.nn.Module, env: DistEnv) -> torch.nn.Module:
     if env.world_size == 1:
         return model
-    return torch.nn.parallel.DistributedDataParallel(model)
+    # gradients live in DDP's buckets: one copy of the dense gradients, not two (torch-rechub's
+    # dense embedding gradients are ~1 GB a process on bench.yaml)
+    return torch.nn.parallel.DistributedDataParallel(model, gradient_as_bucket_view=True)
 
 
 def dmmp_stepper(cfg: DmmpConfig, env: DistEnv, batches: list[Any]) -> Callable[[], None]:
@@ -97,23 +111,28 @@ def make_stepper(
     raise SystemExit(f"unknown system {system!r}; known: {', '.join(SYSTEMS)}")
 
 
-def measure(step: Callable[[], None], warmup: int, steps: int, reps: int) -> list[float]:
-    """Seconds per repetition of `steps` steps, after `warmup` steps; ranks synchronised."""
+def measure(
+    step: Callable[[], None], warmup: int, steps: int, reps: int
+) -> tuple[list[float], list[float]]:
+    """Wall seconds per repetition of `steps` steps, after `warmup` steps, ranks synchronised;
+    and this process's CPU seconds in each (less sensitive than wall time to other jobs on
+    the cores, which take the CPU away but do not add to this process's CPU time)."""
     for _ in range(warmup):
         step()
-    out = []
+    wall, cpu = [], []
     for r in range(reps):
         dist.barrier()
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         for _ in range(steps):
             step()
         if torch.cuda.is_initialized():
             torch.cuda.synchronize()  # GPU steps return before their work is done
+        cpu.append(time.process_time() - c0)
         dist.barrier()
-        out.append(time.perf_counter() - t0)
+        wall.append(time.perf_counter() - t0)
         if dist.get_rank() == 0:
-            print(f"  rep {r + 1}/{reps}: {out[-1]:.2f} s", flush=True)
-    return out
+            print(f"  rep {r + 1}/{reps}: {wall[-1]:.2f} s", flush=True)
+    return wall, cpu
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -124,6 +143,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--reps", type=int, default=5)
+    p.add_argument(
+        "--random-batches",
+        type=int,
+        default=0,
+        metavar="HIST_LEN",
+        help="draw batches in memory with ~HIST_LEN-id histories instead of reading the world",
+    )
     p.add_argument("overrides", nargs="*")
     args = p.parse_args(argv)
     benign_warnings.install()
@@ -132,14 +158,18 @@ def main(argv: list[str] | None = None) -> int:
     # the CPU unless the config asks for CUDA (scripts/gpu_check.py): the other systems here
     # always train on the CPU, so "auto" must not move DMMP alone to a GPU
     env = init_distributed("cuda" if cfg.train.device == "cuda" else "cpu")
-    batches = preload(cfg, env, min(args.warmup + args.steps * args.reps, 64))
+    batches = preload(cfg, env, min(args.warmup + args.steps * args.reps, 64), args.random_batches)
+    rss_data = peak_rss_gib()
     t_build = time.perf_counter()
     step = make_stepper(args.system, cfg, env, batches)
     build_s = time.perf_counter() - t_build
     if env.is_main:
         print(f"{args.system} x{env.world_size}: built in {build_s:.1f} s, measuring", flush=True)
-    seconds = measure(step, args.warmup, args.steps, args.reps)
+    seconds, cpu_seconds = measure(step, args.warmup, args.steps, args.reps)
     global_batch = cfg.data.batch_size * env.world_size
+    per_rank = [None] * env.world_size
+    mine = {"peak_rss_gib": round(peak_rss_gib(), 2), "data_gib": rss_data, "cpu": cpu_seconds}
+    dist.all_gather_object(per_rank, mine)
     if env.is_main:
         write_json(
             args.out,
@@ -152,7 +182,15 @@ def main(argv: list[str] | None = None) -> int:
                 "build_s": round(build_s, 2),
                 "rep_seconds": [round(s, 4) for s in seconds],
                 "samples_per_s": [global_batch * args.steps / s for s in seconds],
+                # CPU time of all ranks together per sample, per repetition
+                "cpu_us_per_sample": [
+                    sum(m["cpu"][r] for m in per_rank) / (global_batch * args.steps) * 1e6
+                    for r in range(args.reps)
+                ],
                 "torch_threads": torch.get_num_threads(),
+                "random_batches_hist_len": args.random_batches,
+                "peak_rss_gib_per_process": [m["peak_rss_gib"] for m in per_rank],
+                "rss_gib_after_data_per_process": [round(m["data_gib"], 2) for m in per_rank],
                 "loadavg": load_now(),
             },
         )

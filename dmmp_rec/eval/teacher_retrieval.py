@@ -77,27 +77,30 @@ def teacher_top_k(
 ) -> np.ndarray:
     """Rows [n_users, k] of the k catalogue items of highest teacher pCTCVR for each user;
     `users` holds the pooled user (and context) embeddings, `items` the pooled item ones;
-    with cross features, `cross_of(user_ids[r])` gives the pairs' cross input."""
+    with cross features, `cross_of(user_ids[r])` gives the pairs' cross input.
+
+    The teacher's first layers are linear in its input blocks (teacher.FirstLayer): the items'
+    share is computed once for the whole catalogue and each user's once, so a pair costs the
+    layers above the first."""
     teacher = model.dense.teacher  # type: ignore[attr-defined]
-    item = torch.from_numpy(items["item"]).to(device)
-    n_items = item.shape[0]
+    first = teacher.first_layer()
+    item_part = first.partial({"item": torch.from_numpy(items["item"]).to(device)})
     out = np.empty((len(users["user"]), k), dtype=np.int64)
     for r in range(len(users["user"])):
-        user = torch.from_numpy(users["user"][r : r + 1]).to(device)
-        ctx = users.get("context")
+        row = {"user": torch.from_numpy(users["user"][r : r + 1]).to(device)}
+        if users.get("context") is not None:
+            row["context"] = torch.from_numpy(users["context"][r : r + 1]).to(device)
+        row_part = first.partial(row) + first.bias
         cross = None
         if cross_of is not None:
             assert user_ids is not None
             cross = cross_of(int(user_ids[r])).to(device)
         scores = []
-        for lo in range(0, n_items, _ITEM_CHUNK):
-            chunk = item[lo : lo + _ITEM_CHUNK]
-            parts = [user.expand(len(chunk), -1), chunk]
-            if ctx is not None:
-                parts.append(torch.from_numpy(ctx[r : r + 1]).to(device).expand(len(chunk), -1))
+        for lo in range(0, item_part.shape[0], _ITEM_CHUNK):
+            pre = row_part + item_part[lo : lo + _ITEM_CHUNK]
             if cross is not None:
-                parts.append(cross[lo : lo + _ITEM_CHUNK])
-            scores.append(teacher(torch.cat(parts, dim=1)).pctcvr.float().cpu().numpy())
+                pre = pre + first.partial({"cross": cross[lo : lo + _ITEM_CHUNK]})
+            scores.append(teacher.from_first_layer(pre).pctcvr.float().cpu().numpy())
         out[r] = ranking.top_k(np.concatenate(scores)[None, :], k)[0]
     return out
 

@@ -7,20 +7,31 @@ pair, so each row's user gets a short candidate list, its own item and the items
 rows of the batch (the batch rolled by 1..R), that the teacher ranks by pCTCVR and the
 conversion tower learns to rank alike (losses.listwise_distill).
 
-Both sides run on detached embeddings: the teacher without gradient (its side of distillation
-is detached anyway), the student's user and conversion towers re-applied to the detached pooled
-embeddings, so this term trains the towers only. Its gradients are O(1) per row where the
-pointwise terms' are O(p); measured on the default world, letting them reach the shared tables
-pulled the teacher's CTCVR AUC from 0.747 to 0.733 and the retrieval with it (docs/model.md).
+Both sides act as if on detached embeddings: the teacher without gradient (its side of
+distillation is detached anyway), the student's user and conversion towers as if re-applied to
+the detached pooled embeddings, so this term trains the towers only. Its gradients are O(1) per
+row where the pointwise terms' are O(p); measured on the default world, letting them reach the
+shared tables pulled the teacher's CTCVR AUC from 0.747 to 0.733 and the retrieval with it
+(docs/model.md).
+
+Cost: a candidate pair reuses everything the impression's own forward pass computed. The
+teacher's first layers are linear in [user, item, context, ...], so each block's share of their
+pre-activations is computed once per row and a pair adds its row's share to its item's
+(teacher.FirstLayer); a pair costs the layers above the first. The student's towers run once:
+`MLP.forward_twice` hands their output to the candidate term a second time, with a gradient
+that reaches the tower weights and not the embeddings (17.05 -> 9.64 MFLOP per sample on
+configs/bench.yaml, benchmarks/README.md).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import NamedTuple
 
 import torch
+import torch.nn.functional as F
 
-from dmmp_rec.model.student import Student
+from dmmp_rec.model.student import Student, StudentOutput
 from dmmp_rec.model.teacher import Teacher, TeacherOutput
 
 
@@ -28,7 +39,7 @@ class Candidates(NamedTuple):
     """Each user's candidates, [B, 1 + R]; column 0 is the row's own impression."""
 
     teacher_pctcvr: torch.Tensor  # detached
-    s_v: torch.Tensor  # the conversion score, from the towers on detached embeddings
+    s_v: torch.Tensor  # the conversion score, from the towers as if on detached embeddings
 
 
 def candidate_shifts(batch: int, num_candidates: int) -> list[int]:
@@ -36,35 +47,86 @@ def candidate_shifts(batch: int, num_candidates: int) -> list[int]:
     return list(range(1, min(num_candidates, batch - 1) + 1))
 
 
-def conversion_candidates(
+def forward_with_candidates(
     teacher: Teacher,
-    teacher_out: TeacherOutput,
     student: Student,
     user: torch.Tensor,
     item: torch.Tensor,
     context: torch.Tensor | None,
     num_candidates: int,
-    pair_cross: list[torch.Tensor] | None = None,
-) -> Candidates:
-    """Row i's user with its own item and with row (i - r)'s item for r = 1..num_candidates;
-    `teacher_out` is the teacher's output on the impressions themselves (column 0);
-    `pair_cross[r - 1]` is the pooled cross features of the pairs at shift r, when the
-    teacher reads cross features."""
-    user, item = user.detach(), item.detach()
-    context = None if context is None else context.detach()
-    rolls = candidate_shifts(user.shape[0], num_candidates)
-    shifts = [0] + rolls
-    n = len(rolls)
-    items = torch.cat([item.roll(r, 0) for r in rolls]) if n else item[:0]
-    parts = [user.repeat(n, 1), items] + ([context.repeat(n, 1)] if context is not None else [])
-    if pair_cross is not None:
-        cross = [pair_cross[r - 1].detach() for r in rolls]
-        parts.append(torch.cat(cross) if n else pair_cross[0][:0].detach())
+    pair_blocks: Mapping[str, torch.Tensor] | None = None,
+    candidate_pair_blocks: Mapping[str, torch.Tensor] | None = None,
+) -> tuple[TeacherOutput, StudentOutput, Candidates]:
+    """Teacher and student on the impressions (exactly as `teacher(cat(blocks))` and
+    `student(user, context, item)`), and the candidate lists: row i's user with its own item
+    and with row (i - r)'s item for r in candidate_shifts(B, num_candidates).
+
+    Teacher blocks "user" and "context" belong to the row and "item" to the item; any other
+    teacher block belongs to the (user, item) pair: `pair_blocks` holds the impressions' own
+    values ([B, w]) and `candidate_pair_blocks` the same blocks for each candidate pair
+    ([R, B, w], R = len(candidate_shifts(B, num_candidates))), e.g. user x item cross features.
+    """
+    pair_blocks = dict(pair_blocks or {})
+    candidate_pair_blocks = dict(candidate_pair_blocks or {})
+    shifts = candidate_shifts(user.shape[0], num_candidates)
+    if set(pair_blocks) != set(candidate_pair_blocks):
+        raise ValueError(
+            f"pair blocks {sorted(pair_blocks)} need values for every candidate pair too; "
+            f"got {sorted(candidate_pair_blocks)}"
+        )
+    for name, values in candidate_pair_blocks.items():
+        if values.shape[:2] != (len(shifts), user.shape[0]):
+            raise ValueError(
+                f"candidate pair block {name!r} must be [{len(shifts)}, {user.shape[0]}, width] "
+                f"(candidates x rows), got {tuple(values.shape)}"
+            )
+    first = teacher.first_layer()
+    row_blocks = {"user": user} if context is None else {"user": user, "context": context}
+    per_row = first.partial(row_blocks) + first.bias
+    per_item = first.partial({"item": item})
+    pre = per_row + per_item
+    if pair_blocks:
+        pre = pre + first.partial(pair_blocks)
+    t = teacher.from_first_layer(pre)
+
+    s, u_frozen, i_v_frozen = _student_twice(student, user, context, item)
+
+    pctcvr = [t.pctcvr.detach()]
     with torch.no_grad():
-        others = teacher(torch.cat(parts, dim=1)).pctcvr.view(n, user.shape[0])
-    pctcvr = torch.cat([teacher_out.pctcvr.detach().unsqueeze(0), others]).T
-    u = student.user_embedding(user, context)
-    i_v = student.conversion_embedding(item)
-    rolled = torch.stack([i_v.roll(r, 0) for r in shifts])  # [1 + R, B, d]
-    s_v = (u.unsqueeze(0) * rolled).sum(-1).T / student.tau().to(u.device)
-    return Candidates(pctcvr, s_v)
+        # one shift at a time: [B, F] blocks stay in cache, no [R, B, F] tensor is built
+        frozen = first.detach()
+        buffer = torch.empty_like(per_row)  # reused by every shift: one fresh block, not R
+        for k, r in enumerate(shifts):
+            pre_r = _rolled_sum(per_row.detach(), per_item.detach(), r, buffer)
+            if candidate_pair_blocks:
+                pre_r += frozen.partial({n: v[k] for n, v in candidate_pair_blocks.items()})
+            pctcvr.append(teacher.from_first_layer(pre_r).pctcvr)
+    pctcvr = torch.stack(pctcvr, dim=1)
+    rolled = torch.stack([i_v_frozen.roll(r, 0) for r in [0] + shifts])  # [1 + R, B, d]
+    s_v = (u_frozen.unsqueeze(0) * rolled).sum(-1).T / student.tau().to(u_frozen.device)
+    return t, s, Candidates(pctcvr, s_v)
+
+
+def _rolled_sum(row: torch.Tensor, item: torch.Tensor, r: int, out: torch.Tensor) -> torch.Tensor:
+    """row + item.roll(r, 0) written into `out` in one pass (roll alone copies through an
+    index on CPU)."""
+    torch.add(row[r:], item[: len(item) - r], out=out[r:])
+    torch.add(row[:r], item[len(item) - r :], out=out[:r])
+    return out
+
+
+def _student_twice(
+    student: Student, user: torch.Tensor, context: torch.Tensor | None, item: torch.Tensor
+) -> tuple[StudentOutput, torch.Tensor, torch.Tensor]:
+    """The student's output, and u and i_v once more as if computed from detached embeddings
+    (their gradients reach the towers, never the embeddings), each tower run once."""
+    x = user if context is None else torch.cat([user, context], dim=1)
+    u, u_frozen = (F.normalize(v, dim=-1) for v in student.user_tower.forward_twice(x))
+    if student.conversion_tower is None:  # two towers: i_v is i_c (Student.conversion_embedding)
+        i_c, i_v_frozen = (F.normalize(v, dim=-1) for v in student.click_tower.forward_twice(item))
+        i_v = None
+    else:
+        i_c = F.normalize(student.click_tower(item), dim=-1)
+        pair = student.conversion_tower.forward_twice(item)
+        i_v, i_v_frozen = (F.normalize(v, dim=-1) for v in pair)
+    return student.scores(u, i_c, i_v, user), u_frozen, i_v_frozen

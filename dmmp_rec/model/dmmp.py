@@ -14,7 +14,7 @@ from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
 from dmmp_rec.config.model import DISTILL_TERMS, ModelConfig
 from dmmp_rec.data.batch import Batch
-from dmmp_rec.model.candidates import conversion_candidates
+from dmmp_rec.model.candidates import candidate_shifts, forward_with_candidates
 from dmmp_rec.model.losses import compute_terms, terms_for
 from dmmp_rec.model.sparse import SharedSparseArch
 from dmmp_rec.model.student import Student
@@ -32,8 +32,9 @@ class DenseArch(nn.Module):
         self.has_context = group_dims.get("context", 0) > 0
         self.has_cross = group_dims.get("cross", 0) > 0  # pair features: the teacher's only
         user_dim = group_dims["user"] + group_dims.get("context", 0)
-        teacher_dim = user_dim + group_dims["item"] + group_dims.get("cross", 0)
-        self.teacher = Teacher(teacher_dim, cfg.teacher)
+        # the teacher's input blocks in concatenation order; `cross` is the pair's only
+        blocks = {g: group_dims.get(g, 0) for g in ("user", "item", "context", "cross")}
+        self.teacher = Teacher({g: w for g, w in blocks.items() if w > 0}, cfg.teacher)
         self.student = Student(
             user_dim, group_dims["item"], group_dims["user"], cfg.student, cfg.variant
         )
@@ -60,17 +61,27 @@ class DenseArch(nn.Module):
         user, item = groups["user"], groups["item"]
         context = groups["context"] if self.has_context else None
         cross = groups["cross"] if self.has_cross else None
-        parts = [user, item] + [x for x in (context, cross) if x is not None]
-        t = self.teacher(torch.cat(parts, dim=1))
-        s = self.student(user, context, item)  # the student never reads `cross`
         candidates = None
         if self.num_candidates > 0:
-            pair_cross = None
-            if cross is not None:
-                pair_cross = [groups[f"cross@{r}"] for r in range(1, self.num_candidates + 1)]
-            candidates = conversion_candidates(
-                self.teacher, t, self.student, user, item, context, self.num_candidates, pair_cross
+            pair, pair_candidates = None, None
+            if cross is not None:  # the loader's cross features of every candidate pair
+                shifts = candidate_shifts(user.shape[0], self.num_candidates)
+                pair = {"cross": cross}
+                pair_candidates = {"cross": torch.stack([groups[f"cross@{r}"] for r in shifts])}
+            t, s, candidates = forward_with_candidates(
+                self.teacher,
+                self.student,
+                user,
+                item,
+                context,
+                self.num_candidates,
+                pair,
+                pair_candidates,
             )
+        else:
+            parts = [user, item] + [x for x in (context, cross) if x is not None]
+            t = self.teacher(torch.cat(parts, dim=1))
+            s = self.student(user, context, item)  # the student never reads `cross`
         s_distill = None
         if self.detached_distill:
             ctx = None if context is None else context.detach()

@@ -2,6 +2,12 @@
 
 Each extractor maps the teacher input [B, D] to one embedding per task ([B, out_dim] each), so the
 teacher's towers do not care which one is used; a baseline differs only in this module.
+
+Every extractor's first layers (each expert's first Linear and each gate of the level that reads
+the input) are linear in the input. `input_layers()` lists them and `forward_first(pre)` runs the
+rest of the network from their outputs, so the teacher can compute those outputs however is
+cheapest (per input block, reused across candidate pairs: teacher.FirstLayer);
+`forward(x)` is `forward_first` of the layers applied to x.
 """
 
 from __future__ import annotations
@@ -18,10 +24,21 @@ def _experts(
     return nn.ModuleList(MLP(in_dim, dims, device=device) for _ in range(n))
 
 
-def _mix(gate: nn.Linear, x: torch.Tensor, experts: list[torch.Tensor]) -> torch.Tensor:
-    """Softmax-gated sum of expert outputs; the gate reads `x`."""
-    weights = torch.softmax(gate(x), dim=-1).unsqueeze(-1)  # [B, E, 1]
-    return (weights * torch.stack(experts, dim=1)).sum(dim=1)
+def _mix(logits: torch.Tensor, experts: list[torch.Tensor]) -> torch.Tensor:
+    """Softmax-gated sum of expert outputs, from the gate's logits. Accumulated expert by
+    expert: no [B, E, width] stack is built (on CPU the copy cost more than the arithmetic)."""
+    weights = torch.softmax(logits, dim=-1)  # [B, E]
+    out = experts[0] * weights[:, :1]
+    for e, x in enumerate(experts[1:], start=1):
+        out = out.addcmul_(x, weights[:, e : e + 1])
+    return out
+
+
+def _first(expert: MLP) -> nn.Linear:
+    first = expert.first
+    if first is None:
+        raise ValueError("an expert needs at least one layer (model.teacher.expert_dims)")
+    return first
 
 
 class CGCLevel(nn.Module):
@@ -57,15 +74,42 @@ class CGCLevel(nn.Module):
     ) -> tuple[list[torch.Tensor], torch.Tensor | None]:
         shared = [e(shared_input) for e in self.shared]
         own = [[e(x) for e in experts] for experts, x in zip(self.tasks, task_inputs, strict=True)]
-        outs = [
-            _mix(gate, x, mine + shared)
-            for gate, x, mine in zip(self.task_gates, task_inputs, own, strict=True)
-        ]
+        logits = [gate(x) for gate, x in zip(self.task_gates, task_inputs, strict=True)]
+        shared_logits = None if self.shared_gate is None else self.shared_gate(shared_input)
+        return self._combine(shared, own, logits, shared_logits)
+
+    def _combine(
+        self,
+        shared: list[torch.Tensor],
+        own: list[list[torch.Tensor]],
+        logits: list[torch.Tensor],
+        shared_logits: torch.Tensor | None,
+    ) -> tuple[list[torch.Tensor], torch.Tensor | None]:
+        outs = [_mix(lg, mine + shared) for lg, mine in zip(logits, own, strict=True)]
         next_shared = None
-        if self.shared_gate is not None:
-            every = shared + [o for mine in own for o in mine]
-            next_shared = _mix(self.shared_gate, shared_input, every)
+        if shared_logits is not None:
+            next_shared = _mix(shared_logits, shared + [o for mine in own for o in mine])
         return outs, next_shared
+
+    def input_layers(self) -> list[nn.Linear]:
+        """Shared experts' first layers, each task's experts' first layers, the task gates,
+        the shared gate: the order `forward_first` reads."""
+        layers = [_first(e) for e in self.shared]
+        layers += [_first(e) for experts in self.tasks for e in experts]
+        layers += list(self.task_gates)
+        return layers + ([self.shared_gate] if self.shared_gate is not None else [])
+
+    def forward_first(
+        self, pre: list[torch.Tensor]
+    ) -> tuple[list[torch.Tensor], torch.Tensor | None]:
+        """The level with one input x for every task and the shared part, from the outputs of
+        `input_layers()` on x."""
+        it = iter(pre)
+        shared = [e.rest(next(it)) for e in self.shared]
+        own = [[e.rest(next(it)) for e in experts] for experts in self.tasks]
+        logits = [next(it) for _ in self.task_gates]
+        shared_logits = next(it) if self.shared_gate is not None else None
+        return self._combine(shared, own, logits, shared_logits)
 
 
 class PLE(nn.Module):
@@ -95,12 +139,19 @@ class PLE(nn.Module):
         self.levels = nn.ModuleList(levels)
         self.out_dim = expert_dims[-1]
 
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        task_inputs, shared = [x] * self.num_tasks, x
-        for level in self.levels:
+    def input_layers(self) -> list[nn.Linear]:
+        return self.levels[0].input_layers()
+
+    def forward_first(self, pre: list[torch.Tensor]) -> list[torch.Tensor]:
+        task_inputs, shared = self.levels[0].forward_first(pre)
+        for level in list(self.levels)[1:]:
+            assert shared is not None  # every level but the last has a shared gate
             task_inputs, next_shared = level(task_inputs, shared)
             shared = next_shared if next_shared is not None else shared
         return task_inputs
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return self.forward_first([layer(x) for layer in self.input_layers()])
 
 
 class MMoE(nn.Module):
@@ -120,9 +171,14 @@ class MMoE(nn.Module):
         self.num_tasks = num_tasks
         self.out_dim = expert_dims[-1]
 
+    def input_layers(self) -> list[nn.Linear]:
+        return self.level.input_layers()
+
+    def forward_first(self, pre: list[torch.Tensor]) -> list[torch.Tensor]:
+        return self.level.forward_first(pre)[0]
+
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        outs, _ = self.level([x] * self.num_tasks, x)
-        return outs
+        return self.forward_first([layer(x) for layer in self.input_layers()])
 
 
 class SharedBottom(nn.Module):
@@ -140,6 +196,11 @@ class SharedBottom(nn.Module):
         self.num_tasks = num_tasks
         self.out_dim = self.bottom.out_dim
 
+    def input_layers(self) -> list[nn.Linear]:
+        return [_first(self.bottom)]
+
+    def forward_first(self, pre: list[torch.Tensor]) -> list[torch.Tensor]:
+        return [self.bottom.rest(pre[0])] * self.num_tasks
+
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        h = self.bottom(x)
-        return [h] * self.num_tasks
+        return self.forward_first([layer(x) for layer in self.input_layers()])

@@ -149,6 +149,12 @@ class Student(nn.Module):
     ) -> StudentOutput:
         u = self.user_embedding(user, context)
         i_c, i_v = self.item_embeddings(item)
+        return self.scores(u, i_c, i_v, user)
+
+    def scores(
+        self, u: torch.Tensor, i_c: torch.Tensor, i_v: torch.Tensor | None, user: torch.Tensor
+    ) -> StudentOutput:
+        """The output from tower vectors already computed (the gate reads `user`)."""
         g = self.gate(user)
         tau = self.tau().to(u.device)
         s_c = (u * i_c).sum(-1) / tau
