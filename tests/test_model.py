@@ -470,6 +470,39 @@ def test_in_batch_softmax_masks_duplicates_and_survives_no_clicks() -> None:
     torch.testing.assert_close(distinct, expected)  # equal frequencies: log q is a constant
 
 
+def _in_batch_softmax_full(u, items, tau, item_ids, positive):
+    """The [B, B] form the positive-rows-only implementation replaced."""
+    logits = u @ items.T / tau
+    same = item_ids.unsqueeze(0) == item_ids.unsqueeze(1)
+    log_q = torch.log(same.sum(0).to(logits.dtype) / item_ids.shape[0])
+    eye = torch.eye(item_ids.shape[0], dtype=torch.bool)
+    logits = (logits - log_q.unsqueeze(0)).masked_fill(same & ~eye, float("-inf"))
+    ce = torch.nn.functional.cross_entropy(
+        logits, torch.arange(item_ids.shape[0]), reduction="none"
+    )
+    weight = positive.to(ce.dtype)
+    return (ce * weight).sum() / weight.sum().clamp(min=1.0)
+
+
+def test_in_batch_softmax_on_positive_rows_equals_the_full_matrix_form() -> None:
+    """Building only the clicked rows' logits keeps the loss and both gradients."""
+    gen = torch.Generator().manual_seed(3)
+    u0 = torch.nn.functional.normalize(torch.randn(64, 8, generator=gen), dim=-1)
+    i0 = torch.nn.functional.normalize(torch.randn(64, 8, generator=gen), dim=-1)
+    item_ids = torch.randint(0, 20, (64,), generator=gen)  # many duplicates
+    positive = torch.rand(64, generator=gen) < 0.3
+    tau = torch.tensor(0.2)
+    grads = []
+    for fn in (in_batch_softmax, _in_batch_softmax_full):
+        u, items = u0.clone().requires_grad_(), i0.clone().requires_grad_()
+        loss = fn(u, items, tau, item_ids, positive)
+        loss.backward()
+        grads.append((loss.detach(), u.grad, items.grad))
+    for fast, full in zip(grads[0], grads[1], strict=True):
+        torch.testing.assert_close(fast, full, rtol=1e-5, atol=1e-6)
+    assert grads[0][0].item() > 0.5
+
+
 def test_forward_traces_with_the_ebc_reading_the_batch_directly() -> None:
     """TrainPipelineSparseDist pipelines the EBC only if fx sees it called on batch.features."""
     model = _model()
