@@ -77,7 +77,7 @@ class LossConfig:
     # estimate of its term's loss, so they settle near 1 and keep the raw terms' balance;
     # scaled: each term divided by that running scale before Kendall's weights; uncertainty:
     # Kendall et al.'s plain form; fixed; dwa (docs/model.md)
-    weighting: Literal["anchored", "scaled", "uncertainty", "fixed", "dwa"] = "uncertainty"
+    weighting: Literal["anchored", "scaled", "uncertainty", "fixed", "dwa"] = "anchored"
     fixed_weights: dict[str, float] = field(default_factory=dict)  # term -> weight, default 1
     # Distillation weights are multiplied by `distill_warmup_start` for the first
     # `distill_warmup_steps` training steps, then ramp linearly to 1 over `distill_ramp_steps`.
