@@ -237,6 +237,7 @@ def bench_sparse(plan: Plan, out: Path, membw: dict[str, Any] | None) -> dict[st
         plan.reps,
         plan.run_timeout_s,
         extra,
+        {1: ["sharding.plan=null"]},  # the plan config is for 2 ranks
     )
     cfg = load_config(REPO / plan.sparse_config, plan.sparse_overrides)
     bw = (membw or {}).get("copy_gbs") or summarise(copy_bandwidth_gbs(64, 5), 2)

@@ -62,6 +62,7 @@ def train_runs(
     reps: int,
     timeout_s: float,
     extra: list[str] | None = None,
+    overrides_by_processes: dict[int, list[str]] | None = None,
 ) -> dict[str, Any]:
     """samples/s and memory of each (system, world size) run, the ratios DMMP / competitor
     and each system's 1 -> 2 process scaling."""
@@ -71,7 +72,7 @@ def train_runs(
         args = ["--system", system, "--config", str(REPO / config), "--out", str(path)]
         warmup, n = steps[system]
         args += ["--warmup", str(warmup), "--steps", str(n), "--reps", str(reps)]
-        args += [*(extra or []), *overrides]
+        args += [*(extra or []), *overrides, *(overrides_by_processes or {}).get(ws, [])]
         cmd = _torchrun(ws, args)
         print(f"[{tag}] {system} on {ws} process(es)", flush=True)
         path.unlink(missing_ok=True)
