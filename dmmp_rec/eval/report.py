@@ -19,7 +19,7 @@ import torch
 from dmmp_rec.config import DmmpConfig, to_dict
 from dmmp_rec.console.progress import track
 from dmmp_rec.data.loader import loader_for_split
-from dmmp_rec.data.world import GROUND_TRUTH_FILE, GroundTruth
+from dmmp_rec.data.synthetic.world import GROUND_TRUTH_FILE, GroundTruth
 from dmmp_rec.distributed.env import DistEnv
 from dmmp_rec.eval.retrieval_eval import RetrievalOptions, evaluate_retrieval
 from dmmp_rec.eval.teacher_eval import (

@@ -34,7 +34,7 @@ from dmmp_rec.data.catalogue import (
     train_click_counts,
 )
 from dmmp_rec.data.pair_features import pair_features_for
-from dmmp_rec.data.world import GroundTruth
+from dmmp_rec.data.synthetic.world import GroundTruth
 from dmmp_rec.eval.frontier import DEFAULT_BETAS, frontier_report, ranker_name
 from dmmp_rec.eval.oracle_metrics import (
     ORACLE_RANKERS,

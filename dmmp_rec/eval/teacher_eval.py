@@ -19,10 +19,10 @@ from torch import nn
 from dmmp_rec.config.features import FeaturesConfig
 from dmmp_rec.data.batch import Batch
 from dmmp_rec.data.catalogue import id_features
-from dmmp_rec.data.world import GroundTruth
+from dmmp_rec.data.synthetic.world import GroundTruth
 from dmmp_rec.eval.metrics import auc, calibration, log_loss
 
-# The synthetic world's hour feature (dmmp_rec.data.synthetic_features.KNOWN): the true pCTR
+# The synthetic world's hour feature (dmmp_rec.data.synthetic.features.KNOWN): the true pCTR
 # depends on it, so the Bayes ceiling reads it per row when the config has it.
 HOUR_FEATURE = "ctx_hour"
 _MODEL_OUTPUTS = ("pctr", "pcvr", "pctcvr", "s_c", "s_v", "fused")

@@ -38,7 +38,7 @@ import torchrec
 import dmmp_rec
 from dmmp_rec.config import DmmpConfig
 from dmmp_rec.data.schema import split_files
-from dmmp_rec.data.synthetic import ITEMS_FILE, USERS_FILE
+from dmmp_rec.data.synthetic.generate import ITEMS_FILE, USERS_FILE
 from dmmp_rec.distributed.env import init_distributed, shutdown
 from dmmp_rec.eval.vectors import encode_items, encode_users, user_side
 from dmmp_rec.serving import index as faiss_index

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from dmmp_rec.compare.rechub_models import RechubPeer, RechubRetriever
+from dmmp_rec.compare.rechub.models import RechubPeer, RechubRetriever
 from dmmp_rec.config.root import DmmpConfig
 from dmmp_rec.console.progress import track
 from dmmp_rec.data.loader import loader_for_split

@@ -7,7 +7,7 @@ states the numbers the run used.
 
 from __future__ import annotations
 
-from dmmp_rec.compare.rechub_recipes import DSSM_EXAMPLE, RANKER_EXAMPLE
+from dmmp_rec.compare.rechub.recipes import DSSM_EXAMPLE, RANKER_EXAMPLE
 from dmmp_rec.config.root import DmmpConfig
 
 PEER_COMMON = (
@@ -92,7 +92,7 @@ PEER_NOTES: dict[str, str] = {
 
 def note_values(cfg: DmmpConfig) -> dict[str, object]:
     """The numbers the notes state, from the config."""
-    from dmmp_rec.compare.rechub_models import uniform_dim
+    from dmmp_rec.compare.rechub.models import uniform_dim
 
     t, s, tr = cfg.model.teacher, cfg.model.student, cfg.train
     dims = [f.dim for f in cfg.features.all]
