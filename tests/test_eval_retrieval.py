@@ -14,10 +14,11 @@ from sklearn.metrics import ndcg_score
 from support import CONFIG, tiny_config, tiny_overrides
 
 from dmmp_rec.cli import main
+from dmmp_rec.data.catalogue import item_side, user_side
+from dmmp_rec.data.kjt import table_kjt
 from dmmp_rec.data.schema import split_files
 from dmmp_rec.data.synthetic.world import GroundTruth
 from dmmp_rec.eval.retrieval_eval import RetrievalOptions, evaluate_retrieval
-from dmmp_rec.eval.vectors import item_side, table_kjt, user_side
 from dmmp_rec.model import build_model
 
 KS = [5, 20]

@@ -35,6 +35,14 @@ from dmmp_rec.data.catalogue import (
 )
 from dmmp_rec.data.pair_features import pair_features_for
 from dmmp_rec.data.synthetic.world import GroundTruth
+from dmmp_rec.distributed.collectives import gather_rows, rank_and_world, share_bounds
+from dmmp_rec.distributed.encode import (
+    RetrievalModel,
+    encode_groups,
+    encode_items,
+    encode_query_parts,
+    encode_users,
+)
 from dmmp_rec.eval.frontier import DEFAULT_BETAS, frontier_report, ranker_name
 from dmmp_rec.eval.oracle_metrics import (
     ORACLE_RANKERS,
@@ -43,17 +51,7 @@ from dmmp_rec.eval.oracle_metrics import (
     summarise,
 )
 from dmmp_rec.eval.samples import TEST_SPLIT, oracle_sample
-from dmmp_rec.eval.teacher_eval import gather_rows
 from dmmp_rec.eval.teacher_retrieval import PairCross, teacher_subset, teacher_top_k
-from dmmp_rec.eval.vectors import (
-    RetrievalModel,
-    encode_groups,
-    encode_items,
-    encode_query_parts,
-    encode_users,
-    rank_and_world,
-    share_bounds,
-)
 from dmmp_rec.model.student import compose_query, shifted_gate
 
 TEACHER_SCOPE = "teacher_sample"  # the users the teacher also ranks the catalogue for
