@@ -22,7 +22,7 @@ from torch import nn
 
 from dmmp_rec.cli import main
 from dmmp_rec.config import config_from_dict
-from dmmp_rec.data.synthetic.generate import ITEMS_FILE, USERS_FILE
+from dmmp_rec.data.catalogue import ITEMS_FILE, USERS_FILE
 from dmmp_rec.distributed.encode import encode_items, encode_users
 from dmmp_rec.distributed.env import shutdown
 from dmmp_rec.serving.item_side import encode_table

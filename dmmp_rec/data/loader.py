@@ -43,32 +43,13 @@ from dmmp_rec.config.features import FeaturesConfig, FeatureSpec
 from dmmp_rec.config.root import DmmpConfig
 from dmmp_rec.data.batch import Batch
 from dmmp_rec.data.pair_features import PairFeatures, candidate_columns, pair_features_for
-from dmmp_rec.data.id_policy import OutOfRangeIdError, fold_out_of_range
+from dmmp_rec.data.kjt import DataError, column_type_problem, decode_ids, first_null_row
 from dmmp_rec.data.schema import CLICK, CONVERSION, split_files
 
 UNSHUFFLED_WINDOW = 16384  # rows read per window when shuffle_buffer is 0
 _CACHE_ROW_GROUPS = 4  # decoded row groups kept; windows touch few, consecutive ones
 _CHUNK_TAG = 1  # seed-sequence tags keep the chunk order and window streams independent
 _WINDOW_TAG = 2
-
-
-class DataError(ValueError):
-    """Bad input data, located by file, row (index within that file) and column."""
-
-    def __init__(
-        self,
-        message: str,
-        file: str | Path | None = None,
-        row: int | None = None,
-        column: str | None = None,
-    ) -> None:
-        self.file = None if file is None else str(file)
-        self.row = row
-        self.column = column
-        parts = [self.file] if self.file is not None else []
-        parts += [f"row {row}"] if row is not None else []
-        parts += [f"column {column!r}"] if column is not None else []
-        super().__init__(": ".join([*parts, message]))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -191,23 +172,14 @@ class _RowGroup:
     rows: int
 
 
-def _is_list(t: pa.DataType) -> bool:
-    return pa.types.is_list(t) or pa.types.is_large_list(t)
-
-
 def _check_schema(file: Path, schema: pa.Schema, features: FeaturesConfig) -> None:
     names = set(schema.names)
     for spec in features.all:
         if spec.name not in names:
             raise DataError("feature column is missing", file, column=spec.name)
-        t = schema.field(spec.name).type
-        if spec.multi_valued:
-            ok = _is_list(t) and pa.types.is_integer(t.value_type)
-            want = "a list of integers (multi_valued feature)"
-        else:
-            ok, want = pa.types.is_integer(t), "an integer column"
-        if not ok:
-            raise DataError(f"expected {want}, found {t}", file, column=spec.name)
+        problem = column_type_problem(spec, schema.field(spec.name).type)
+        if problem:
+            raise DataError(problem, file, column=spec.name)
     for label in (CLICK, CONVERSION):
         if label not in names:
             raise DataError("label column is missing", file, column=label)
@@ -237,42 +209,20 @@ def _scan(files: list[Path], features: FeaturesConfig) -> list[_RowGroup]:
     return groups
 
 
-def _first_null_row(arr: pa.Array) -> int:
-    return int(np.flatnonzero(arr.is_null().to_numpy(zero_copy_only=False))[0])
-
-
 def _decode_ids(
     arr: pa.Array, spec: FeatureSpec, rg: _RowGroup
 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
     """(values, offsets or None, folds per row or None) of one feature column."""
-    if arr.null_count:
-        raise DataError("null value", rg.file, rg.file_row + _first_null_row(arr), spec.name)
-    offsets = None
-    if spec.multi_valued:
-        offsets = arr.offsets.to_numpy().astype(np.int64)
-        child = arr.values.slice(int(offsets[0]), int(offsets[-1] - offsets[0]))
-        offsets -= offsets[0]
-        if child.null_count:
-            row = np.searchsorted(offsets, _first_null_row(child), "right") - 1
-            raise DataError("null id in a list", rg.file, rg.file_row + int(row), spec.name)
-        values = child.to_numpy().astype(np.int64, copy=False)
-    else:
-        values = arr.to_numpy().astype(np.int64, copy=False)
-    try:
-        values, positions = fold_out_of_range(values, spec)
-    except OutOfRangeIdError as e:
-        row = e.index if offsets is None else np.searchsorted(offsets, e.index, "right") - 1
-        raise DataError(str(e), rg.file, rg.file_row + int(row), spec.name) from None
+    ids = decode_ids(arr, spec, rg.file, rg.file_row)
     folds = None
-    if positions.size:
-        rows = positions if offsets is None else np.searchsorted(offsets, positions, "right") - 1
-        folds = np.bincount(rows, minlength=rg.rows).astype(np.int32)
-    return values, offsets, folds
+    if ids.folded_rows.size:
+        folds = np.bincount(ids.folded_rows, minlength=rg.rows).astype(np.int32)
+    return ids.values, ids.offsets, folds
 
 
 def _decode_label(arr: pa.Array, name: str, rg: _RowGroup) -> np.ndarray:
     if arr.null_count:
-        raise DataError("null label", rg.file, rg.file_row + _first_null_row(arr), name)
+        raise DataError("null label", rg.file, rg.file_row + first_null_row(arr), name)
     v = arr.to_numpy(zero_copy_only=False)
     if pa.types.is_floating(arr.type):
         nan = np.flatnonzero(np.isnan(v))

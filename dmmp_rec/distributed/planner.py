@@ -55,6 +55,7 @@ from dmmp_rec.distributed.plan_config import (
     TableConstraint,
     cpu_problem,
 )
+from dmmp_rec.model.sparse import EBC_PATH
 
 __all__ = [
     "PlanError",
@@ -72,14 +73,8 @@ ONE_HOST_TWINS = {"table_row_wise": "row_wise", "table_column_wise": "column_wis
 GPUS_PER_HOST = 8
 
 
-class _Sparse(nn.Module):
-    def __init__(self, ebc: EmbeddingBagCollection) -> None:
-        super().__init__()
-        self.ebc = ebc
-
-
 class PlanningModel(nn.Module):
-    """A stand-in with DMMP's embedding layout (`sparse.ebc`, on meta), for planning only.
+    """A stand-in with DMMP's embedding layout (the EBC at `EBC_PATH`, on meta), for planning.
 
     Row-wise Adagrad is attached in backward, as training does, so that the planner counts the
     optimizer state of every table.
@@ -93,7 +88,12 @@ class PlanningModel(nn.Module):
         apply_optimizer_in_backward(
             RowWiseAdagrad, ebc.parameters(), {"lr": cfg.train.embedding_lr}
         )
-        self.sparse = _Sparse(ebc)
+        holder: nn.Module = self
+        *parents, leaf = EBC_PATH.split(".")
+        for name in parents:
+            holder.add_module(name, nn.Module())
+            holder = holder.get_submodule(name)
+        holder.add_module(leaf, ebc)
 
 
 @dataclass

@@ -26,7 +26,6 @@ import pyarrow.parquet as pq
 
 from dmmp_rec.config import DmmpConfig, to_dict
 from dmmp_rec.console.progress import progress_bar
-from dmmp_rec.data.synthetic import entities, log, world
 from dmmp_rec.data.catalogue import ITEMS_FILE, USERS_FILE
 from dmmp_rec.data.schema import (
     DAY,
@@ -37,6 +36,7 @@ from dmmp_rec.data.schema import (
     part_path,
     split_dir,
 )
+from dmmp_rec.data.synthetic import entities, log, world
 from dmmp_rec.data.synthetic.cross import HistoryCrosses
 from dmmp_rec.data.synthetic.entities import World, build_entities
 from dmmp_rec.data.synthetic.features import cardinalities, feature_column
