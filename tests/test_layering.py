@@ -130,3 +130,15 @@ def late():
     assert "import of dmmp_rec.eval:" in found[3] and "sideways" in found[3]
     leaf = violations("from dmmp_rec.config import DmmpConfig", "dmmp_rec.metrics", "metrics.py")
     assert leaf and "leaf" in leaf[0]
+
+
+MAX_LINES = 400  # a module longer than this holds more than one concept: split it by concept
+
+
+def test_no_module_is_over_400_lines() -> None:
+    long = [
+        f"{path.relative_to(PACKAGE.parent)}: {n} lines"
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if (n := len(path.read_text().splitlines())) > MAX_LINES
+    ]
+    assert not long, f"modules over {MAX_LINES} lines:\n" + "\n".join(long)
