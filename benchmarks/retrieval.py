@@ -16,6 +16,7 @@ import faiss
 import numpy as np
 
 from benchmarks.common import load_now, percentiles_ms, summarise
+from dmmp_rec.model.item_index import exact_index
 from dmmp_rec.serving.index import recall_at_k
 
 K = 100
@@ -81,8 +82,7 @@ def bench_retrieval(
     n = len(items)
     nlist = int(max(16, min(4096, 4 * np.sqrt(n))))
     t0 = time.perf_counter()
-    exact = faiss.IndexFlatIP(items.shape[1])
-    exact.add(items)
+    exact = exact_index(items)
     exact_build = time.perf_counter() - t0
     t0 = time.perf_counter()
     approx = ivf_index(items, nlist)

@@ -144,7 +144,7 @@ def ensure_world(plan: Plan) -> dict[str, Any]:
     if (plan.data / "world.json").is_file():
         return read_json(plan.data / "world.json")
     from dmmp_rec.config import load_config
-    from dmmp_rec.data.synthetic import generate_world
+    from dmmp_rec.data.synthetic.generate import generate_world
 
     cfg = load_config(REPO / plan.config, plan.overrides)
     print(f"generating the benchmark world into {plan.data}", flush=True)

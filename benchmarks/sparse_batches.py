@@ -17,7 +17,7 @@ from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 from dmmp_rec.config import DmmpConfig
 from dmmp_rec.config.features import FeatureSpec
 from dmmp_rec.data.batch import Batch
-from dmmp_rec.data.synthetic_entities import ITEM_POPULARITY_ZIPF, USER_ACTIVITY_ZIPF
+from dmmp_rec.data.synthetic.entities import ITEM_POPULARITY_ZIPF, USER_ACTIVITY_ZIPF
 
 CTR, CVR = 0.04, 0.03
 SCATTER = 2_654_435_761  # Knuth's multiplicative constant: a bijection mod a coprime size

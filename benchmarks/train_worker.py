@@ -64,7 +64,7 @@ def dmmp_stepper(cfg: DmmpConfig, env: DistEnv, batches: list[Any]) -> Callable[
     from torchrec.distributed.train_pipeline import TrainPipelineSparseDist
 
     from dmmp_rec.distributed.optim import combined_optimizer
-    from dmmp_rec.train.setup import build_sharded_model
+    from dmmp_rec.distributed.runtime import build_sharded_model
 
     dmp = build_sharded_model(cfg, env)
     optimizer, _ = combined_optimizer(dmp, cfg.train)

@@ -22,10 +22,10 @@ from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
 from dmmp_rec.config import DmmpConfig
 from dmmp_rec.config.features import FeatureSpec
-from dmmp_rec.data.synthetic import ITEMS_FILE, USERS_FILE
+from dmmp_rec.data.catalogue import ITEMS_FILE, USERS_FILE
+from dmmp_rec.distributed.runtime import checkpoint_dir
 from dmmp_rec.model.dmmp import DMMPModel
 from dmmp_rec.model.factory import build_model
-from dmmp_rec.train.setup import checkpoint_dir
 
 
 def train_briefly(

@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
 def _user_errors() -> tuple[type[Exception], ...]:
     """Errors about the user's input (data, plans, checkpoints, requests), shown without a
     traceback. Imported here, after the command ran, so that `--help` stays fast."""
-    from dmmp_rec.data.aliccp_parse import MalformedRowError
+    from dmmp_rec.data.aliccp.parse import MalformedRowError
     from dmmp_rec.data.id_policy import OutOfRangeIdError
     from dmmp_rec.data.loader import DataError
     from dmmp_rec.distributed.checkpoint import CheckpointError

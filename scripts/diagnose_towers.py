@@ -21,14 +21,14 @@ import torch
 
 from dmmp_rec.config import config_from_dict
 from dmmp_rec.console import benign_warnings
-from dmmp_rec.data.catalogue import load_catalogue
+from dmmp_rec.data.catalogue import item_side, load_catalogue, user_side
+from dmmp_rec.data.kjt import table_kjt
 from dmmp_rec.data.pair_features import pair_features_for
 from dmmp_rec.distributed.env import init_distributed, shutdown
+from dmmp_rec.distributed.runtime import load_for_inference
 from dmmp_rec.eval import ranking
 from dmmp_rec.eval.report import load_truth
 from dmmp_rec.eval.teacher_retrieval import PairCross
-from dmmp_rec.eval.vectors import item_side, table_kjt, user_side
-from dmmp_rec.train.setup import load_for_inference
 
 K = 50
 

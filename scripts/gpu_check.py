@@ -200,7 +200,8 @@ def step_plan(check: Check) -> dict[str, Any]:
     if check.dry_run:
         return {}
     meta = _read(plan)["meta"]
-    kinds = {t["sharding_type"] for t in _read(plan)["modules"]["sparse.ebc"].values()}
+    modules = _read(plan)["modules"]  # {module path: {table: plan}}: every sharded module
+    kinds = {t["sharding_type"] for tables in modules.values() for t in tables.values()}
     return {"world_size": meta["world_size"], "sharding_types": sorted(kinds)}
 
 

@@ -13,8 +13,8 @@ import yaml
 from dmmp_rec.commands import convert_aliccp as command
 from dmmp_rec.config import ConfigError, DmmpConfig, config_from_dict, load_config
 from dmmp_rec.config.features import FeatureSpec
-from dmmp_rec.data.aliccp import ConversionStats, MalformedRowError, convert_aliccp
-from dmmp_rec.data.aliccp_fields import ALICCP_FIELDS, resolve_fields
+from dmmp_rec.data.aliccp.convert import ConversionStats, MalformedRowError, convert_aliccp
+from dmmp_rec.data.aliccp.fields import ALICCP_FIELDS, resolve_fields
 from dmmp_rec.data.id_policy import fold_ids
 from dmmp_rec.data.schema import split_files
 

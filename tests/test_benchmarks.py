@@ -40,7 +40,7 @@ SPARSE_CONFIG = REPO / "configs/bench_sparse.yaml"
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory: pytest.TempPathFactory):
-    from dmmp_rec.data.synthetic import generate_world
+    from dmmp_rec.data.synthetic.generate import generate_world
 
     data = tmp_path_factory.mktemp("bench_world")
     overrides = QUICK_OVERRIDES + [f"data.path={data}"]

@@ -13,7 +13,7 @@ from support import CONFIG, run_ranks, tiny_config, tiny_overrides
 from dmmp_rec.config import ConfigError
 from dmmp_rec.distributed.checkpoint import list_checkpoints
 from dmmp_rec.distributed.env import init_distributed, shutdown
-from dmmp_rec.train.setup import checkpoint_dir, load_for_inference
+from dmmp_rec.distributed.runtime import checkpoint_dir, load_for_inference
 from dmmp_rec.train.trainer import validate
 
 pytestmark = pytest.mark.slow

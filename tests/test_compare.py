@@ -17,7 +17,7 @@ from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 from dmmp_rec.cli import main
 from dmmp_rec.compare.columns import COLUMNS, UNIT_INTERVAL
 from dmmp_rec.compare.models import MODELS, select_models
-from dmmp_rec.compare.rechub_models import (
+from dmmp_rec.compare.rechub.models import (
     RechubPeer,
     kjt_to_inputs,
     rechub_feature,

@@ -14,8 +14,8 @@ from support import CONFIG, tiny_config
 from dmmp_rec.config import ConfigError, load_config
 from dmmp_rec.data.loader import loader_for_split
 from dmmp_rec.data.schema import split_files
-from dmmp_rec.data.synthetic import generate_world
-from dmmp_rec.data.synthetic_cross import HistoryCrosses
+from dmmp_rec.data.synthetic.cross import HistoryCrosses
+from dmmp_rec.data.synthetic.generate import generate_world
 from dmmp_rec.model import build_model
 
 CROSS = ["cross_hist_cat_hits", "cross_hist_brand_hits", "cross_hist_item"]
@@ -135,7 +135,7 @@ def test_config_keeps_pair_features_in_the_cross_group(
 ) -> None:
     from support import TINY
 
-    from dmmp_rec.data.synthetic_features import cardinalities
+    from dmmp_rec.data.synthetic.features import cardinalities
 
     with pytest.raises(ConfigError, match=words):
         cardinalities(load_config(CONFIG, [*TINY, *change, f"data.path={tmp_path}"]))

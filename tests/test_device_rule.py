@@ -111,9 +111,9 @@ def test_checkpoint_save_and_resume_under_nccl_device_rule(tmp_path: Path) -> No
 
 
 def _evaluate_sharded(env: DistEnv, world: Path, run: Path, out: Path) -> None:
+    from dmmp_rec.distributed.runtime import build_sharded_model
     from dmmp_rec.eval.report import EvalOptions, evaluate_model
     from dmmp_rec.eval.retrieval_eval import RetrievalOptions
-    from dmmp_rec.train.setup import build_sharded_model
 
     cfg = tiny_config(world, run)
     dmp = build_sharded_model(cfg, env)
@@ -124,9 +124,10 @@ def _evaluate_sharded(env: DistEnv, world: Path, run: Path, out: Path) -> None:
     )
     with device_guard(NCCL) as log:
         report = evaluate_model(dmp, cfg, env, options)
-    assert "all_gather" in log.names_from("dmmp_rec.eval.vectors")  # the retrieval encodings
-    assert "all_gather_object" in log.names_from("dmmp_rec.eval.teacher_eval")  # impressions
-    assert "broadcast_object_list" not in log.names_from("dmmp_rec.eval.vectors")
+    gathers = log.names_from("dmmp_rec.distributed.collectives")
+    assert "all_gather" in gathers  # the retrieval encodings (gather_shares)
+    assert "all_gather_object" in gathers  # the impressions (gather_rows)
+    assert "broadcast_object_list" not in gathers
     assert log.internal_calls > 0  # the sharded EBC's own all-to-alls ran (not ours to check)
     if env.rank == 0:
         teacher = report["teacher"]
@@ -165,7 +166,7 @@ def test_training_and_resume_jobs_under_nccl_device_rule(tiny_world: Path, tmp_p
     for rank, logs in enumerate(zip(first, resumed, strict=True)):
         seen = [{(c["caller"].split(":")[0], c["name"]) for c in log["calls"]} for log in logs]
         assert ("dmmp_rec.distributed.model_parallel", "broadcast_object_list") in seen[0]
-        assert ("dmmp_rec.eval.teacher_eval", "all_gather_object") in seen[0]  # validation
+        assert ("dmmp_rec.distributed.collectives", "all_gather_object") in seen[0]  # validation
         assert ("dmmp_rec.distributed.checkpoint", "barrier") in seen[0]  # saves
         assert ("dmmp_rec.distributed.checkpoint", "all_reduce") in seen[1]  # resume's _all_ok
         flags = [c for c in logs[1]["calls"] if c["name"] == "all_reduce"]

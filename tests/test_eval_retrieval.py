@@ -14,10 +14,11 @@ from sklearn.metrics import ndcg_score
 from support import CONFIG, tiny_config, tiny_overrides
 
 from dmmp_rec.cli import main
+from dmmp_rec.data.catalogue import item_side, user_side
+from dmmp_rec.data.kjt import table_kjt
 from dmmp_rec.data.schema import split_files
-from dmmp_rec.data.world import GroundTruth
+from dmmp_rec.data.synthetic.world import GroundTruth
 from dmmp_rec.eval.retrieval_eval import RetrievalOptions, evaluate_retrieval
-from dmmp_rec.eval.vectors import item_side, table_kjt, user_side
 from dmmp_rec.model import build_model
 
 KS = [5, 20]
@@ -237,7 +238,7 @@ def test_validation_sample_never_meets_the_test_sample(setup, tiny_world: Path) 
 def test_teacher_as_a_full_catalogue_retriever_on_a_subset(setup, tiny_world: Path) -> None:  # noqa: ANN001
     from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
-    from dmmp_rec.data.synthetic_cross import HistoryCrosses
+    from dmmp_rec.data.synthetic.cross import HistoryCrosses
     from dmmp_rec.eval.teacher_retrieval import teacher_subset
 
     cfg, model = setup

@@ -12,7 +12,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from dmmp_rec.config import DmmpConfig, config_from_dict
-from dmmp_rec.eval.vectors import encode_items, encode_users, table_kjt
+from dmmp_rec.data.kjt import table_kjt
+from dmmp_rec.distributed.encode import encode_items, encode_users
 from dmmp_rec.model import build_model
 
 

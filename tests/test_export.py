@@ -27,9 +27,10 @@ import torch.distributed.checkpoint as dcp
 
 from dmmp_rec.cli import main
 from dmmp_rec.config import DmmpConfig, config_from_dict, load_config
-from dmmp_rec.data.synthetic import ITEMS_FILE, USERS_FILE, generate_world
+from dmmp_rec.data.catalogue import ITEMS_FILE, USERS_FILE
+from dmmp_rec.data.synthetic.generate import generate_world
+from dmmp_rec.distributed.encode import encode_items, encode_users
 from dmmp_rec.distributed.env import shutdown
-from dmmp_rec.eval.vectors import encode_items, encode_users
 from dmmp_rec.model.dmmp import DMMPModel
 from dmmp_rec.model.factory import build_model
 from dmmp_rec.serving.export import export_run

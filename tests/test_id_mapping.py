@@ -18,9 +18,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from dmmp_rec.config import load_config
-from dmmp_rec.data.aliccp import convert_aliccp
+from dmmp_rec.data.aliccp.convert import convert_aliccp
+from dmmp_rec.data.catalogue import user_side
 from dmmp_rec.data.schema import split_files
-from dmmp_rec.eval.vectors import user_side
 from dmmp_rec.serving.manifest import UserFeature
 from dmmp_rec.serving.requests import read_requests
 

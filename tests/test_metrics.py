@@ -9,7 +9,7 @@ import pytest
 from sklearn.metrics import log_loss as sk_log_loss
 from sklearn.metrics import roc_auc_score
 
-from dmmp_rec.eval.metrics import auc, calibration, log_loss
+from dmmp_rec.metrics import auc, calibration, log_loss
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

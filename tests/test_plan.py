@@ -292,3 +292,16 @@ def test_plan_is_the_same_in_every_process(tmp_path):
         subprocess.run(cmd, env=env, check=True, capture_output=True)
         modules.append(json.loads(out.read_text())["modules"])
     assert modules[0] == modules[1]
+
+
+def test_planner_stand_in_holds_the_ebc_where_the_model_does(synthetic):
+    from dmmp_rec.model.factory import build_model
+    from dmmp_rec.model.sparse import EBC_PATH
+
+    model = build_model(synthetic, device=torch.device("cpu"), sparse_device="meta")
+    assert model.get_submodule(EBC_PATH) is model.sparse.ebc
+    stand_in = PlanningModel(synthetic)
+    assert type(stand_in.get_submodule(EBC_PATH)) is type(model.sparse.ebc)
+    assert [n for n, _ in stand_in.named_parameters()] == [
+        n for n, _ in model.named_parameters() if n.startswith(EBC_PATH + ".")
+    ]

@@ -1,6 +1,6 @@
 """The torch-rechub peers at their best: DSSM's vectors are signed and its temperature is in its
 scores and its in-batch loss (which is torch-rechub's own), and every peer is built and
-optimised by the recipe it names (rechub_recipes.py)."""
+optimised by the recipe it names (compare/rechub/recipes.py)."""
 
 from __future__ import annotations
 
@@ -17,11 +17,11 @@ from torchrec.optim.keyed import CombinedOptimizer
 from torchrec.optim.rowwise_adagrad import RowWiseAdagrad
 
 from dmmp_rec.compare.models import MODELS
-from dmmp_rec.compare.rechub_dssm import TemperedDSSM
-from dmmp_rec.compare.rechub_models import RechubPeer, RechubRetriever, uniform_dim
-from dmmp_rec.compare.rechub_notes import PEER_NOTES, peer_notes
-from dmmp_rec.compare.rechub_recipes import DOC_DSSM, RECIPES, recipe
-from dmmp_rec.compare.rechub_train import PeerBatches, make_trainer, train_rechub
+from dmmp_rec.compare.rechub.dssm import TemperedDSSM
+from dmmp_rec.compare.rechub.models import RechubPeer, RechubRetriever, uniform_dim
+from dmmp_rec.compare.rechub.notes import PEER_NOTES, peer_notes
+from dmmp_rec.compare.rechub.recipes import DOC_DSSM, RECIPES, recipe
+from dmmp_rec.compare.rechub.train import PeerBatches, make_trainer, train_rechub
 from dmmp_rec.data.loader import loader_for_split
 
 CPU = torch.device("cpu")

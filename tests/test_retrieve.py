@@ -16,9 +16,9 @@ from test_export import exported  # noqa: F401  (the session fixture: a trained,
 
 from dmmp_rec.cli import main
 from dmmp_rec.config import ConfigError
+from dmmp_rec.data.catalogue import USERS_FILE, item_side, user_side
 from dmmp_rec.data.id_policy import hash_into
-from dmmp_rec.data.synthetic import USERS_FILE
-from dmmp_rec.eval.vectors import item_side, table_kjt, user_side
+from dmmp_rec.data.kjt import table_kjt
 from dmmp_rec.serving.requests import RequestError, parse_jsonl, read_requests
 from dmmp_rec.serving.retrieve import Retriever
 

@@ -12,10 +12,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from dmmp_rec.config import ConfigError, load_config
-from dmmp_rec.data import synthetic, synthetic_log
+from dmmp_rec.data.catalogue import ITEMS_FILE, USERS_FILE
 from dmmp_rec.data.schema import SPLITS, split_files
-from dmmp_rec.data.synthetic import ITEMS_FILE, USERS_FILE, WORLD_FILE, generate_world
-from dmmp_rec.data.world import EVAL_HOUR, GroundTruth
+from dmmp_rec.data.synthetic import generate as synthetic
+from dmmp_rec.data.synthetic import log as synthetic_log
+from dmmp_rec.data.synthetic.generate import WORLD_FILE, generate_world
+from dmmp_rec.data.synthetic.world import EVAL_HOUR, GroundTruth
 
 CONFIG = "configs/synthetic.yaml"
 SMALL = [

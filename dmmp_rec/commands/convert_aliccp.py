@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from dmmp_rec.cli import add_config_arguments, config_from_args
-from dmmp_rec.data.aliccp import MalformedRowError, convert_aliccp
+from dmmp_rec.data.aliccp.convert import MalformedRowError, convert_aliccp
 from dmmp_rec.data.schema import SPLITS
 
 HELP = "convert raw Ali-CCP files (sample_skeleton + common_features) to Parquet"

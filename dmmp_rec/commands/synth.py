@@ -17,7 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dmmp_rec.data.synthetic import WORLD_FILE, generate_world
+    from dmmp_rec.data.synthetic.generate import WORLD_FILE, generate_world
 
     cfg = config_from_args(args)
     out = args.out or cfg.data.path

@@ -21,7 +21,7 @@ class ModelSpec:
     short: str  # legend label of the plot
     family: Family
     overrides: tuple[str, ...] = ()  # config overrides of our models
-    rechub: str | None = None  # a peer's recipe name (rechub_recipes.RECIPES), = its name
+    rechub: str | None = None  # a peer's recipe name (rechub.recipes.RECIPES), = its name
 
 
 def _ours(name: str, label: str, short: str, variant: str, teacher: str, *extra: str) -> ModelSpec:
@@ -57,7 +57,7 @@ MODELS: tuple[ModelSpec, ...] = (
         "shared_bottom",
     ),
     # torch-rechub peers: each with torch-rechub's documented recipe, then with ours
-    # (row-wise Adagrad tables, our widths); rechub_recipes.py says which is which.
+    # (row-wise Adagrad tables, our widths); rechub/recipes.py says which is which.
     _peer("rechub_esmm", "torch-rechub ESMM", "rechub ESMM"),
     _peer("rechub_esmm_adagrad", "torch-rechub ESMM, our recipe", "rechub ESMM/ours"),
     _peer("rechub_mmoe", "torch-rechub MMoE", "rechub MMoE"),

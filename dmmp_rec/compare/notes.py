@@ -3,7 +3,7 @@ read the numbers. Peer-specific notes come from the peer modules, which know the
 
 from __future__ import annotations
 
-from dmmp_rec.compare.rechub_notes import peer_notes
+from dmmp_rec.compare.rechub.notes import peer_notes
 from dmmp_rec.config.root import DmmpConfig
 
 READING = (

@@ -4,7 +4,7 @@ Our models: the config with the model's overrides and `train.seed`, trained by
 `dmmp_rec.train.trainer.train` into `<out>/runs/<model>/seed-<S>` and evaluated on each split
 by `dmmp_rec.eval.report.evaluate_splits` (in this process, or with `nproc > 1` as `torchrun`
 jobs of `dmmp-rec train` / `dmmp-rec eval`). The torch-rechub peers: the same rows, steps,
-global batch and seeds in this process (rechub_train, rechub_eval). The world is fixed; the
+global batch and seeds in this process (rechub.train, rechub.eval). The world is fixed; the
 seed moves initialisation and row order only, and the ground-truth user samples stay the same
 (they follow the world's `seed`), so runs of two models at one seed are paired.
 
@@ -160,8 +160,8 @@ def _run_peer(
 ) -> tuple[dict, dict[str, dict], float]:
     from dataclasses import replace
 
-    from dmmp_rec.compare.rechub_eval import evaluate_peer
-    from dmmp_rec.compare.rechub_train import train_rechub
+    from dmmp_rec.compare.rechub.eval import evaluate_peer
+    from dmmp_rec.compare.rechub.train import train_rechub
 
     assert spec.rechub is not None
     batch = cfg.data.batch_size * opts.nproc  # our global batch

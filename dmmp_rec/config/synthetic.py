@@ -10,7 +10,7 @@ from dmmp_rec.config.base import require
 @dataclass
 class SyntheticConfig:
     """Sizes of the synthetic world. Its behavioural parameters are fixed in code on purpose
-    (named constants in dmmp_rec/data/world.py, synthetic_entities.py and synthetic_log.py), so
+    (named constants in dmmp_rec/data/synthetic/: world.py, entities.py and log.py), so
     no experiment can tune the world towards one model. Category, brand, bucket, age, gender
     and city counts come from the feature cardinalities."""
 

@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 
 from dmmp_rec.config.features import FeaturesConfig, FeatureSpec
 from dmmp_rec.config.root import DmmpConfig
-from dmmp_rec.data.id_policy import fold_ids
+from dmmp_rec.data.kjt import decode_ids
 from dmmp_rec.data.schema import CLICK, CONVERSION, split_files
 
 ITEMS_FILE = "items.parquet"
@@ -50,9 +50,7 @@ class Catalogue:
 
 
 def _ids(table: pa.Table, features: FeaturesConfig, name: str, where: str) -> np.ndarray:
-    ids = table.column(name).to_numpy().astype(np.int64)
-    folded, _ = fold_ids(ids, features.by_name(name), f"{where}: column {name!r}")
-    return np.asarray(folded, dtype=np.int64)
+    return decode_ids(table.column(name).combine_chunks(), features.by_name(name), where).values
 
 
 def _first_rows(table: pa.Table, ids: np.ndarray) -> tuple[pa.Table, np.ndarray]:

@@ -25,7 +25,7 @@ PairFeatures = Callable[[np.ndarray, np.ndarray], dict[str, np.ndarray]]
 def pair_features_for(cfg: DmmpConfig) -> PairFeatures | None:
     """The cross features of any (user, item) pair of the data, when the data can give them."""
     from dmmp_rec.data.catalogue import ITEMS_FILE, USERS_FILE
-    from dmmp_rec.data.synthetic_cross import CROSSES, HistoryCrosses
+    from dmmp_rec.data.synthetic.cross import CROSSES, HistoryCrosses
 
     cross = [s.name for s in cfg.features.group("cross")]
     root = Path(cfg.data.path)

@@ -187,3 +187,17 @@ class CheckpointManager:
             if _rank() == 0:
                 log(f"checkpoint unusable, trying an older one: {problem}")
         return None
+
+
+# The run directory's record of the checkpoint that validated best (written by train.best;
+# read here so that evaluation and export load that checkpoint without importing train).
+BEST_FILE = "best.json"
+
+
+def best_step(run_dir: Path) -> int | None:
+    """The step recorded in a run directory's best.json, if any."""
+    path = Path(run_dir) / BEST_FILE
+    if not path.is_file():
+        return None
+    step = json.loads(path.read_text()).get("step")
+    return None if step is None else int(step)

@@ -1,7 +1,9 @@
-"""Small collectives the model's own statistics need, on the process group's device."""
+"""Small collectives on the process group's device: the loss weighting's rank mean, and the
+rank shares and gathers that validation, evaluation and export all use."""
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.distributed as dist
 
@@ -19,3 +21,38 @@ def rank_mean(values: torch.Tensor) -> torch.Tensor:
         dist.all_reduce(shared, op=dist.ReduceOp.SUM)
         values = shared.to(values.device) / dist.get_world_size()
     return values
+
+
+def rank_and_world() -> tuple[int, int]:
+    """(rank, world size) of the default process group; (0, 1) without one."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def share_bounds(n: int, rank: int, world_size: int) -> tuple[int, int]:
+    """Rank `rank`'s contiguous share [lo, hi) of `n` rows (shares differ by at most one)."""
+    return rank * n // world_size, (rank + 1) * n // world_size
+
+
+def gather_shares(local: torch.Tensor, n: int, world_size: int) -> torch.Tensor:
+    """All ranks' shares of an [rows, ...] tensor, concatenated in rank order, on the process
+    group's device (where the gather runs: a GPU under NCCL)."""
+    if world_size == 1:
+        return local
+    sizes = [share_bounds(n, r, world_size) for r in range(world_size)]
+    most = max(hi - lo for lo, hi in sizes)
+    padded = torch.zeros((most, *local.shape[1:]), dtype=local.dtype, device=collective_device())
+    padded[: local.shape[0]] = local
+    parts = [torch.empty_like(padded) for _ in range(world_size)]
+    dist.all_gather(parts, padded.contiguous())
+    return torch.cat([p[: hi - lo] for p, (lo, hi) in zip(parts, sizes, strict=True)])
+
+
+def gather_rows(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Concatenate every rank's arrays in rank order (a no-op on one process)."""
+    if not dist.is_initialized() or dist.get_world_size() == 1:
+        return arrays
+    parts: list[dict[str, np.ndarray] | None] = [None] * dist.get_world_size()
+    dist.all_gather_object(parts, arrays)
+    return {k: np.concatenate([p[k] for p in parts if p is not None]) for k in arrays}

@@ -14,7 +14,7 @@ import numpy as np
 
 from dmmp_rec.console.progress import track
 from dmmp_rec.data.catalogue import Catalogue, Interactions
-from dmmp_rec.data.world import GroundTruth
+from dmmp_rec.data.synthetic.world import GroundTruth
 from dmmp_rec.eval import ranking
 
 _ORACLE_BLOCK = 64  # users scored against the whole corpus at once

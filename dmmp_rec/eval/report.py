@@ -19,16 +19,13 @@ import torch
 from dmmp_rec.config import DmmpConfig, to_dict
 from dmmp_rec.console.progress import track
 from dmmp_rec.data.loader import loader_for_split
-from dmmp_rec.data.world import GROUND_TRUTH_FILE, GroundTruth
+from dmmp_rec.data.synthetic.world import GROUND_TRUTH_FILE, GroundTruth
+from dmmp_rec.distributed.collectives import gather_rows
 from dmmp_rec.distributed.env import DistEnv
+from dmmp_rec.distributed.runtime import checkpoint_dir, load_for_inference
+from dmmp_rec.distributed.scores import score_rows
 from dmmp_rec.eval.retrieval_eval import RetrievalOptions, evaluate_retrieval
-from dmmp_rec.eval.teacher_eval import (
-    bayes_metrics,
-    gather_rows,
-    score_rows,
-    student_metrics,
-    teacher_metrics,
-)
+from dmmp_rec.eval.teacher_eval import bayes_metrics, student_metrics, teacher_metrics
 
 
 @dataclass
@@ -97,8 +94,6 @@ def evaluate(
 ) -> dict[str, object]:
     """Load `checkpoint` (a run dir, its checkpoints/ dir or a step dir) sharded for this job and
     evaluate it; the report dict, the same on every rank."""
-    from dmmp_rec.train.setup import checkpoint_dir, load_for_inference
-
     t0 = time.perf_counter()
     step_dir = checkpoint_dir(checkpoint)
     dmp = load_for_inference(cfg, env, step_dir)
@@ -123,8 +118,6 @@ def evaluate_splits(
     """`evaluate` on each of `splits` with the model loaded once: {split: report}. Choices are
     made on "val"; "test" is for the final table only. The (slow) teacher retrieval of
     `options.retrieval.teacher_users` runs on the `teacher_on` splits only."""
-    from dmmp_rec.train.setup import checkpoint_dir, load_for_inference
-
     options = options or EvalOptions()
     step_dir = checkpoint_dir(checkpoint)
     dmp = load_for_inference(cfg, env, step_dir)

@@ -34,7 +34,15 @@ from dmmp_rec.data.catalogue import (
     train_click_counts,
 )
 from dmmp_rec.data.pair_features import pair_features_for
-from dmmp_rec.data.world import GroundTruth
+from dmmp_rec.data.synthetic.world import GroundTruth
+from dmmp_rec.distributed.collectives import gather_rows, rank_and_world, share_bounds
+from dmmp_rec.distributed.encode import (
+    RetrievalModel,
+    encode_groups,
+    encode_items,
+    encode_query_parts,
+    encode_users,
+)
 from dmmp_rec.eval.frontier import DEFAULT_BETAS, frontier_report, ranker_name
 from dmmp_rec.eval.oracle_metrics import (
     ORACLE_RANKERS,
@@ -43,17 +51,8 @@ from dmmp_rec.eval.oracle_metrics import (
     summarise,
 )
 from dmmp_rec.eval.samples import TEST_SPLIT, oracle_sample
-from dmmp_rec.eval.teacher_eval import gather_rows
 from dmmp_rec.eval.teacher_retrieval import PairCross, teacher_subset, teacher_top_k
-from dmmp_rec.eval.vectors import (
-    RetrievalModel,
-    encode_groups,
-    encode_items,
-    encode_query_parts,
-    encode_users,
-    rank_and_world,
-    share_bounds,
-)
+from dmmp_rec.model.item_index import search_top_k
 from dmmp_rec.model.student import compose_query, shifted_gate
 
 TEACHER_SCOPE = "teacher_sample"  # the users the teacher also ranks the catalogue for
@@ -83,18 +82,6 @@ class RetrievalOptions:
             raise ValueError(f"oracle users must be >= 0, got {self.oracle_users}")
         if any(math.isnan(b) for b in self.betas):
             raise ValueError(f"betas must be numbers (+-inf allowed), got {self.betas}")
-
-
-def search_top_k(item_vectors: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
-    """Rows [n, k] of the k items of highest inner product per query (exact, IndexFlatIP)."""
-    import faiss
-
-    index = faiss.IndexFlatIP(item_vectors.shape[1])
-    index.add(np.ascontiguousarray(item_vectors, dtype=np.float32))
-    if len(queries) == 0:
-        return np.empty((0, k), dtype=np.int64)
-    _, rows = index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
-    return rows.astype(np.int64)
 
 
 def _check_truth(truth: GroundTruth, cat: Catalogue, users: np.ndarray) -> None:

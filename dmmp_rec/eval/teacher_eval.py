@@ -2,69 +2,16 @@
 the Bayes ceilings of the synthetic world beside them.
 
 Conventions (ESMM): CTR and CTCVR are scored over all impressions, CVR over clicked impressions
-only. Every rank scores its share of the split (the loader without drop_last gives every rank
-the same number of non-empty batches, so DMP's collectives stay matched); the rows are gathered
-in rank order, which is the split's file order, so the numbers do not depend on the world size.
+only. The rows are scored by `distributed.scores.score_rows` on every rank and gathered in rank
+order, which is the split's file order, so the numbers do not depend on the world size.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 import numpy as np
-import torch
-import torch.distributed as dist
-from torch import nn
 
-from dmmp_rec.config.features import FeaturesConfig
-from dmmp_rec.data.batch import Batch
-from dmmp_rec.data.catalogue import id_features
-from dmmp_rec.data.world import GroundTruth
-from dmmp_rec.eval.metrics import auc, calibration, log_loss
-
-# The synthetic world's hour feature (dmmp_rec.data.synthetic_features.KNOWN): the true pCTR
-# depends on it, so the Bayes ceiling reads it per row when the config has it.
-HOUR_FEATURE = "ctx_hour"
-_MODEL_OUTPUTS = ("pctr", "pcvr", "pctcvr", "s_c", "s_v", "fused")
-
-
-def gather_rows(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Concatenate every rank's arrays in rank order (a no-op on one process)."""
-    if not dist.is_initialized() or dist.get_world_size() == 1:
-        return arrays
-    parts: list[dict[str, np.ndarray] | None] = [None] * dist.get_world_size()
-    dist.all_gather_object(parts, arrays)
-    return {k: np.concatenate([p[k] for p in parts if p is not None]) for k in arrays}
-
-
-@torch.no_grad()
-def score_rows(
-    model: nn.Module,
-    batches: Iterable[Batch],
-    features: FeaturesConfig,
-    device: torch.device,
-) -> dict[str, np.ndarray]:
-    """This rank's labels, model outputs and (user id, item id, hour) of every row of
-    `batches`; `model` is the DMP (its forward runs the sharded EBC)."""
-    user_key, item_key = id_features(features)
-    keys = [user_key, item_key] + ([HOUR_FEATURE] if HOUR_FEATURE in features.names else [])
-    cols: dict[str, list[np.ndarray]] = {}
-
-    def add(name: str, value: torch.Tensor) -> None:
-        cols.setdefault(name, []).append(value.detach().cpu().numpy().reshape(-1))
-
-    for batch in batches:
-        jts = batch.features.to_dict()
-        for key, name in zip(keys, ("user_id", "item_id", "hour"), strict=False):
-            add(name, jts[key].values())
-        batch = batch.to(device)
-        _, out = model(batch)
-        add("click", batch.click)
-        add("conversion", batch.conversion)
-        for key in _MODEL_OUTPUTS:
-            if key in out:
-                add(key, out[key].float())
-    return {k: np.concatenate(v) for k, v in cols.items()}
+from dmmp_rec.data.synthetic.world import GroundTruth
+from dmmp_rec.metrics import auc, calibration, log_loss
 
 
 def _rate_metrics(labels: np.ndarray, probs: np.ndarray) -> dict[str, float]:

@@ -16,6 +16,11 @@ from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
 from dmmp_rec.config.features import GROUPS, FeaturesConfig, Group
 
+# Where the EBC lives in DMMPModel (`model.sparse` is this arch, which holds it at `ebc`): the
+# module path that sharding plans and state_dict keys name. The planner and the export read it
+# from here rather than spelling it out.
+EBC_PATH = "sparse.ebc"
+
 
 class SharedSparseArch(nn.Module):
     """Holds the EBC at attribute `ebc`; returns the pooled embeddings of each non-empty group,

@@ -37,10 +37,12 @@ import torchrec
 
 import dmmp_rec
 from dmmp_rec.config import DmmpConfig
+from dmmp_rec.data.catalogue import ITEMS_FILE, USERS_FILE, user_side
 from dmmp_rec.data.schema import split_files
-from dmmp_rec.data.synthetic import ITEMS_FILE, USERS_FILE
+from dmmp_rec.distributed.encode import encode_items, encode_users
 from dmmp_rec.distributed.env import init_distributed, shutdown
-from dmmp_rec.eval.vectors import encode_items, encode_users, user_side
+from dmmp_rec.distributed.runtime import checkpoint_dir, load_for_inference
+from dmmp_rec.model.sparse import EBC_PATH
 from dmmp_rec.serving import index as faiss_index
 from dmmp_rec.serving import quantize
 from dmmp_rec.serving.item_side import ItemSide
@@ -57,9 +59,8 @@ from dmmp_rec.serving.retrieve import run_user_side
 from dmmp_rec.serving.user_file import load_user_side, save_user_side
 from dmmp_rec.serving.user_side import UserSide
 from dmmp_rec.serving.weights import ExportError, embedding_tables
-from dmmp_rec.train.setup import checkpoint_dir, load_for_inference
 
-EBC_TABLES = "sparse.ebc.embedding_bags."
+EBC_TABLES = f"{EBC_PATH}.embedding_bags."
 QUERY_TOLERANCE = 1e-4
 CHECK_BETAS = (0.0, -2.0, 1.0, 4.0, -math.inf, math.inf)  # serving-knob values checked
 FILES = {

@@ -1,4 +1,5 @@
-"""FAISS indexes over the item vectors: exact inner product, and HNSW tuned to a recall target.
+"""FAISS indexes over the item vectors: exact inner product (`model.item_index`, shared with
+evaluation), and HNSW tuned to a recall target.
 
 Fused score = <query, item vector>, so retrieval is maximum inner-product search. Item vectors
 [i_c, i_v] have a constant norm (each half is L2-normalised), so HNSW over inner product behaves
@@ -13,6 +14,10 @@ from dataclasses import dataclass
 
 import faiss
 import numpy as np
+
+from dmmp_rec.model.item_index import exact_index
+
+__all__ = ["ApproxTuning", "exact_index", "hnsw_index", "recall_at_k", "tune_ef_search"]
 
 HNSW_M = 32  # neighbours per node
 HNSW_EF_CONSTRUCTION = 80
@@ -37,12 +42,6 @@ class ApproxTuning:
 
 def _f32(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x, dtype=np.float32)
-
-
-def exact_index(vectors: np.ndarray) -> faiss.Index:
-    index = faiss.IndexFlatIP(vectors.shape[1])
-    index.add(_f32(vectors))
-    return index
 
 
 def hnsw_index(vectors: np.ndarray) -> faiss.IndexHNSWFlat:

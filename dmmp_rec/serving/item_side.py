@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from dmmp_rec.config.features import FeatureSpec
-from dmmp_rec.eval.vectors import table_kjt
+from dmmp_rec.data.kjt import table_kjt
 from dmmp_rec.model.student import Student
 from dmmp_rec.serving.user_side import _bag
 from dmmp_rec.serving.weights import ExportError

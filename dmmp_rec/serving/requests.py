@@ -22,11 +22,13 @@ import pyarrow.parquet as pq
 import torch
 
 from dmmp_rec.data.id_policy import OutOfRangeIdError, fold_out_of_range
+from dmmp_rec.data.kjt import DataError, decode_ids
 from dmmp_rec.serving.manifest import UserFeature
 
 
-class RequestError(ValueError):
-    """Bad request input, located by file, line or row, and field."""
+class RequestError(DataError):
+    """Bad request input, located by file, line or row, and field. A DataError: Parquet columns
+    are decoded by `data.kjt.decode_ids`, whose errors are re-located here by field."""
 
     def __init__(
         self,
@@ -35,9 +37,10 @@ class RequestError(ValueError):
         where: str | None = None,
         field: str | None = None,
     ) -> None:
-        self.file, self.where, self.field = file, where, field
         parts = [p for p in (file, where) if p] + ([f"field {field!r}"] if field else [])
-        super().__init__(": ".join([*parts, message]))
+        ValueError.__init__(self, ": ".join([*parts, message]))
+        self.file, self.where, self.field, self.message = file, where, field, message
+        self.row, self.column = None, field
 
 
 @dataclass
@@ -89,28 +92,21 @@ def _bag(value: object, feature: UserFeature, error) -> list[int]:
 
 
 def _finish(
-    features: list[UserFeature],
-    bags: list[list[list[int]]] | None,
-    arrays: list[tuple[np.ndarray, np.ndarray]] | None,
-    labels: list[str],
-    file: str,
+    features: list[UserFeature], bags: list[list[list[int]]], labels: list[str], file: str
 ) -> UserRequests:
     """Fold out-of-range ids per the manifest, naming the user and field under `error`."""
     values, offsets, folded = [], [], {}
     for j, feature in enumerate(features):
-        if arrays is not None:
-            offs, ids = arrays[j]
-        else:
-            lengths = np.array([len(b) for b in bags[j]], dtype=np.int64)  # type: ignore[index]
-            offs = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-            flat = [x for b in bags[j] for x in b]  # type: ignore[index]
-            try:
-                ids = np.array(flat, dtype=np.int64)
-            except OverflowError:
-                row = next(i for i, b in enumerate(bags[j]) if any(abs(x) >= 2**63 for x in b))
-                raise RequestError(
-                    "id does not fit in int64", file, labels[row], feature.name
-                ) from None
+        lengths = np.array([len(b) for b in bags[j]], dtype=np.int64)
+        offs = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        flat = [x for b in bags[j] for x in b]
+        try:
+            ids = np.array(flat, dtype=np.int64)
+        except OverflowError:
+            row = next(i for i, b in enumerate(bags[j]) if any(abs(x) >= 2**63 for x in b))
+            raise RequestError(
+                "id does not fit in int64", file, labels[row], feature.name
+            ) from None
         try:
             ids, positions = fold_out_of_range(ids, feature.spec())
         except OutOfRangeIdError as e:
@@ -162,33 +158,7 @@ def parse_jsonl(path: str | Path, features: list[UserFeature]) -> UserRequests:
             labels.append(where)
     if not labels:
         raise RequestError("no users in the file", file)
-    return _finish(features, bags, None, labels, file)
-
-
-def _column_arrays(arr: pa.Array, feature: UserFeature, file: str) -> tuple[np.ndarray, np.ndarray]:
-    def error(message: str, row: int | None = None) -> RequestError:
-        return RequestError(message, file, None if row is None else f"row {row}", feature.name)
-
-    if arr.null_count:
-        row = int(np.flatnonzero(arr.is_null().to_numpy(zero_copy_only=False))[0])
-        raise error("null value", row)
-    is_list = pa.types.is_list(arr.type) or pa.types.is_large_list(arr.type)
-    if feature.multi_valued and not is_list:
-        raise error(f"expected a list<int64> column (multi-valued), found {arr.type}")
-    if not feature.multi_valued and is_list:
-        raise error(f"expected an integer column (single-valued), found {arr.type}")
-    child = arr.flatten() if is_list else arr
-    if not pa.types.is_integer(child.type):
-        raise error(f"expected integer ids, found {child.type}")
-    if child.null_count:
-        offsets = arr.offsets.to_numpy() - arr.offsets[0].as_py()
-        pos = int(np.flatnonzero(child.is_null().to_numpy(zero_copy_only=False))[0])
-        raise error("null id in a list", int(np.searchsorted(offsets, pos, side="right") - 1))
-    ids = child.to_numpy(zero_copy_only=False).astype(np.int64)
-    if is_list:
-        raw = arr.offsets.to_numpy().astype(np.int64)
-        return raw - raw[0], ids
-    return np.arange(len(arr) + 1, dtype=np.int64), ids
+    return _finish(features, bags, labels, file)
 
 
 def parse_table(table: pa.Table, features: list[UserFeature], file: str) -> UserRequests:
@@ -200,9 +170,19 @@ def parse_table(table: pa.Table, features: list[UserFeature], file: str) -> User
     _check_fields(table.column_names, features, error)
     if table.num_rows == 0:
         raise RequestError("no users in the file", file)
-    arrays = [_column_arrays(table.column(f.name).combine_chunks(), f, file) for f in features]
-    labels = [f"row {i}" for i in range(table.num_rows)]
-    return _finish(features, None, arrays, labels, file)
+    n = table.num_rows
+    values, offsets, folded = [], [], {}
+    for feature in features:
+        try:
+            ids = decode_ids(table.column(feature.name).combine_chunks(), feature.spec())
+        except DataError as e:
+            where = None if e.row is None else f"row {e.row}"
+            raise RequestError(e.message, file, where, feature.name) from None
+        values.append(ids.values)
+        offsets.append(np.arange(n + 1, dtype=np.int64) if ids.offsets is None else ids.offsets)
+        if ids.folded_rows.size:
+            folded[feature.name] = np.bincount(ids.folded_rows, minlength=n)
+    return UserRequests(features, values, offsets, [f"row {i}" for i in range(n)], folded)
 
 
 def read_requests(path: str | Path, features: list[UserFeature]) -> UserRequests:

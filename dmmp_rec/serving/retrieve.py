@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 import torch
 
 from dmmp_rec.config.base import ConfigError
+from dmmp_rec.data.catalogue import USERS_FILE
 from dmmp_rec.serving.manifest import Manifest, UserFeature, read_manifest
 from dmmp_rec.serving.requests import UserRequests, parse_table
 from dmmp_rec.serving.user_file import load_user_side
@@ -169,7 +170,7 @@ DEMO_POOL = 2000  # users scored to choose demo users from
 def demo_users(retriever: Retriever, n: int, seed: int = 0) -> UserRequests:
     """`n` users of the export's world (users.parquet) spread over the gate's range, from the
     most click-leaning to the most conversion-leaning, so the demo shows what the gate does."""
-    path = Path(retriever.manifest.data_path) / "users.parquet"
+    path = Path(retriever.manifest.data_path) / USERS_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no user catalogue for --demo-users; pass --users FILE")
     names = [f.name for f in retriever.features]

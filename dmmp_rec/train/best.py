@@ -14,7 +14,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-BEST_FILE = "best.json"
+from dmmp_rec.distributed.checkpoint import BEST_FILE
 
 
 class BestTracker:
@@ -53,12 +53,3 @@ class BestTracker:
 
     def summary(self) -> dict[str, Any]:
         return {"metric": self.metric, "step": self.step, "value": self.value}
-
-
-def best_step(run_dir: Path) -> int | None:
-    """The step recorded in a run directory's best.json, if any."""
-    path = Path(run_dir) / BEST_FILE
-    if not path.is_file():
-        return None
-    step = json.loads(path.read_text()).get("step")
-    return None if step is None else int(step)

@@ -24,6 +24,7 @@ from dmmp_rec.distributed.checkpoint import CheckpointManager, list_checkpoints
 from dmmp_rec.distributed.env import DistEnv, init_distributed
 from dmmp_rec.distributed.optim import combined_optimizer
 from dmmp_rec.distributed.plan_io import save_plan
+from dmmp_rec.distributed.runtime import build_sharded_model
 from dmmp_rec.train.best import BestTracker
 from dmmp_rec.train.logger import TrainLogger
 from dmmp_rec.train.position import TrackedIterator
@@ -32,7 +33,6 @@ from dmmp_rec.train.resume import (
     optimizer_state_to_load,
     table_layouts,
 )
-from dmmp_rec.train.setup import build_sharded_model
 from dmmp_rec.train.validation import score_batches, teacher_and_student_aucs
 
 

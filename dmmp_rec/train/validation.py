@@ -10,8 +10,9 @@ from torch import nn
 
 from dmmp_rec.config.features import FeaturesConfig
 from dmmp_rec.data.batch import Batch
-from dmmp_rec.eval.metrics import auc
-from dmmp_rec.eval.teacher_eval import gather_rows, score_rows
+from dmmp_rec.distributed.collectives import gather_rows
+from dmmp_rec.distributed.scores import score_rows
+from dmmp_rec.metrics import auc
 
 
 @torch.no_grad()

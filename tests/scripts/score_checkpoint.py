@@ -15,7 +15,7 @@ import numpy as np
 from dmmp_rec.config import load_config
 from dmmp_rec.data.loader import loader_for_split
 from dmmp_rec.distributed.env import init_distributed, shutdown
-from dmmp_rec.train.setup import load_for_inference
+from dmmp_rec.distributed.runtime import load_for_inference
 from dmmp_rec.train.validation import score_batches
 
 

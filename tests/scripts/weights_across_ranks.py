@@ -16,7 +16,7 @@ from dmmp_rec.config import load_config
 from dmmp_rec.data.loader import loader_for_split
 from dmmp_rec.distributed.env import init_distributed, shutdown
 from dmmp_rec.distributed.optim import combined_optimizer
-from dmmp_rec.train.setup import build_sharded_model
+from dmmp_rec.distributed.runtime import build_sharded_model
 
 
 def main() -> None:

@@ -12,8 +12,8 @@ import pyarrow as pa
 
 from dmmp_rec.config import ConfigError, DmmpConfig
 from dmmp_rec.config.features import GROUPS, FeatureSpec
-from dmmp_rec.data.synthetic_cross import CROSSES
-from dmmp_rec.data.synthetic_entities import Cardinalities, World
+from dmmp_rec.data.synthetic.cross import CROSSES
+from dmmp_rec.data.synthetic.entities import Cardinalities, World
 
 # name -> (multi_valued, Cardinalities field sizing it or None)
 KNOWN: dict[str, tuple[bool, str | None]] = {

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from dmmp_rec.data.id_policy import splitmix64
-from dmmp_rec.data.synthetic_entities import World, pick_clusters
-from dmmp_rec.data.world import sigmoid
+from dmmp_rec.data.synthetic.entities import World, pick_clusters
+from dmmp_rec.data.synthetic.world import sigmoid
 
 RAND_SHARE = 0.05  # ~5% uniform-random impressions, the unbiased slice
 POLICY_INTEREST_SHARE = 0.6  # the production system mostly serves the user's known interests

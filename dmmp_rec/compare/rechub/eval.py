@@ -7,13 +7,15 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from dmmp_rec.compare.rechub_models import RechubPeer, RechubRetriever
+from dmmp_rec.compare.rechub.models import RechubPeer, RechubRetriever
 from dmmp_rec.config.root import DmmpConfig
 from dmmp_rec.console.progress import track
+from dmmp_rec.data.catalogue import id_features
 from dmmp_rec.data.loader import loader_for_split
+from dmmp_rec.distributed.scores import HOUR_FEATURE
 from dmmp_rec.eval.report import load_truth
 from dmmp_rec.eval.retrieval_eval import RetrievalOptions, evaluate_retrieval
-from dmmp_rec.eval.teacher_eval import HOUR_FEATURE, bayes_metrics, id_features, teacher_metrics
+from dmmp_rec.eval.teacher_eval import bayes_metrics, teacher_metrics
 
 
 @torch.no_grad()

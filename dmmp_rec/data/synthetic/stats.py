@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from dmmp_rec.data.synthetic_entities import World
-from dmmp_rec.data.synthetic_log import Impressions
+from dmmp_rec.data.synthetic.entities import World
+from dmmp_rec.data.synthetic.log import Impressions
 
 TRUTH_SAMPLE_USERS = 1000  # users averaged over for per-item true rates (bounded cost)
 

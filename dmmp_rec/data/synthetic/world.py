@@ -118,20 +118,36 @@ class GroundTruth:
             raise ValueError(f"item id out of range [0, {self.num_items}): {i.min()}..{i.max()}")
         return u, i
 
+    # ---- the response model: the one place its formula is written ----
+
+    def _click_from(
+        self, affinity: np.ndarray, attract: np.ndarray, hour: np.ndarray
+    ) -> np.ndarray:
+        """Click logit from the interest match <u, v>, the items' attractiveness and the hour's
+        effect (arrays that broadcast: aligned pairs or a users x items block)."""
+        c = self.coef
+        return c[0] * affinity + c[1] * attract + hour + c[2]
+
+    def _conv_from(
+        self, affinity: np.ndarray, quality: np.ndarray, propensity: np.ndarray
+    ) -> np.ndarray:
+        """Conversion logit (given a click) from the purchase match <u2, v2>, the items' quality
+        and the users' buyer propensity (arrays that broadcast, as in `_click_from`)."""
+        c = self.coef
+        return c[3] * affinity + c[4] * quality + propensity + c[5]
+
     def click_logit(
         self, user_ids: np.ndarray, item_ids: np.ndarray, hours: np.ndarray | int | None = None
     ) -> np.ndarray:
         u, i = self._check(user_ids, item_ids)
         h = self.eval_hour if hours is None else np.asarray(hours, dtype=np.int64)
         aff = np.einsum("nd,nd->n", self.user_vec[u], self.item_vec[i])
-        c = self.coef
-        return c[0] * aff + c[1] * self.attract[i] + self.hour_effect[h] + c[2]
+        return self._click_from(aff, self.attract[i], self.hour_effect[h])
 
     def conv_logit(self, user_ids: np.ndarray, item_ids: np.ndarray) -> np.ndarray:
         u, i = self._check(user_ids, item_ids)
         aff = np.einsum("nd,nd->n", self.user_vec2[u], self.item_vec2[i])
-        c = self.coef
-        return c[3] * aff + c[4] * self.quality[i] + self.propensity[u] + c[5]
+        return self._conv_from(aff, self.quality[i], self.propensity[u])
 
     def pctr(
         self, user_ids: np.ndarray, item_ids: np.ndarray, hours: np.ndarray | int | None = None
@@ -155,20 +171,17 @@ class GroundTruth:
         self, user_ids: np.ndarray, item_ids: np.ndarray | slice
     ) -> tuple[np.ndarray, np.ndarray]:
         """Click and conversion logits [len(users), len(items)] at `eval_hour`: the response
-        model's formula as matrix products, the one place it is written for blocks."""
-        c = self.coef
+        model with the affinities as matrix products (one per block of users)."""
         u = np.asarray(user_ids, dtype=np.int64)
-        click = (
-            c[0] * (self.user_vec[u] @ self.item_vec[item_ids].T)
-            + c[1] * self.attract[item_ids]
-            + self.hour_effect[self.eval_hour]
-            + c[2]
+        click = self._click_from(
+            self.user_vec[u] @ self.item_vec[item_ids].T,
+            self.attract[item_ids],
+            self.hour_effect[self.eval_hour],
         )
-        conv = (
-            c[3] * (self.user_vec2[u] @ self.item_vec2[item_ids].T)
-            + c[4] * self.quality[item_ids]
-            + self.propensity[u, None]
-            + c[5]
+        conv = self._conv_from(
+            self.user_vec2[u] @ self.item_vec2[item_ids].T,
+            self.quality[item_ids],
+            self.propensity[u, None],
         )
         return click, conv
 

@@ -3,6 +3,9 @@
 AUC is the Mann-Whitney statistic with average ranks for ties, which equals scikit-learn's
 roc_auc_score; it returns NaN when a class is absent instead of raising, because a small
 validation shard can lack conversions.
+
+A leaf module, like `console`: training's validation and evaluation both compute these, and
+neither layer may import the other (tests/test_layering.py).
 """
 
 from __future__ import annotations

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from dmmp_rec.data.aliccp_entries import Ragged
-from dmmp_rec.data.aliccp_fields import MISSING_ID
+from dmmp_rec.data.aliccp.entries import Ragged
+from dmmp_rec.data.aliccp.fields import MISSING_ID
 
 
 @dataclass

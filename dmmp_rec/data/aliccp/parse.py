@@ -5,7 +5,7 @@ Raw format (public dataset description):
   common_features: ``md5,feature_num,feature_list``
 ``feature_list`` holds ``feature_num`` entries separated by \\x01, each ``field\\x02id\\x03value``.
 Lines are handled as bytes: no decoding, and \\x01..\\x03 can never be mistaken for line breaks.
-The checks here are structural; ids and values are converted in bulk (`aliccp_entries`).
+The checks here are structural; ids and values are converted in bulk (`aliccp.entries`).
 """
 
 from __future__ import annotations

@@ -2,7 +2,9 @@
 
 One recipe: seed, build DMMP with its EBC on the meta device, mark the tables for the fused
 optimiser, plan, wrap in DistributedModelParallel. Training adds the optimisers; inference
-loads the model part of a checkpoint (DCP reshards it to this world size).
+loads the model part of a checkpoint (DCP reshards it to this world size). It lives in
+distributed/ because train, eval and serving all build the model this way and must not import
+each other.
 """
 
 from __future__ import annotations
@@ -16,13 +18,18 @@ from torchrec.distributed import DistributedModelParallel
 from torchrec.distributed.types import ShardingEnv
 
 from dmmp_rec.config import DmmpConfig
-from dmmp_rec.distributed.checkpoint import CheckpointError, list_checkpoints, step_dir, verify
+from dmmp_rec.distributed.checkpoint import (
+    CheckpointError,
+    best_step,
+    list_checkpoints,
+    step_dir,
+    verify,
+)
 from dmmp_rec.distributed.collectives import rank_mean
 from dmmp_rec.distributed.env import DistEnv
 from dmmp_rec.distributed.model_parallel import resolve_plan, sharders_for
 from dmmp_rec.distributed.optim import attach_embedding_optimizer
 from dmmp_rec.model.factory import build_model
-from dmmp_rec.train.best import best_step
 
 
 def build_sharded_model(cfg: DmmpConfig, env: DistEnv) -> DistributedModelParallel:

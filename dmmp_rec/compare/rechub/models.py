@@ -4,7 +4,7 @@ torch-rechub reads a dict of tensors, one per feature: a LongTensor [B] for a si
 feature, a padded LongTensor [B, L] for a multi-valued one (a `SequenceFeature`, pooled as our
 EBC pools it, padding masked out). Its `EmbeddingLayer` concatenates the per-feature embeddings
 [B, 1, D] along dim 1, so every feature must have ONE embedding width. A peer's widths come from
-its recipe (rechub_recipes.py): torch-rechub's documented ones, or ours (the mean of our
+its recipe (rechub/recipes.py): torch-rechub's documented ones, or ours (the mean of our
 per-feature dims, rounded; experts `teacher.expert_dims`, towers `teacher.tower_dims`; ESMM has
 no shared bottom in torch-rechub, so each of its towers gets `expert_dims + tower_dims`; DSSM's
 towers `student.tower_dims` then a linear layer to `student.out_dim`).
@@ -18,8 +18,8 @@ from torch_rechub.basic.features import SequenceFeature, SparseFeature
 from torch_rechub.models.multi_task import ESMM, MMOE, PLE
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
-from dmmp_rec.compare.rechub_dssm import TemperedDSSM
-from dmmp_rec.compare.rechub_recipes import (
+from dmmp_rec.compare.rechub.dssm import TemperedDSSM
+from dmmp_rec.compare.rechub.recipes import (
     DOC_DSSM,
     DOC_ESMM_TOWER,
     DOC_MMOE,
@@ -27,7 +27,7 @@ from dmmp_rec.compare.rechub_recipes import (
     RechubKind,
     RechubRecipe,
 )
-from dmmp_rec.compare.rechub_recipes import recipe as get_recipe
+from dmmp_rec.compare.rechub.recipes import recipe as get_recipe
 from dmmp_rec.config.features import FeatureSpec
 from dmmp_rec.config.root import DmmpConfig
 

@@ -1,6 +1,6 @@
 """Convert raw Ali-CCP files into the Parquet layout of `dmmp_rec.data.schema`.
 
-The common_features file is loaded into compact arrays (`aliccp_common`); the sample_skeleton
+The common_features file is loaded into compact arrays (`aliccp.common`); the sample_skeleton
 file, tens of GB, is streamed line by line in blocks, each block joined to the common features
 by md5 and written as one Parquet row group. Parts roll over every `rows_per_part` rows so
 that each rank of a distributed job can read its own files.
@@ -28,12 +28,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dmmp_rec.config import DmmpConfig
-from dmmp_rec.data.aliccp_columns import concat_rows, multi_column, ragged_take, single_column
-from dmmp_rec.data.aliccp_common import CommonFeatures, load_common
-from dmmp_rec.data.aliccp_entries import EntryBuffer
-from dmmp_rec.data.aliccp_fields import FieldSlot, resolve_fields
-from dmmp_rec.data.aliccp_parse import MalformedRowError, RowProblem, parse_skeleton_line
-from dmmp_rec.data.aliccp_progress import Progress
+from dmmp_rec.data.aliccp.columns import concat_rows, multi_column, ragged_take, single_column
+from dmmp_rec.data.aliccp.common import CommonFeatures, load_common
+from dmmp_rec.data.aliccp.entries import EntryBuffer
+from dmmp_rec.data.aliccp.fields import FieldSlot, resolve_fields
+from dmmp_rec.data.aliccp.parse import MalformedRowError, RowProblem, parse_skeleton_line
+from dmmp_rec.data.aliccp.progress import Progress
 from dmmp_rec.data.schema import arrow_schema, part_path, split_dir
 
 __all__ = ["ConversionStats", "MalformedRowError", "convert_aliccp"]

@@ -7,7 +7,7 @@ states the numbers the run used.
 
 from __future__ import annotations
 
-from dmmp_rec.compare.rechub_recipes import DSSM_EXAMPLE, RANKER_EXAMPLE
+from dmmp_rec.compare.rechub.recipes import DSSM_EXAMPLE, RANKER_EXAMPLE
 from dmmp_rec.config.root import DmmpConfig
 
 PEER_COMMON = (
@@ -50,7 +50,7 @@ _DSSM = (
     "against the other clicked rows' items by softmax cross-entropy, no log-q correction, a "
     "repeated item not masked (our two-tower: BCE on all {batch} impressions plus a softmax of "
     "each clicked row's item over all {batch} batch items, log-q corrected, repeats masked, "
-    "learned tau from {tau}). Not stock: `TemperedDSSM` (rechub_dssm.py) ends each tower in a "
+    "learned tau from {tau}). Not stock: `TemperedDSSM` (rechub/dssm.py) ends each tower in a "
     "plain Linear (stock 0.9.0 puts BatchNorm and the activation on the vector, so with ReLU "
     "every score was >= 0) and divides the user vector by the temperature (stock's forward and "
     "its in-batch logits ignore it); L2 normalisation as stock. One vector per side: no gate."
@@ -92,7 +92,7 @@ PEER_NOTES: dict[str, str] = {
 
 def note_values(cfg: DmmpConfig) -> dict[str, object]:
     """The numbers the notes state, from the config."""
-    from dmmp_rec.compare.rechub_models import uniform_dim
+    from dmmp_rec.compare.rechub.models import uniform_dim
 
     t, s, tr = cfg.model.teacher, cfg.model.student, cfg.train
     dims = [f.dim for f in cfg.features.all]

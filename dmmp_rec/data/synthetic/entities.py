@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dmmp_rec.data.world import GroundTruth, hour_effect
+from dmmp_rec.data.synthetic.world import GroundTruth, hour_effect
 
 # Latent space and interests.
 LATENT_DIM = 16  # enough room for 24 nearly-orthogonal cluster centres
@@ -280,7 +280,7 @@ def _users(
 @dataclass
 class World:
     """Everything the impression generator needs; `truth` is what ground_truth.npz stores;
-    `crosses` computes the configured cross features from observables (synthetic_cross)."""
+    `crosses` computes the configured cross features from observables (synthetic.cross)."""
 
     users: UserTable
     items: ItemTable

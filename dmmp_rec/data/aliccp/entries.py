@@ -1,6 +1,6 @@
 """Bulk conversion of parsed feature_list entries into per-feature id lists.
 
-Lines are split one by one (`aliccp_parse`), but turning millions of byte strings into folded
+Lines are split one by one (`aliccp.parse`), but turning millions of byte strings into folded
 table ids is done per block, with numpy: per line Python work stays a few list extends. A row
 whose wanted entries hold a bad id or value is reported by its row index with the reason, so
 the caller can stop at its line or skip it.
@@ -13,7 +13,7 @@ from itertools import repeat
 
 import numpy as np
 
-from dmmp_rec.data.aliccp_fields import FieldSlot
+from dmmp_rec.data.aliccp.fields import FieldSlot
 from dmmp_rec.data.id_policy import fold_out_of_range
 
 

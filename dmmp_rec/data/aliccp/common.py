@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from dmmp_rec.data.aliccp_entries import EntryBuffer, Ragged
-from dmmp_rec.data.aliccp_fields import FieldSlot
-from dmmp_rec.data.aliccp_parse import MalformedRowError, RowProblem, parse_common_line
-from dmmp_rec.data.aliccp_progress import Progress
+from dmmp_rec.data.aliccp.entries import EntryBuffer, Ragged
+from dmmp_rec.data.aliccp.fields import FieldSlot
+from dmmp_rec.data.aliccp.parse import MalformedRowError, RowProblem, parse_common_line
+from dmmp_rec.data.aliccp.progress import Progress
 
 
 @dataclass

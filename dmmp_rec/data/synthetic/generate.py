@@ -8,7 +8,7 @@ Output under `out`:
   row i = user id i; the context is fixed at ctx_hour = EVAL_HOUR (world.EVAL_HOUR, also in
   world.json), the hour GroundTruth scores with by default. Histories are static snapshots,
   so they are the same as in the logs;
-- ground_truth.npz: the hidden parameters (see `dmmp_rec.data.world.GroundTruth`);
+- ground_truth.npz: the hidden parameters (see `dmmp_rec.data.synthetic.world.GroundTruth`);
 - world.json: realised rates, bait / gem properties, sizes, split counts, seed and constants.
 
 Same seed and sizes give byte-identical files. Memory is bounded by the chunk size and the
@@ -26,7 +26,6 @@ import pyarrow.parquet as pq
 
 from dmmp_rec.config import DmmpConfig, to_dict
 from dmmp_rec.console.progress import progress_bar
-from dmmp_rec.data import synthetic_entities, synthetic_log, world
 from dmmp_rec.data.catalogue import ITEMS_FILE, USERS_FILE
 from dmmp_rec.data.schema import (
     DAY,
@@ -37,11 +36,12 @@ from dmmp_rec.data.schema import (
     part_path,
     split_dir,
 )
-from dmmp_rec.data.synthetic_cross import HistoryCrosses
-from dmmp_rec.data.synthetic_entities import World, build_entities
-from dmmp_rec.data.synthetic_features import cardinalities, feature_column
-from dmmp_rec.data.synthetic_log import Impressions, log_rows
-from dmmp_rec.data.synthetic_stats import LogStats
+from dmmp_rec.data.synthetic import entities, log, world
+from dmmp_rec.data.synthetic.cross import HistoryCrosses
+from dmmp_rec.data.synthetic.entities import World, build_entities
+from dmmp_rec.data.synthetic.features import cardinalities, feature_column
+from dmmp_rec.data.synthetic.log import Impressions, log_rows
+from dmmp_rec.data.synthetic.stats import LogStats
 
 WORLD_FILE = "world.json"
 
@@ -92,7 +92,7 @@ def _entity_table(
 def _constants() -> dict[str, object]:
     """The world's fixed behavioural constants, recorded for reproducibility."""
     out: dict[str, object] = {}
-    for module in (world, synthetic_entities, synthetic_log):
+    for module in (world, entities, log):
         for name, value in vars(module).items():
             if (
                 name.isupper()

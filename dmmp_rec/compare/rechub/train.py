@@ -8,7 +8,7 @@ would, fed by our loader: the same rows in the same seeded order, the same numbe
 rows per step as our models, and the seed set before the model is built. In-batch training
 treats every row as a positive pair, so DSSM trains, at each step, on the clicked rows of that
 step's batch (a step with fewer than two clicks has no negatives and is skipped, and counted).
-The optimiser is the recipe's (rechub_recipes.py), passed through the trainers' `optimizer_fn`.
+The optimiser is the recipe's (rechub/recipes.py), passed through the trainers' `optimizer_fn`.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from torch_rechub.trainers import MatchTrainer, MTLTrainer
 from torchrec.optim.keyed import CombinedOptimizer, KeyedOptimizerWrapper
 from torchrec.optim.rowwise_adagrad import RowWiseAdagrad
 
-from dmmp_rec.compare.rechub_models import RechubPeer
-from dmmp_rec.compare.rechub_recipes import RechubRecipe
+from dmmp_rec.compare.rechub.models import RechubPeer
+from dmmp_rec.compare.rechub.recipes import RechubRecipe
 from dmmp_rec.config.root import DmmpConfig
 from dmmp_rec.data.loader import loader_for_split
 

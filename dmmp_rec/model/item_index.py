@@ -1,0 +1,31 @@
+"""The exact maximum-inner-product index over the student's item vectors.
+
+The fused score is <query, [i_c, i_v]>, so retrieval is one exact inner-product search. Evaluation
+(full-corpus metrics) and serving (exact.faiss, and the reference HNSW is tuned against) both use
+this one builder; it sits below both so neither imports the other.
+"""
+
+from __future__ import annotations
+
+import faiss
+import numpy as np
+
+
+def _f32(x: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def exact_index(vectors: np.ndarray) -> faiss.Index:
+    """An IndexFlatIP over `vectors` [n, D] (row r = id r)."""
+    index = faiss.IndexFlatIP(vectors.shape[1])
+    index.add(_f32(vectors))
+    return index
+
+
+def search_top_k(item_vectors: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
+    """Rows [n, k] of the k items of highest inner product per query (exact, IndexFlatIP)."""
+    index = exact_index(item_vectors)
+    if len(queries) == 0:
+        return np.empty((0, k), dtype=np.int64)
+    _, rows = index.search(_f32(queries), k)
+    return rows.astype(np.int64)
