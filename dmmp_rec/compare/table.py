@@ -190,7 +190,23 @@ def comparison_markdown(result: dict[str, Any]) -> str:
                 f"{tr.get('samples_trained', '')} | {tr.get('seconds', '')} | "
                 f"{run.get('eval_seconds', '')} |"
             )
+    run_s = sum(
+        _seconds(run["train"].get("seconds")) + _seconds(run.get("eval_seconds"))
+        for model in result["models"].values()
+        for run in model["runs"]
+    )
+    lines += ["", f"Sum over runs (train + eval): {run_s / 60:.1f} min."]
     if result.get("total_seconds") is not None:
-        lines += ["", f"Total: {result['total_seconds'] / 60:.1f} min."]
+        # reused runs (--reuse) cost this invocation nothing: its wall time is not the runs'
+        lines += [f"This invocation: {result['total_seconds'] / 60:.1f} min."]
     lines.append("")
     return "\n".join(lines)
+
+
+def _seconds(value: object) -> float:
+    """A recorded duration, 0 when missing or not a finite number."""
+    try:
+        x = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return 0.0
+    return x if math.isfinite(x) else 0.0
