@@ -12,10 +12,12 @@ import dataclasses
 import types
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
+from dmmp_rec.errors import DmmpError
+
 T = TypeVar("T")
 
 
-class ConfigError(ValueError):
+class ConfigError(DmmpError, ValueError):
     """A config problem, located by file and dotted key path."""
 
     def __init__(self, path: str, message: str, source: str | None = None) -> None:

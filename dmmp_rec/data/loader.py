@@ -39,6 +39,7 @@ import pyarrow.parquet as pq
 import torch
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
+from dmmp_rec.errors import DmmpError
 from dmmp_rec.config.features import FeaturesConfig, FeatureSpec
 from dmmp_rec.config.root import DmmpConfig
 from dmmp_rec.data.batch import Batch
@@ -52,7 +53,7 @@ _CHUNK_TAG = 1  # seed-sequence tags keep the chunk order and window streams ind
 _WINDOW_TAG = 2
 
 
-class DataError(ValueError):
+class DataError(DmmpError, ValueError):
     """Bad input data, located by file, row (index within that file) and column."""
 
     def __init__(

@@ -35,6 +35,7 @@ from dmmp_rec.data.catalogue import (
 )
 from dmmp_rec.data.pair_features import pair_features_for
 from dmmp_rec.data.world import GroundTruth
+from dmmp_rec.errors import InputError
 from dmmp_rec.eval.frontier import DEFAULT_BETAS, frontier_report, ranker_name
 from dmmp_rec.eval.oracle_metrics import (
     ORACLE_RANKERS,
@@ -99,12 +100,12 @@ def search_top_k(item_vectors: np.ndarray, queries: np.ndarray, k: int) -> np.nd
 
 def _check_truth(truth: GroundTruth, cat: Catalogue, users: np.ndarray) -> None:
     if cat.item_ids.size and cat.item_ids.max() >= truth.num_items:
-        raise ValueError(
+        raise InputError(
             f"the ground truth knows {truth.num_items} items but the catalogue has item id "
             f"{int(cat.item_ids.max())}: was the world regenerated with other sizes?"
         )
     if users.size and users.max() >= truth.num_users:
-        raise ValueError(
+        raise InputError(
             f"the ground truth knows {truth.num_users} users but the split has user id "
             f"{int(users.max())}: was the world regenerated with other sizes?"
         )
@@ -117,7 +118,7 @@ def _user_rows(cat: Catalogue, inter: Interactions, split: str) -> pa.Table:
     pos = np.minimum(pos, len(order) - 1)
     missing = inter.users[cat.user_ids[order][pos] != inter.users]
     if missing.size:
-        raise ValueError(
+        raise InputError(
             f"{cat.source}: no row for user id {int(missing[0])} of the {split} split "
             f"({missing.size} users missing)"
         )
@@ -185,7 +186,7 @@ def evaluate_retrieval(
     cat = load_catalogue(cfg, options.split)
     kmax = max(ks)
     if kmax > len(cat.item_ids):
-        raise ValueError(f"K = {kmax} exceeds the {len(cat.item_ids)} items of the catalogue")
+        raise InputError(f"K = {kmax} exceeds the {len(cat.item_ids)} items of the catalogue")
     inter = split_interactions(cfg, options.split)
     user_rows = _user_rows(cat, inter, options.split)
     show = progress and rank == 0

@@ -22,10 +22,11 @@ import pyarrow.parquet as pq
 import torch
 
 from dmmp_rec.data.id_policy import OutOfRangeIdError, fold_out_of_range
+from dmmp_rec.errors import DmmpError
 from dmmp_rec.serving.manifest import UserFeature
 
 
-class RequestError(ValueError):
+class RequestError(DmmpError, ValueError):
     """Bad request input, located by file, line or row, and field."""
 
     def __init__(

@@ -24,6 +24,7 @@ from dmmp_rec.distributed.checkpoint import CheckpointManager, list_checkpoints
 from dmmp_rec.distributed.env import DistEnv, init_distributed
 from dmmp_rec.distributed.optim import combined_optimizer
 from dmmp_rec.distributed.plan_io import save_plan
+from dmmp_rec.errors import InputError
 from dmmp_rec.train.best import BestTracker
 from dmmp_rec.train.logger import TrainLogger
 from dmmp_rec.train.position import TrackedIterator
@@ -138,7 +139,7 @@ def train(cfg: DmmpConfig, env: DistEnv | None = None) -> dict[str, Any]:
     global_batch = cfg.data.batch_size * env.world_size
     total = total_steps(cfg, loader.num_batches_per_epoch)
     if start > total:
-        raise ValueError(
+        raise InputError(
             f"{checkpoints.root}: the checkpoint is at step {start}, past this job's budget of "
             f"{total} steps (train.max_steps / train.max_epochs)"
         )
