@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from types import ModuleType
 
 from dmmp_rec.config import DmmpConfig, load_config
 from dmmp_rec.console import benign_warnings
@@ -44,7 +45,7 @@ def config_from_args(args: argparse.Namespace) -> DmmpConfig:
     return load_config(args.config, args.overrides)
 
 
-def _available() -> dict[str, object]:
+def _available() -> dict[str, ModuleType]:
     modules = {}
     for name, module in COMMANDS.items():
         try:

@@ -108,23 +108,36 @@ def test_outputs_have_shapes_and_dtypes(variant: str) -> None:
     model = _model(variant=variant)
     loss, out = model(_batch())
     assert loss.shape == () and loss.dtype == torch.float32 and torch.isfinite(loss)
-    for key in ("pctr", "pcvr", "pctcvr", "s_c", "s_v", "fused"):
-        assert out[key].shape == (B,) and out[key].dtype == torch.float32, key
-        assert not out[key].requires_grad, key
-    assert out["gate"].shape == (B, 2) and out["gate"].dtype == torch.float32
+    for key, value in out.scores.row_scores().items():
+        assert value.shape == (B,) and value.dtype == torch.float32, key
+        assert not value.requires_grad, key
+    assert out.scores.gate.shape == (B, 2) and out.scores.gate.dtype == torch.float32
     for term in model.loss_terms:
-        assert out[f"loss/{term}"].shape == () and torch.isfinite(out[f"loss/{term}"]), term
-        assert out[f"weight/{term}"].shape == () and not out[f"weight/{term}"].requires_grad
-    assert not any(k.startswith("loss/") and k[5:] not in model.loss_terms for k in out)
+        assert out.losses[term].shape == () and torch.isfinite(out.losses[term]), term
+        assert out.weights[term].shape == () and not out.weights[term].requires_grad
+    assert set(out.losses) == set(model.loss_terms)
     assert set(model.loss_terms) <= set(LOSS_TERMS)
+
+
+def test_scoring_forward_matches_the_training_scores() -> None:
+    """`score` (evaluation) gives the training step's scores without losses or a step."""
+    model = _model().eval()
+    batch = _batch()
+    with torch.no_grad():
+        scores = model.score(batch)
+        _, out = model(batch)
+    for key, value in scores.row_scores().items():
+        torch.testing.assert_close(value, getattr(out.scores, key), rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(scores.gate, out.scores.gate)
+    assert int(model.train_step) == 0
 
 
 def test_entire_space_ctcvr_never_exceeds_ctr() -> None:
     model = _model()
     _, out = model(_batch(size=256))
-    assert torch.all(out["pctcvr"] <= out["pctr"])
-    assert torch.allclose(out["pctcvr"], out["pctr"] * out["pcvr"])
-    assert torch.all((out["pcvr"] > 0) & (out["pcvr"] < 1))
+    assert torch.all(out.scores.pctcvr <= out.scores.pctr)
+    assert torch.allclose(out.scores.pctcvr, out.scores.pctr * out.scores.pcvr)
+    assert torch.all((out.scores.pcvr > 0) & (out.scores.pcvr < 1))
 
 
 def test_gate_sums_to_one_and_reads_user_features_only() -> None:
@@ -132,24 +145,24 @@ def test_gate_sums_to_one_and_reads_user_features_only() -> None:
     batch = _batch()
     with torch.no_grad():
         _, out = model(batch)
-        torch.testing.assert_close(out["gate"].sum(-1), torch.ones(B))
+        torch.testing.assert_close(out.scores.gate.sum(-1), torch.ones(B))
         kjt = batch.features
         for key in ("item_id", "item_cat", "hour"):
             other = _replace(kjt, key, (kjt[key].values() + 1) % 6)
             _, changed = model(Batch(other, batch.click, batch.conversion))
-            assert torch.equal(changed["gate"], out["gate"]), key
-            assert not torch.equal(changed["fused"], out["fused"]), key
+            assert torch.equal(changed.scores.gate, out.scores.gate), key
+            assert not torch.equal(changed.scores.fused, out.scores.fused), key
         other = _replace(kjt, "user_id", (kjt["user_id"].values() + 1) % 50)
         _, changed = model(Batch(other, batch.click, batch.conversion))
-        assert not torch.allclose(changed["gate"], out["gate"])
-        torch.testing.assert_close(model.user_gate(_subset(kjt, USER_KEYS)), out["gate"])
+        assert not torch.allclose(changed.scores.gate, out.scores.gate)
+        torch.testing.assert_close(model.user_gate(_subset(kjt, USER_KEYS)), out.scores.gate)
 
 
 def test_distillation_sends_no_gradient_into_the_teacher() -> None:
     only_distill = {t: (1.0 if t in DISTILL_TERMS else 0.0) for t in LOSS_TERMS}
     model = _model(loss={"weighting": "fixed", "fixed_weights": only_distill})
     loss, out = model(_batch())
-    assert all(float(out[f"loss/{t}"]) > 0 for t in DISTILL_TERMS)
+    assert all(float(out.losses[t]) > 0 for t in DISTILL_TERMS)
     loss.backward()
     teacher = dict(model.teacher.named_parameters())
     assert teacher
@@ -169,7 +182,7 @@ def test_query_item_inner_product_is_the_fused_score(variant: str) -> None:
         i = model.item_vector(_subset(batch.features, ITEM_KEYS))
     assert q.shape == i.shape == (B, model.vector_dim)
     assert model.vector_dim == (8 if variant == "two_tower" else 16)
-    torch.testing.assert_close((q * i).sum(-1), out["fused"], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close((q * i).sum(-1), out.scores.fused, rtol=1e-5, atol=1e-5)
     # the item vectors hold unit-norm tower outputs
     norms = i.view(B, -1, 8).norm(dim=-1)
     torch.testing.assert_close(norms, torch.ones_like(norms))
@@ -185,7 +198,7 @@ def test_serving_knob_shifts_the_gate_and_its_ends_are_single_towers(variant: st
         _, out = model(batch)
         i = model.item_vector(items)
         # beta = 0 is the model as trained: the fused score
-        torch.testing.assert_close((model.query_vector(users, 0.0) * i).sum(-1), out["fused"])
+        torch.testing.assert_close((model.query_vector(users, 0.0) * i).sum(-1), out.scores.fused)
         # softmax(gate_logits + [0, beta]), by hand from the gate network's own logits
         beta = 1.25
         g = model.user_gate(_subset(batch.features, USER_KEYS), beta)
@@ -195,19 +208,22 @@ def test_serving_knob_shifts_the_gate_and_its_ends_are_single_towers(variant: st
             logits = torch.log(torch.full((B, 2), 0.5))
         want = torch.softmax(logits + torch.tensor([0.0, beta]), dim=-1)
         torch.testing.assert_close(g, want)
-        assert (g[:, 1] > out["gate"][:, 1]).all()
+        assert (g[:, 1] > out.scores.gate[:, 1]).all()
         q = model.query_vector(users, beta)
         torch.testing.assert_close(
-            (q * i).sum(-1), g[:, 0] * out["s_c"] + g[:, 1] * out["s_v"], rtol=1e-5, atol=1e-5
+            (q * i).sum(-1),
+            g[:, 0] * out.scores.s_c + g[:, 1] * out.scores.s_v,
+            rtol=1e-5,
+            atol=1e-5,
         )
         # -inf: click tower only; +inf: conversion tower only (exactly, not nearly)
         d = model.student.out_dim
         q_click = model.query_vector(users, -float("inf"))
         assert torch.count_nonzero(q_click[:, d:]) == 0
-        torch.testing.assert_close((q_click * i).sum(-1), out["s_c"], rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close((q_click * i).sum(-1), out.scores.s_c, rtol=1e-5, atol=1e-5)
         q_conv = model.query_vector(users, float("inf"))
         assert torch.count_nonzero(q_conv[:, :d]) == 0
-        torch.testing.assert_close((q_conv * i).sum(-1), out["s_v"], rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close((q_conv * i).sum(-1), out.scores.s_v, rtol=1e-5, atol=1e-5)
         # query_parts + compose_query is the same query at any beta
         u_tau, z = model.query_parts(users)
         from dmmp_rec.model.student import compose_query
@@ -254,7 +270,7 @@ def test_adaptive_weighting_moves_its_weights(scheme: str) -> None:
     model = _model(loss={"weighting": scheme, "dwa_window": 2}).train()
     history = _train(model, 8)
     for term in model.loss_terms:
-        first, last = history[0][f"weight/{term}"], history[-1][f"weight/{term}"]
+        first, last = history[0].weights[term], history[-1].weights[term]
         assert float(first) == pytest.approx(1.0), term
         assert abs(float(last) - float(first)) > 1e-3, term
 
@@ -275,7 +291,7 @@ def _weights_after(scheme: str, steps: int) -> list[dict[str, float]]:
         opt.zero_grad()
         loss.backward()
         opt.step()
-        history.append({t: float(out[f"weight/{t}"]) for t in model.loss_terms})
+        history.append({t: float(out.weights[t]) for t in model.loss_terms})
     return history
 
 
@@ -311,23 +327,23 @@ def test_watched_loss_is_the_plain_sum_and_the_scales_are_reported() -> None:
     model = _model(loss={"weighting": "scaled"}).train()
     history = _train(model, 3)
     for out in history:
-        terms = sum(float(out[f"loss/{t}"]) for t in model.loss_terms)
-        assert float(out["total_loss"]) == pytest.approx(terms, rel=1e-5)
+        terms = sum(float(out.losses[t]) for t in model.loss_terms)
+        assert float(out.total_loss) == pytest.approx(terms, rel=1e-5)
         for term in model.loss_terms:
-            assert float(out[f"scale/{term}"]) > 0
+            assert float(out.scales[term]) > 0
     # the running scale of a term is its mean loss (first step: the loss itself)
     first = history[0]
     for term in model.loss_terms:
-        assert float(first[f"scale/{term}"]) == pytest.approx(float(first[f"loss/{term}"]))
+        assert float(first.scales[term]) == pytest.approx(float(first.losses[term]))
     kendall = _model(loss={"weighting": "uncertainty"}).train()
     with torch.no_grad():
         kendall.dense.weighting.log_vars.fill_(3.0)  # weights e^-3: the objective moves ...
     objective, out = kendall(_batch())
-    plain = sum(float(out[f"loss/{t}"]) for t in kendall.loss_terms)
+    plain = sum(float(out.losses[t]) for t in kendall.loss_terms)
     assert float(objective) == pytest.approx(
-        sum(math.exp(-3) * float(out[f"loss/{t}"]) + 3.0 for t in kendall.loss_terms), rel=1e-5
+        sum(math.exp(-3) * float(out.losses[t]) + 3.0 for t in kendall.loss_terms), rel=1e-5
     )
-    assert float(out["total_loss"]) == pytest.approx(plain, rel=1e-5)  # ... the watched loss not
+    assert float(out.total_loss) == pytest.approx(plain, rel=1e-5)  # ... the watched loss not
 
 
 def test_distillation_kept_out_of_the_tables_leaves_their_gradients_as_without_it() -> None:
@@ -356,15 +372,15 @@ def test_distillation_kept_out_of_the_tables_leaves_their_gradients_as_without_i
     # the distillation terms still train the student towers
     stopped = runs["stopped"][0]
     for term in DISTILL_TERMS:
-        assert float(runs["stopped"][1][f"loss/{term}"]) > 0
+        assert float(runs["stopped"][1].losses[term]) > 0
     assert all(p.grad is not None for p in stopped.student.parameters())
 
 
 def test_fixed_weights_stay_as_configured() -> None:
     model = _model(loss={"weighting": "fixed", "fixed_weights": {"student/fused": 0.5}})
     history = _train(model, 3)
-    assert all(float(h["weight/student/fused"]) == 0.5 for h in history)
-    assert all(float(h["weight/teacher/ctr"]) == 1.0 for h in history)
+    assert all(float(h.weights["student/fused"]) == 0.5 for h in history)
+    assert all(float(h.weights["teacher/ctr"]) == 1.0 for h in history)
 
 
 @pytest.mark.parametrize("scheme", ["anchored", "scaled", "uncertainty", "fixed", "dwa"])
@@ -384,7 +400,7 @@ def test_warmup_holds_distillation_weight_at_start(scheme: str) -> None:
     tol = 0.08 if scheme in ("uncertainty", "scaled", "anchored") else 1e-6
     for step, out in enumerate(history):
         for term in DISTILL_TERMS:
-            w = float(out[f"weight/{term}"])
+            w = float(out.weights[term])
             assert w == pytest.approx(expected[step], rel=tol), (step, term)
     assert int(model.train_step) == 7
 
@@ -419,7 +435,7 @@ def test_every_baseline_trains_and_every_parameter_gets_a_gradient(
         missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
         assert not missing, f"parameters outside the graph (DDP would fail): {missing}"
         opt.step()
-        losses.append(sum(float(out[f"loss/{t}"]) for t in model.loss_terms))
+        losses.append(sum(float(out.losses[t]) for t in model.loss_terms))
     assert losses[-1] < losses[0]
     changed = [n for n, v in model.state_dict().items() if not torch.equal(v, before[n])]
     assert any(n.startswith("sparse.ebc.") for n in changed)
@@ -432,12 +448,14 @@ def test_baselines_differ_only_in_what_their_names_say() -> None:
     assert not any("conversion_tower" in n or "gate_net" in n for n, _ in two.named_parameters())
     assert two.loss_terms == ("teacher/ctr", "teacher/ctcvr", "student/ctr", "student/inbatch")
     _, out = two(_batch())
-    assert torch.equal(out["s_v"], out["s_c"]) and torch.equal(out["fused"], out["s_c"])
+    assert torch.equal(out.scores.s_v, out.scores.s_c) and torch.equal(
+        out.scores.fused, out.scores.s_c
+    )
 
     no_gate = _model(variant="no_gate")
     assert no_gate.student.gate_net is None
     _, out = no_gate(_batch())
-    assert torch.equal(out["gate"], torch.full((B, 2), 0.5))
+    assert torch.equal(out.scores.gate, torch.full((B, 2), 0.5))
     assert no_gate.loss_terms == _model().loss_terms
 
     no_distill = _model(variant="no_distill")
@@ -531,7 +549,7 @@ def test_sharded_pipelined_training_and_retrieval(process_group: None) -> None:
     assert type(ebc).__name__ == "ShardedEmbeddingBagCollection"
     assert getattr(ebc, "is_pipelined", False), "the EBC call was not pipelined"
     assert int(dmp.module.train_step) == 4
-    assert all(torch.isfinite(o[f"loss/{t}"]) for o in outputs for t in model.loss_terms)
+    assert all(torch.isfinite(o.losses[t]) for o in outputs for t in model.loss_terms)
 
     plain = pipeline.detach()
     plain.eval()
@@ -540,4 +558,4 @@ def test_sharded_pipelined_training_and_retrieval(process_group: None) -> None:
         _, out = plain(batch)
         q = plain.module.query_vector(_subset(batch.features, USER_KEYS + CONTEXT_KEYS))
         i = plain.module.item_vector(_subset(batch.features, ITEM_KEYS))
-    torch.testing.assert_close((q * i).sum(-1), out["fused"], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close((q * i).sum(-1), out.scores.fused, rtol=1e-5, atol=1e-5)

@@ -88,7 +88,7 @@ def _convert(value: Any, tp: Any, path: str) -> Any:
             _convert(k, k_tp, _join(path, k)): _convert(v, v_tp, _join(path, k))
             for k, v in value.items()
         }
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         return build(tp, value, path)
     if tp is bool:
         if not isinstance(value, bool):

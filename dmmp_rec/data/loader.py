@@ -262,8 +262,8 @@ def _decode_ids(
     try:
         values, positions = fold_out_of_range(values, spec)
     except OutOfRangeIdError as e:
-        row = e.index if offsets is None else np.searchsorted(offsets, e.index, "right") - 1
-        raise DataError(str(e), rg.file, rg.file_row + int(row), spec.name) from None
+        bad = e.index if offsets is None else np.searchsorted(offsets, e.index, "right") - 1
+        raise DataError(str(e), rg.file, rg.file_row + int(bad), spec.name) from None
     folds = None
     if positions.size:
         rows = positions if offsets is None else np.searchsorted(offsets, positions, "right") - 1
@@ -471,7 +471,7 @@ class _Phase:
 
     def remaining(self, batches: int) -> np.ndarray:
         """Every rank's rows after its first `batches` batches, rank by rank."""
-        parts = []
+        parts: list[np.ndarray] = []
         for r in range(self.spec.world_size):
             start = int(self.batch_sizes(r)[:batches].sum())
             parts.extend(self.windows(r, start))

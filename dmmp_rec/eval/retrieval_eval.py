@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 import pyarrow as pa
@@ -127,7 +128,8 @@ def _user_rows(cat: Catalogue, inter: Interactions, split: str) -> pa.Table:
 
 def _has_knob(model: RetrievalModel, u_tau: np.ndarray) -> bool:
     """A gated query ([g_c u, g_v u] / tau) is twice the tower width; a two-tower's is not."""
-    return int(getattr(model, "vector_dim", u_tau.shape[1])) == 2 * u_tau.shape[1]
+    width = cast(int, getattr(model, "vector_dim", u_tau.shape[1]))
+    return int(width) == 2 * u_tau.shape[1]
 
 
 def _compose(u_tau: np.ndarray, z: np.ndarray, beta: float) -> np.ndarray:
@@ -196,7 +198,7 @@ def evaluate_retrieval(
         u_tau, z = encode_query_parts(
             model, cfg.features, user_rows, options.batch_size, device, show
         )
-    if u_tau is not None and _has_knob(model, u_tau):
+    if u_tau is not None and z is not None and _has_knob(model, u_tau):
         queries = _compose(u_tau, z, 0.0)
         gates = shifted_gate(torch.from_numpy(z), 0.0).numpy()
     else:
@@ -226,8 +228,8 @@ def evaluate_retrieval(
         mine = np.flatnonzero(np.isin(users, sample))
         rankers = {"model": model_rows[mine], "popularity": popular_rows[mine]}
         for j, beta in enumerate(betas):
-            local = slice(lo, hi)
-            q = _compose(u_tau[local][mine], z[local][mine], beta)
+            assert u_tau is not None and z is not None  # betas need the query parts
+            q = _compose(u_tau[lo:hi][mine], z[lo:hi][mine], beta)
             rankers[ranker_name(j)] = search_top_k(item_vecs, q, kmax)
         per_user.update(oracle_metrics(users[mine], rankers, cat, inter, truth, ks, show))
         if options.teacher_users > 0 and hasattr(model, "dense"):
@@ -300,6 +302,7 @@ def evaluate_retrieval(
     if teacher is not None:
         report["teacher_retrieval"] = teacher
     if betas and sample_size:
+        assert z is not None  # betas need the query parts
         gate_means = [_gate_mean(z, b) for b in betas]
         report["frontier"] = frontier_report(summary, betas, ks, gate_means)
     report["references"] = summary

@@ -10,6 +10,7 @@ in rank order, which is the split's file order, so the numbers do not depend on 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import torch
@@ -22,10 +23,12 @@ from dmmp_rec.data.catalogue import id_features
 from dmmp_rec.data.world import GroundTruth
 from dmmp_rec.eval.metrics import auc, calibration, log_loss
 
+if TYPE_CHECKING:
+    from dmmp_rec.model.dmmp import DMMPModel
+
 # The synthetic world's hour feature (dmmp_rec.data.synthetic_features.KNOWN): the true pCTR
 # depends on it, so the Bayes ceiling reads it per row when the config has it.
 HOUR_FEATURE = "ctx_hour"
-_MODEL_OUTPUTS = ("pctr", "pcvr", "pctcvr", "s_c", "s_v", "fused")
 
 
 def gather_rows(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -44,11 +47,13 @@ def score_rows(
     features: FeaturesConfig,
     device: torch.device,
 ) -> dict[str, np.ndarray]:
-    """This rank's labels, model outputs and (user id, item id, hour) of every row of
-    `batches`; `model` is the DMP (its forward runs the sharded EBC)."""
+    """This rank's labels, model scores and (user id, item id, hour) of every row of
+    `batches`; `model` is the DMP or a DMMPModel (`score` runs the sharded EBC)."""
     user_key, item_key = id_features(features)
     keys = [user_key, item_key] + ([HOUR_FEATURE] if HOUR_FEATURE in features.names else [])
     cols: dict[str, list[np.ndarray]] = {}
+    # a DMP's DMMPModel (or the model itself): scoring only, no candidates or losses
+    scorer = cast("DMMPModel", getattr(model, "module", model))
 
     def add(name: str, value: torch.Tensor) -> None:
         cols.setdefault(name, []).append(value.detach().cpu().numpy().reshape(-1))
@@ -58,12 +63,11 @@ def score_rows(
         for key, name in zip(keys, ("user_id", "item_id", "hour"), strict=False):
             add(name, jts[key].values())
         batch = batch.to(device)
-        _, out = model(batch)
+        out = scorer.score(batch)
         add("click", batch.click)
         add("conversion", batch.conversion)
-        for key in _MODEL_OUTPUTS:
-            if key in out:
-                add(key, out[key].float())
+        for key, value in out.row_scores().items():
+            add(key, value.float())
     return {k: np.concatenate(v) for k, v in cols.items()}
 
 

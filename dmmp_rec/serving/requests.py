@@ -108,7 +108,8 @@ def _finish(
             try:
                 ids = np.array(flat, dtype=np.int64)
             except OverflowError:
-                row = next(i for i, b in enumerate(bags[j]) if any(abs(x) >= 2**63 for x in b))
+                bagged = enumerate(bags[j])  # type: ignore[index]
+                row = next(i for i, b in bagged if any(abs(x) >= 2**63 for x in b))
                 raise RequestError(
                     "id does not fit in int64", file, labels[row], feature.name
                 ) from None

@@ -14,7 +14,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import faiss
 import numpy as np
@@ -113,7 +113,8 @@ class Retriever:
             )
         self.index = faiss.read_index(str(self.manifest.file(self.root, index)))
         if index == "approx":
-            faiss.downcast_index(self.index).hnsw.efSearch = self.manifest.approx.ef_search
+            hnsw: Any = faiss.downcast_index(self.index)  # faiss's partial types miss .hnsw
+            hnsw.hnsw.efSearch = self.manifest.approx.ef_search
         self.index_kind = index
 
     @property
