@@ -29,6 +29,7 @@ class DenseArch(DenseScorer):
         self.weighting = build_weighting(self.terms, cfg.loss)
         ranks = "distill/ctcvr_rank" in self.terms
         self.num_candidates = cfg.loss.distill_candidates if ranks else 0
+        self.split_first_layer = self.num_candidates > 0  # score as the candidates path does
         # without distillation into the tables, the distillation terms read a second student
         # pass over detached embeddings (the towers still learn from the teacher)
         distills = any(t in DISTILL_TERMS for t in self.terms)

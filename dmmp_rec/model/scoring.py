@@ -32,6 +32,10 @@ class DenseScorer(nn.Module):
         self.student = Student(
             user_dim, group_dims["item"], group_dims["user"], cfg.student, cfg.variant
         )
+        # Score the teacher's first layer block by block (row + item [+ pair]), as training with
+        # candidates does, so scores are bit-identical to the training forward's; the objective
+        # sets it when it ranks candidates (the two forms differ only in float rounding).
+        self.split_first_layer = False
 
     def blocks(
         self, groups: dict[str, torch.Tensor]
@@ -46,8 +50,16 @@ class DenseScorer(nn.Module):
     ) -> tuple[TeacherOutput, StudentOutput]:
         """Both models on the impressions, without candidates or losses."""
         user, item, context, cross = self.blocks(groups)
-        parts = [user, item] + [x for x in (context, cross) if x is not None]
-        t = self.teacher(torch.cat(parts, dim=1))
+        if self.split_first_layer:
+            first = self.teacher.first_layer()
+            row = {"user": user} if context is None else {"user": user, "context": context}
+            pre = first.partial(row) + first.bias + first.partial({"item": item})
+            if cross is not None:
+                pre = pre + first.partial({"cross": cross})
+            t = self.teacher.from_first_layer(pre)
+        else:
+            parts = [user, item] + [x for x in (context, cross) if x is not None]
+            t = self.teacher(torch.cat(parts, dim=1))
         s = self.student(user, context, item)  # the student never reads `cross`
         return t, s
 
