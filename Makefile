@@ -36,14 +36,14 @@ $(STAMP): pyproject.toml Makefile
 demo: $(STAMP)
 	$(VENV)/bin/dmmp-rec demo --config $(DEMO_CONFIG)
 
-test: $(STAMP)
-	$(VENV)/bin/ruff check dmmp_rec tests benchmarks launchers scripts
-	$(VENV)/bin/ruff format --check dmmp_rec tests benchmarks launchers scripts
+test: lint
 	$(PY) -m pytest -q
 
+# ruff (style, imports) and mypy (the type hints of dmmp_rec/, settings in pyproject.toml)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check dmmp_rec tests benchmarks launchers scripts
 	$(VENV)/bin/ruff format --check dmmp_rec tests benchmarks launchers scripts
+	$(VENV)/bin/mypy
 
 format: $(STAMP)
 	$(VENV)/bin/ruff format dmmp_rec tests benchmarks launchers scripts

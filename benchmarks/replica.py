@@ -14,7 +14,8 @@ from torch import nn
 
 from dmmp_rec.config import DmmpConfig
 from dmmp_rec.data.batch import Batch
-from dmmp_rec.model.dmmp import DenseArch
+from dmmp_rec.model.objective import DenseArch
+from dmmp_rec.model.output import TrainOutput
 
 
 class ReplicaBatch:
@@ -51,7 +52,7 @@ class ReplicaModel(nn.Module):
         self.item_id_feature = feats.group("item")[0].name
         self.uses_item_ids = "student/inbatch" in self.dense.terms
 
-    def forward(self, batch: ReplicaBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def forward(self, batch: ReplicaBatch) -> tuple[torch.Tensor, TrainOutput]:
         pooled = {n: self.tables[n](v, o) for n, (v, o) in batch.inputs.items()}
         groups = {g: torch.cat([pooled[n] for n in names], 1) for g, names in self.groups.items()}
         item_ids = batch.inputs[self.item_id_feature][0] if self.uses_item_ids else None

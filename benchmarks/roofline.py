@@ -44,7 +44,7 @@ def dense_step_inputs(
 
 
 def _dense(cfg: DmmpConfig) -> torch.nn.Module:
-    from dmmp_rec.model.dmmp import DenseArch
+    from dmmp_rec.model.objective import DenseArch
 
     torch.manual_seed(cfg.seed)
     dims = {g: cfg.features.group_dim(g) for g in ("user", "item", "context")}

@@ -3,6 +3,7 @@
 Each command module in `dmmp_rec.commands` defines `HELP`, `add_arguments(parser)` and
 `run(args) -> int`. Commands that take `--config` also take dotted overrides after their
 options, validated exactly like the file (`dmmp-rec train --config F train.max_steps=20`).
+Bad input raises a `DmmpError`: one line on stderr, exit code 2, for every command.
 """
 
 from __future__ import annotations
@@ -10,9 +11,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from types import ModuleType
 
-from dmmp_rec.config import ConfigError, DmmpConfig, load_config
+from dmmp_rec.config import DmmpConfig, load_config
 from dmmp_rec.console import benign_warnings
+from dmmp_rec.errors import EXIT_USER_ERROR, DmmpError
 
 COMMANDS = {
     "synth": "dmmp_rec.commands.synth",
@@ -42,7 +45,7 @@ def config_from_args(args: argparse.Namespace) -> DmmpConfig:
     return load_config(args.config, args.overrides)
 
 
-def _available() -> dict[str, object]:
+def _available() -> dict[str, ModuleType]:
     modules = {}
     for name, module in COMMANDS.items():
         try:
@@ -64,37 +67,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(modules[args.command].run(args) or 0)
-    except ConfigError as e:
-        print(f"dmmp-rec {args.command}: config error: {e}", file=sys.stderr)
-        return 2
-    except _user_errors() as e:  # bad input: the message names the file, row or key
-        print(f"dmmp-rec {args.command}: {type(e).__name__}: {e}", file=sys.stderr)
-        return 2
+    except DmmpError as e:  # bad input: the message names the file, row, key or option
+        print(f"dmmp-rec {args.command}: {one_line(e)}", file=sys.stderr)
+        return EXIT_USER_ERROR
 
 
-def _user_errors() -> tuple[type[Exception], ...]:
-    """Errors about the user's input (data, plans, checkpoints, requests), shown without a
-    traceback. Imported here, after the command ran, so that `--help` stays fast."""
-    from dmmp_rec.data.aliccp.parse import MalformedRowError
-    from dmmp_rec.data.id_policy import OutOfRangeIdError
-    from dmmp_rec.data.loader import DataError
-    from dmmp_rec.distributed.checkpoint import CheckpointError
-    from dmmp_rec.distributed.plan_config import PlanError
-
-    errors: list[type[Exception]] = [
-        MalformedRowError,
-        OutOfRangeIdError,
-        DataError,
-        CheckpointError,
-        PlanError,
-    ]
-    try:
-        from dmmp_rec.serving.requests import RequestError
-
-        errors.append(RequestError)
-    except ImportError:
-        pass
-    return tuple(errors)
+def one_line(error: BaseException) -> str:
+    """The error's message on one line, so every command reports bad input the same way."""
+    return " ".join(part.strip() for part in str(error).splitlines() if part.strip())
 
 
 if __name__ == "__main__":

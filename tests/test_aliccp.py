@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
+from dmmp_rec.cli import main
 from dmmp_rec.commands import convert_aliccp as command
 from dmmp_rec.config import ConfigError, DmmpConfig, config_from_dict, load_config
 from dmmp_rec.config.features import FeatureSpec
@@ -245,5 +246,6 @@ def test_command_converts_and_reports(tmp_path, capsys):
     assert "missing md5 joins:            1" in text
     assert len(split_files(out, "test")) == 1
     bad = ["--skeleton", str(FIX / "sample_skeleton_bad.csv")] + argv[2:]
-    assert command.run(parser.parse_args(bad)) == 1
-    assert "sample_skeleton_bad.csv:3:" in capsys.readouterr().err
+    assert main(["convert-aliccp", *bad]) == 2  # a DmmpError: one line on stderr, exit 2
+    err = capsys.readouterr().err
+    assert "sample_skeleton_bad.csv:3:" in err and "--on-bad-row skip" in err

@@ -144,7 +144,7 @@ def test_replica_matches_model_shapes(tiny) -> None:
     cfg, _ = tiny
     batch = next(iter(loader_for_split(cfg, "train")))
     loss, out = ReplicaModel(cfg)(ReplicaBatch(batch, cfg.features.names))
-    assert out["pctr"].shape == (batch.size,) and out["gate"].shape == (batch.size, 2)
+    assert out.scores.pctr.shape == (batch.size,) and out.scores.gate.shape == (batch.size, 2)
     assert torch.isfinite(loss)
 
 

@@ -210,11 +210,11 @@ def test_candidate_term_is_its_own_term_with_its_own_weight() -> None:
     assert set(with_cands.loss_terms) - set(without.loss_terms) == {"distill/ctcvr_rank"}
     _, a = with_cands(_batch(batch_seed))
     _, b = without(_batch(batch_seed))
-    assert float(a["loss/distill/ctcvr_rank"]) > 0
-    assert "weight/distill/ctcvr_rank" in a and "loss/distill/ctcvr_rank" not in b
+    assert float(a.losses["distill/ctcvr_rank"]) > 0
+    assert "distill/ctcvr_rank" in a.weights and "distill/ctcvr_rank" not in b.losses
     # every other term, the pointwise distill/ctcvr included, is the same with and without
     for term in without.loss_terms:
-        torch.testing.assert_close(a[f"loss/{term}"], b[f"loss/{term}"])
+        torch.testing.assert_close(a.losses[term], b.losses[term])
 
 
 def test_small_batches_use_every_other_row_once() -> None:

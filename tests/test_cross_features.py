@@ -99,14 +99,14 @@ def test_only_the_teacher_reads_cross_features(tiny_world: Path) -> None:
             spec = cfg.features.by_name(name)
             moved = (batch.features[name].values() + 1) % spec.cardinality
             _, changed = model(_with(batch, name, moved))
-            assert not torch.allclose(changed["pctr"], out["pctr"]), name
+            assert not torch.allclose(changed.scores.pctr, out.scores.pctr), name
             for key in ("s_c", "s_v", "fused", "gate"):
-                assert torch.equal(changed[key], out[key]), (name, key)
+                assert torch.equal(getattr(changed.scores, key), getattr(out.scores, key)), key
         # a candidate pair's cross moves the listwise term only
         moved = (batch.features["cross_hist_cat_hits@1"].values() + 1) % 6
         _, changed = model(_with(batch, "cross_hist_cat_hits@1", moved))
-        assert changed["loss/distill/ctcvr_rank"] != out["loss/distill/ctcvr_rank"]
-        assert torch.equal(changed["loss/distill/ctcvr"], out["loss/distill/ctcvr"])
+        assert changed.losses["distill/ctcvr_rank"] != out.losses["distill/ctcvr_rank"]
+        assert torch.equal(changed.losses["distill/ctcvr"], out.losses["distill/ctcvr"])
     # the student's towers are built for user, context and item widths: no cross input
     dims = model.sparse.group_dims
     assert model.student.user_tower.net[0].in_features == dims["user"] + dims["context"]

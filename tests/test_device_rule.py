@@ -130,7 +130,7 @@ def _evaluate_sharded(env: DistEnv, world: Path, run: Path, out: Path) -> None:
     assert "broadcast_object_list" not in gathers
     assert log.internal_calls > 0  # the sharded EBC's own all-to-alls ran (not ours to check)
     if env.rank == 0:
-        teacher = report["teacher"]
+        teacher = report.teacher
         (out / "report.json").write_text(json.dumps({"rows": teacher["rows"]}))
 
 

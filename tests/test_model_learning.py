@@ -49,7 +49,7 @@ def test_short_training_lowers_every_loss_and_teacher_ranks_clicks(
         loss.backward()
         opt.step()
         for t in history:
-            history[t].append(float(out[f"loss/{t}"]))
+            history[t].append(float(out.losses[t]))
         if step % 100 == 0:
             print(f"step {step}: loss {loss.item():.3f}")
     assert int(model.train_step) == STEPS

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import argparse
 import shlex
-import sys
 from pathlib import Path
 
 from dmmp_rec.cli import add_config_arguments, config_from_args
+from dmmp_rec.errors import InputError
 
 HELP = "train and evaluate DMMP, its baselines and torch-rechub peers; write the comparison"
 
@@ -105,8 +105,7 @@ def _command_line(args: argparse.Namespace) -> str:
 def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     if args.nproc < 1 or args.threads < 0:
-        print("dmmp-rec compare: need --nproc >= 1 and --threads >= 0", file=sys.stderr)
-        return 2
+        raise InputError("need --nproc >= 1 and --threads >= 0")
     from dmmp_rec.compare.models import select_models
     from dmmp_rec.compare.runner import CompareOptions, run_comparison
     from dmmp_rec.distributed.env import init_distributed, shutdown
@@ -114,11 +113,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         select_models(args.models, args.variant)
     except ValueError as e:
-        print(f"dmmp-rec compare: {e}", file=sys.stderr)
-        return 2
+        raise InputError(str(e)) from None
     if args.seeds < 1 or args.teacher_users < 0:
-        print("dmmp-rec compare: need --seeds >= 1 and --teacher-users >= 0", file=sys.stderr)
-        return 2
+        raise InputError("need --seeds >= 1 and --teacher-users >= 0")
     options = CompareOptions(
         out=Path(args.out),
         steps=args.steps,

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from dmmp_rec.cli import add_config_arguments, config_from_args
 from dmmp_rec.data.aliccp.convert import MalformedRowError, convert_aliccp
 from dmmp_rec.data.schema import SPLITS
+from dmmp_rec.errors import InputError
 
 HELP = "convert raw Ali-CCP files (sample_skeleton + common_features) to Parquet"
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "aliccp.yaml"
@@ -60,11 +60,11 @@ def run(args: argparse.Namespace) -> int:
             rows_per_part=args.rows_per_part,
             overwrite=args.overwrite,
         )
-    except (MalformedRowError, FileNotFoundError, FileExistsError) as e:
-        print(f"dmmp-rec convert-aliccp: {e}", file=sys.stderr)
-        if isinstance(e, MalformedRowError):
-            print("(pass --on-bad-row skip to skip and count such lines)", file=sys.stderr)
-        return 1
+    except MalformedRowError as e:
+        hint = " (pass --on-bad-row skip to skip and count such lines)"
+        raise MalformedRowError(e.file, e.line, e.reason + hint) from None
+    except (FileNotFoundError, FileExistsError) as e:
+        raise InputError(str(e)) from None
     print(stats.summary())
     print(f"wrote {out / args.split}")
     return 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from dmmp_rec.cli import add_config_arguments, config_from_args
+from dmmp_rec.errors import InputError
 from dmmp_rec.eval.frontier import DEFAULT_BETAS
 
 HELP = "evaluate a checkpoint: teacher AUC/log loss/calibration, Bayes ceilings, retrieval@K"
@@ -59,13 +60,11 @@ def run(args: argparse.Namespace) -> int:
     try:
         ks = [int(k) for k in args.k.split(",") if k.strip()]
     except ValueError:
-        print(f"dmmp-rec eval: --k wants comma-separated integers, got {args.k!r}")
-        return 2
+        raise InputError(f"--k wants comma-separated integers, got {args.k!r}") from None
     try:
         betas = list(DEFAULT_BETAS) if args.betas is None else _floats(args.betas)
     except ValueError:
-        print(f"dmmp-rec eval: --betas wants comma-separated numbers, got {args.betas!r}")
-        return 2
+        raise InputError(f"--betas wants comma-separated numbers, got {args.betas!r}") from None
     from dmmp_rec.distributed.env import init_distributed, shutdown
     from dmmp_rec.eval.report import EvalOptions, evaluate, format_report, write_report
     from dmmp_rec.eval.retrieval_eval import RetrievalOptions
@@ -85,8 +84,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         options.retrieval.validate()
     except ValueError as e:
-        print(f"dmmp-rec eval: {e}")
-        return 2
+        raise InputError(str(e)) from None
     env = init_distributed(cfg.train.device, cfg.train.dist_timeout_s)
     try:
         report = evaluate(cfg, args.checkpoint, env, options)

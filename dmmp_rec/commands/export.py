@@ -59,7 +59,6 @@ def load_run_config(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     from dmmp_rec.serving.export import ExportOptions, export_run
-    from dmmp_rec.serving.weights import ExportError
 
     cfg = load_run_config(args)
     checkpoint = Path(args.checkpoint)
@@ -71,11 +70,7 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         quantize=args.quantize,
     )
-    try:
-        manifest = export_run(cfg, checkpoint, out, options)
-    except ExportError as e:
-        print(f"dmmp-rec export: {e}")
-        return 1
+    manifest = export_run(cfg, checkpoint, out, options)  # ExportError: the CLI reports it
     sizes = {f.path: f.bytes for f in manifest.files.values()}
     print(
         f"exported step {manifest.train_step} ({manifest.variant}) to {out}: {manifest.num_items} "

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from collections.abc import Callable, Sequence
 
 from dmmp_rec.cli import add_config_arguments, config_from_args
@@ -183,24 +182,20 @@ def run(args: argparse.Namespace) -> int:
     if args.torchrec_stats:
         logging.basicConfig(level=logging.INFO, format="%(message)s")
         logging.getLogger("torchrec.distributed.planner.stats").setLevel(logging.INFO)
-    try:
-        world_size, device = _resolve_job(args, plan_cfg)
-        print(
-            f"planning {len(cfg.features.all)} tables of {cfg.source} for {world_size} x {device}"
-            + (f" with {plan_cfg.source}" if plan_cfg else " with default constraints"),
-            flush=True,
-        )
-        result = make_plan(
-            cfg,
-            plan_cfg,
-            world_size,
-            device,
-            torchrec_stats=args.torchrec_stats,
-            local_world_size=args.local_world_size,
-        )
-    except PlanError as e:
-        print(f"dmmp-rec plan: error: {e}", file=sys.stderr)
-        return 2
+    world_size, device = _resolve_job(args, plan_cfg)
+    print(
+        f"planning {len(cfg.features.all)} tables of {cfg.source} for {world_size} x {device}"
+        + (f" with {plan_cfg.source}" if plan_cfg else " with default constraints"),
+        flush=True,
+    )
+    result = make_plan(
+        cfg,
+        plan_cfg,
+        world_size,
+        device,
+        torchrec_stats=args.torchrec_stats,
+        local_world_size=args.local_world_size,
+    )
     print(format_report(result))
     path = save_plan(result, args.out)
     print(f"wrote {path}")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
+
+from dmmp_rec.errors import InputError
 
 HELP = "top-K items for users (JSON lines or Parquet of user features), with gate and scores"
 
@@ -49,24 +50,21 @@ def _table(results, k: int) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dmmp_rec.serving.requests import RequestError, read_requests
+    from dmmp_rec.serving.requests import read_requests
     from dmmp_rec.serving.retrieve import Retriever, demo_users
 
     if args.k < 1 or (args.demo_users is not None and args.demo_users < 1):
-        print("dmmp-rec retrieve: -k and --demo-users must be >= 1", file=sys.stderr)
-        return 2
+        raise InputError("-k and --demo-users must be >= 1")
     if math.isnan(args.conversion_shift):
-        print("dmmp-rec retrieve: --conversion-shift must be a number", file=sys.stderr)
-        return 2
+        raise InputError("--conversion-shift must be a number")
     retriever = Retriever(args.export, args.index)
     try:
         if args.users:
             requests = read_requests(args.users, retriever.features)
         else:
             requests = demo_users(retriever, args.demo_users)
-    except (RequestError, FileNotFoundError) as e:
-        print(f"dmmp-rec retrieve: {e}", file=sys.stderr)
-        return 2
+    except FileNotFoundError as e:  # RequestError is a DmmpError already
+        raise InputError(str(e)) from None
     results = retriever.search(requests, args.k, beta=args.conversion_shift)
     lines = [json.dumps(r.to_dict()) for r in results]
     if args.out:

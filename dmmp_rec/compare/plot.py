@@ -52,7 +52,8 @@ def plot_frontiers(result: dict[str, Any], path: str | Path) -> Path:
             beta0 = [j for j, p in enumerate(entry["runs"][0]["splits"][split]["frontier"])
                      if float(p["beta"]) == 0.0]  # fmt: skip
             if beta0:
-                ax.scatter(*c[beta0[0], :2], s=70, facecolors="none", edgecolors=colors(n % 10))
+                x, y = c[beta0[0], :2]
+                ax.scatter(x, y, s=70, facecolors="none", edgecolors=colors(n % 10))
         else:
             xs = interval(analysis.values(result, name, split, analysis.CLICKS))
             ys = interval(analysis.values(result, name, split, analysis.CONVERSIONS))

@@ -148,11 +148,11 @@ def _run_ours(
     summary = train(cfg, env)
     t0 = time.perf_counter()
     options = EvalOptions(_retrieval_options(cfg, opts), progress=opts.progress)
-    reports = evaluate_splits(cfg, run_dir, env, list(opts.splits), options)
+    typed = evaluate_splits(cfg, run_dir, env, list(opts.splits), options)
     seconds = time.perf_counter() - t0
-    for split, report in reports.items():
+    for split, report in typed.items():
         write_report(report, _eval_path(run_dir, split))
-    return summary, reports, seconds
+    return summary, {split: report.to_dict() for split, report in typed.items()}, seconds
 
 
 def _run_peer(
@@ -279,7 +279,7 @@ def run_comparison(cfg: DmmpConfig, env: DistEnv, opts: CompareOptions) -> dict[
     total = len(specs) * len(seeds)
     done = 0
     for spec in specs:
-        entry = {
+        entry: dict[str, Any] = {
             "label": spec.label,
             "short": spec.short,
             "family": spec.family,

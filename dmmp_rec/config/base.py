@@ -12,10 +12,12 @@ import dataclasses
 import types
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
+from dmmp_rec.errors import DmmpError
+
 T = TypeVar("T")
 
 
-class ConfigError(ValueError):
+class ConfigError(DmmpError, ValueError):
     """A config problem, located by file and dotted key path."""
 
     def __init__(self, path: str, message: str, source: str | None = None) -> None:
@@ -86,7 +88,7 @@ def _convert(value: Any, tp: Any, path: str) -> Any:
             _convert(k, k_tp, _join(path, k)): _convert(v, v_tp, _join(path, k))
             for k, v in value.items()
         }
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         return build(tp, value, path)
     if tp is bool:
         if not isinstance(value, bool):

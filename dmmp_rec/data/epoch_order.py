@@ -137,7 +137,7 @@ class Phase:
 
     def remaining(self, batches: int) -> np.ndarray:
         """Every rank's rows after its first `batches` batches, rank by rank."""
-        parts = []
+        parts: list[np.ndarray] = []
         for r in range(self.spec.world_size):
             start = int(self.batch_sizes(r)[:batches].sum())
             parts.extend(self.windows(r, start))

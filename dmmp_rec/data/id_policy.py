@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from dmmp_rec.errors import DmmpError
 from dmmp_rec.config.features import FeatureSpec
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -22,7 +23,7 @@ _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
 _MIX2 = np.uint64(0x94D049BB133111EB)
 
 
-class OutOfRangeIdError(ValueError):
+class OutOfRangeIdError(DmmpError, ValueError):
     """An id outside its table under `out_of_range: error`; `index` is its flat position."""
 
     def __init__(self, feature: str, index: int, value: int, cardinality: int, where: str) -> None:

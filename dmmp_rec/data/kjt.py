@@ -16,11 +16,12 @@ import pyarrow as pa
 import torch
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
+from dmmp_rec.errors import DmmpError
 from dmmp_rec.config.features import FeatureSpec
 from dmmp_rec.data.id_policy import OutOfRangeIdError, fold_out_of_range
 
 
-class DataError(ValueError):
+class DataError(DmmpError, ValueError):
     """Bad input data, located by file, row (index within that file) and column."""
 
     def __init__(
@@ -95,7 +96,7 @@ def decode_ids(
         child = arr.values.slice(int(offsets[0]), int(offsets[-1] - offsets[0]))
         offsets = offsets - offsets[0]
         if child.null_count:
-            row = np.searchsorted(offsets, first_null_row(child), "right") - 1
+            row = int(np.searchsorted(offsets, first_null_row(child), "right")) - 1
             raise error("null id in a list", row)
     values = child.to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
 

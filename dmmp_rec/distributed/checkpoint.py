@@ -29,6 +29,7 @@ import torch.distributed as dist
 import torch.distributed.checkpoint as dcp
 
 from dmmp_rec.distributed.env import collective_device
+from dmmp_rec.errors import DmmpError
 
 PREFIX = "step-"
 TMP_PREFIX = ".tmp-step-"
@@ -36,7 +37,7 @@ MANIFEST = "MANIFEST.json"
 TRAINER_STATE = "trainer_state.json"
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(DmmpError, RuntimeError):
     """A checkpoint that cannot be used; the message names the directory and the reason."""
 
 

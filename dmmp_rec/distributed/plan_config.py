@@ -17,6 +17,7 @@ import yaml
 
 from dmmp_rec.config.base import ConfigError, build, require
 from dmmp_rec.config.root import apply_overrides
+from dmmp_rec.errors import DmmpError
 
 GIB = 1024**3  # torchrec's planner reports "GB" as 2**30 bytes; so do we
 
@@ -40,7 +41,7 @@ GPU_ONLY_KERNELS = frozenset({"fused_uvm", "fused_uvm_caching"})
 DEFAULT_KEY = "default"
 
 
-class PlanError(ValueError):
+class PlanError(DmmpError, ValueError):
     """A plan that cannot be used: does not fit, names unknown tables, or wrong world size."""
 
 

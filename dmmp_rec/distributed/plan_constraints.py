@@ -51,9 +51,9 @@ def _resolve_table_keys(cfg: DmmpConfig, plan_cfg: PlanConfig) -> dict[str, Tabl
     default = plan_cfg.tables.get(DEFAULT_KEY)
     out = {}
     for spec in cfg.features.all:
-        constraint = named.get(spec.table_name, default)
-        if constraint is not None:
-            out[spec.table_name] = constraint
+        chosen = named.get(spec.table_name, default)
+        if chosen is not None:
+            out[spec.table_name] = chosen
     return out
 
 
@@ -67,9 +67,11 @@ def _sharding_types(
     which depends on PYTHONHASHSEED, so two processes could pick different types. Dropping the
     disguised choice makes the plan the same in every process.
     """
-    allowed = list(constraint.sharding_types) if constraint and constraint.sharding_types else []
+    allowed: list[str] = (
+        list(constraint.sharding_types) if constraint and constraint.sharding_types else []
+    )
     allowed = allowed or list(CPU_SHARDING_TYPES if device == "cpu" else ALL_SHARDING_TYPES)
-    drop = set()
+    drop: set[str] = set()
     min_partition = (constraint.min_partition if constraint else None) or MIN_CW_DIM
     if dim <= min_partition:
         drop |= COLUMN_SPLITS

@@ -8,6 +8,7 @@ matched; `collectives.gather_rows` joins the ranks' rows in rank order (the spli
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import torch
@@ -17,10 +18,12 @@ from dmmp_rec.config.features import FeaturesConfig
 from dmmp_rec.data.batch import Batch
 from dmmp_rec.data.catalogue import id_features
 
+if TYPE_CHECKING:
+    from dmmp_rec.model.dmmp import DMMPModel
+
 # The synthetic world's hour feature (dmmp_rec.data.synthetic.features.KNOWN): the true pCTR
 # depends on it, so the Bayes ceiling reads it per row when the config has it.
 HOUR_FEATURE = "ctx_hour"
-_MODEL_OUTPUTS = ("pctr", "pcvr", "pctcvr", "s_c", "s_v", "fused")
 
 
 @torch.no_grad()
@@ -31,10 +34,12 @@ def score_rows(
     device: torch.device,
 ) -> dict[str, np.ndarray]:
     """This rank's labels, model outputs and (user id, item id, hour) of every row of
-    `batches`; `model` is the DMP (its forward runs the sharded EBC)."""
+    `batches`; `model` is the DMP or a DMMPModel (`score` runs the sharded EBC: scoring only,
+    no candidates or losses)."""
     user_key, item_key = id_features(features)
     keys = [user_key, item_key] + ([HOUR_FEATURE] if HOUR_FEATURE in features.names else [])
     cols: dict[str, list[np.ndarray]] = {}
+    scorer = cast("DMMPModel", getattr(model, "module", model))
 
     def add(name: str, value: torch.Tensor) -> None:
         cols.setdefault(name, []).append(value.detach().cpu().numpy().reshape(-1))
@@ -44,10 +49,9 @@ def score_rows(
         for key, name in zip(keys, ("user_id", "item_id", "hour"), strict=False):
             add(name, jts[key].values())
         batch = batch.to(device)
-        _, out = model(batch)
+        out = scorer.score(batch)
         add("click", batch.click)
         add("conversion", batch.conversion)
-        for key in _MODEL_OUTPUTS:
-            if key in out:
-                add(key, out[key].float())
+        for key, value in out.row_scores().items():
+            add(key, value.float())
     return {k: np.concatenate(v) for k, v in cols.items()}

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -51,7 +52,7 @@ def curve(frontier: dict, k: int = 50) -> np.ndarray:
     return np.array(rows, dtype=np.float64).reshape(-1, 3)
 
 
-def _num(x: object) -> float:
+def _num(x: Any) -> float:
     return float("nan") if x is None else float(x)
 
 
@@ -88,6 +89,7 @@ def mean_best_conversions(points: np.ndarray, lo: float, hi: float, steps: int =
     if not (math.isfinite(lo) and math.isfinite(hi)) or hi <= lo:
         return math.nan
     values = [best_at_clicks(points, c) for c in np.linspace(lo, hi, steps)]
-    if any(v is None for v in values):
+    best = [v[0] for v in values if v is not None]
+    if len(best) < len(values):
         return math.nan
-    return float(np.trapezoid([v[0] for v in values], dx=1.0 / (steps - 1)))
+    return float(np.trapezoid(best, dx=1.0 / (steps - 1)))

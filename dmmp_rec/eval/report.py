@@ -1,9 +1,9 @@
-"""`evaluate(cfg, checkpoint, env)`: the whole evaluation of a trained checkpoint as one dict, and
-its readable table.
+"""`evaluate(cfg, checkpoint, env)`: the whole evaluation of a trained checkpoint as one
+`EvalReport`, its JSON file and its readable table.
 
 Sections: `teacher` (and `student_impressions`) on the labelled split, `bayes` (the same metrics
 with the true probabilities, synthetic world only), `retrieval` (the student through FAISS),
-`references` (rankers that need no model) and `meta`. Every rank returns the same dict.
+`references` (rankers that need no model) and `meta`. Every rank returns the same report.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import math
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any, cast
 
 import torch
 
@@ -21,9 +22,11 @@ from dmmp_rec.console.progress import track
 from dmmp_rec.data.loader import loader_for_split
 from dmmp_rec.data.synthetic.world import GROUND_TRUTH_FILE, GroundTruth
 from dmmp_rec.distributed.collectives import gather_rows
+from dmmp_rec.distributed.encode import RetrievalModel
 from dmmp_rec.distributed.env import DistEnv
 from dmmp_rec.distributed.runtime import checkpoint_dir, load_for_inference
 from dmmp_rec.distributed.scores import score_rows
+from dmmp_rec.eval.report_types import EvalMeta, EvalReport
 from dmmp_rec.eval.retrieval_eval import RetrievalOptions, evaluate_retrieval
 from dmmp_rec.eval.teacher_eval import bayes_metrics, student_metrics, teacher_metrics
 
@@ -47,7 +50,7 @@ def evaluate_model(
     cfg: DmmpConfig,
     env: DistEnv,
     options: EvalOptions | None = None,
-) -> dict[str, object]:
+) -> EvalReport:
     """Evaluate a loaded model: `dmp` is a DistributedModelParallel in eval mode (its `module`
     is the DMMPModel) or a plain DMMPModel. Every rank must call this together."""
     options = options or EvalOptions()
@@ -59,31 +62,27 @@ def evaluate_model(
     loader = loader_for_split(cfg, split, env.rank, env.world_size, drop_last=False)
     batches = track(loader, f"scoring {split}", "batch", enabled=show)
     rows = gather_rows(score_rows(dmp, batches, cfg.features, env.device))
-    report: dict[str, object] = {
-        "teacher": teacher_metrics(rows),
-        "student_impressions": student_metrics(rows),
-    }
-    if truth is not None:
-        report["bayes"] = bayes_metrics(rows, truth)
+    teacher, student = teacher_metrics(rows), student_metrics(rows)
+    bayes = bayes_metrics(rows, truth) if truth is not None else None
     timings["impressions_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    module = getattr(dmp, "module", dmp)
-    report.update(
-        evaluate_retrieval(module, cfg, truth, options.retrieval, env.device, options.progress)
+    module = cast(RetrievalModel, getattr(dmp, "module", dmp))
+    retrieval = evaluate_retrieval(
+        module, cfg, truth, options.retrieval, env.device, options.progress
     )
     timings["retrieval_s"] = time.perf_counter() - t0
-    report["meta"] = {
-        "config": cfg.source,
-        "data": cfg.data.path,
-        "split": split,
-        "variant": cfg.model.variant,
-        "teacher_kind": cfg.model.teacher.kind,
-        "world_size": env.world_size,
-        "ground_truth": truth is not None,
-        "options": asdict(options.retrieval),
-        "timings_s": {k: round(v, 2) for k, v in timings.items()},
-    }
-    return report
+    meta = EvalMeta(
+        config=cfg.source,
+        data=cfg.data.path,
+        split=split,
+        variant=cfg.model.variant,
+        teacher_kind=cfg.model.teacher.kind,
+        world_size=env.world_size,
+        ground_truth=truth is not None,
+        options=asdict(options.retrieval),
+        timings_s={k: round(v, 2) for k, v in timings.items()},
+    )
+    return EvalReport(teacher, student, bayes, retrieval, meta)
 
 
 def evaluate(
@@ -91,7 +90,7 @@ def evaluate(
     checkpoint: str | Path,
     env: DistEnv,
     options: EvalOptions | None = None,
-) -> dict[str, object]:
+) -> EvalReport:
     """Load `checkpoint` (a run dir, its checkpoints/ dir or a step dir) sharded for this job and
     evaluate it; the report dict, the same on every rank."""
     t0 = time.perf_counter()
@@ -99,11 +98,9 @@ def evaluate(
     dmp = load_for_inference(cfg, env, step_dir)
     load_s = time.perf_counter() - t0
     report = evaluate_model(dmp, cfg, env, options)
-    meta = report["meta"]
-    assert isinstance(meta, dict)
-    meta["checkpoint"] = str(step_dir)
-    meta["timings_s"]["load_s"] = round(load_s, 2)
-    meta["config_values"] = to_dict(cfg)
+    report.meta.checkpoint = str(step_dir)
+    report.meta.timings_s["load_s"] = round(load_s, 2)
+    report.meta.config_values = to_dict(cfg)
     return report
 
 
@@ -114,7 +111,7 @@ def evaluate_splits(
     splits: list[str],
     options: EvalOptions | None = None,
     teacher_on: tuple[str, ...] = ("test",),
-) -> dict[str, dict[str, object]]:
+) -> dict[str, EvalReport]:
     """`evaluate` on each of `splits` with the model loaded once: {split: report}. Choices are
     made on "val"; "test" is for the final table only. The (slow) teacher retrieval of
     `options.retrieval.teacher_users` runs on the `teacher_on` splits only."""
@@ -127,19 +124,19 @@ def evaluate_splits(
         retrieval = replace(options.retrieval, split=split, teacher_users=teacher_users)
         opts = replace(options, retrieval=retrieval)
         report = evaluate_model(dmp, cfg, env, opts)
-        meta = report["meta"]
-        assert isinstance(meta, dict)
-        meta["checkpoint"] = str(step_dir)
-        meta["config_values"] = to_dict(cfg)
+        report.meta.checkpoint = str(step_dir)
+        report.meta.config_values = to_dict(cfg)
         reports[split] = report
     return reports
 
 
-def write_report(report: dict[str, object], path: str | Path) -> Path:
-    """JSON with NaN written as null (strict JSON readers reject NaN)."""
+def write_report(report: EvalReport | dict[str, Any], path: str | Path) -> Path:
+    """JSON with NaN written as null (strict JSON readers reject NaN); a plain dict is a peer
+    model's retrieval-only report (dmmp_rec/compare)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(_nan_to_none(report), indent=1) + "\n")
+    raw = report.to_dict() if isinstance(report, EvalReport) else report
+    path.write_text(json.dumps(_nan_to_none(raw), indent=1) + "\n")
     return path
 
 
@@ -219,8 +216,9 @@ def _frontier_lines(frontier: dict | None, k: int = 50) -> list[str]:
     return lines
 
 
-def format_report(report: dict) -> str:
+def format_report(typed: EvalReport | dict[str, Any]) -> str:
     """The report as a plain-text table for the terminal."""
+    report = typed.to_dict() if isinstance(typed, EvalReport) else typed
     r = report["retrieval"]
     ks = r["k"]
     lines = _probability_table(report)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 import pyarrow as pa
@@ -43,6 +44,7 @@ from dmmp_rec.distributed.encode import (
     encode_query_parts,
     encode_users,
 )
+from dmmp_rec.errors import InputError
 from dmmp_rec.eval.frontier import DEFAULT_BETAS, frontier_report, ranker_name
 from dmmp_rec.eval.oracle_metrics import (
     ORACLE_RANKERS,
@@ -86,12 +88,12 @@ class RetrievalOptions:
 
 def _check_truth(truth: GroundTruth, cat: Catalogue, users: np.ndarray) -> None:
     if cat.item_ids.size and cat.item_ids.max() >= truth.num_items:
-        raise ValueError(
+        raise InputError(
             f"the ground truth knows {truth.num_items} items but the catalogue has item id "
             f"{int(cat.item_ids.max())}: was the world regenerated with other sizes?"
         )
     if users.size and users.max() >= truth.num_users:
-        raise ValueError(
+        raise InputError(
             f"the ground truth knows {truth.num_users} users but the split has user id "
             f"{int(users.max())}: was the world regenerated with other sizes?"
         )
@@ -104,7 +106,7 @@ def _user_rows(cat: Catalogue, inter: Interactions, split: str) -> pa.Table:
     pos = np.minimum(pos, len(order) - 1)
     missing = inter.users[cat.user_ids[order][pos] != inter.users]
     if missing.size:
-        raise ValueError(
+        raise InputError(
             f"{cat.source}: no row for user id {int(missing[0])} of the {split} split "
             f"({missing.size} users missing)"
         )
@@ -113,7 +115,8 @@ def _user_rows(cat: Catalogue, inter: Interactions, split: str) -> pa.Table:
 
 def _has_knob(model: RetrievalModel, u_tau: np.ndarray) -> bool:
     """A gated query ([g_c u, g_v u] / tau) is twice the tower width; a two-tower's is not."""
-    return int(getattr(model, "vector_dim", u_tau.shape[1])) == 2 * u_tau.shape[1]
+    width = cast(int, getattr(model, "vector_dim", u_tau.shape[1]))
+    return int(width) == 2 * u_tau.shape[1]
 
 
 def _compose(u_tau: np.ndarray, z: np.ndarray, beta: float) -> np.ndarray:
@@ -172,7 +175,7 @@ def evaluate_retrieval(
     cat = load_catalogue(cfg, options.split)
     kmax = max(ks)
     if kmax > len(cat.item_ids):
-        raise ValueError(f"K = {kmax} exceeds the {len(cat.item_ids)} items of the catalogue")
+        raise InputError(f"K = {kmax} exceeds the {len(cat.item_ids)} items of the catalogue")
     inter = split_interactions(cfg, options.split)
     user_rows = _user_rows(cat, inter, options.split)
     show = progress and rank == 0
@@ -182,7 +185,7 @@ def evaluate_retrieval(
         u_tau, z = encode_query_parts(
             model, cfg.features, user_rows, options.batch_size, device, show
         )
-    if u_tau is not None and _has_knob(model, u_tau):
+    if u_tau is not None and z is not None and _has_knob(model, u_tau):
         queries = _compose(u_tau, z, 0.0)
         gates = shifted_gate(torch.from_numpy(z), 0.0).numpy()
     else:
@@ -212,8 +215,8 @@ def evaluate_retrieval(
         mine = np.flatnonzero(np.isin(users, sample))
         rankers = {"model": model_rows[mine], "popularity": popular_rows[mine]}
         for j, beta in enumerate(betas):
-            local = slice(lo, hi)
-            q = _compose(u_tau[local][mine], z[local][mine], beta)
+            assert u_tau is not None and z is not None  # betas need the query parts
+            q = _compose(u_tau[lo:hi][mine], z[lo:hi][mine], beta)
             rankers[ranker_name(j)] = search_top_k(item_vecs, q, kmax)
         per_user.update(oracle_metrics(users[mine], rankers, cat, inter, truth, ks, show))
         if options.teacher_users > 0 and hasattr(model, "dense"):
@@ -286,6 +289,7 @@ def evaluate_retrieval(
     if teacher is not None:
         report["teacher_retrieval"] = teacher
     if betas and sample_size:
+        assert z is not None  # betas need the query parts
         gate_means = [_gate_mean(z, b) for b in betas]
         report["frontier"] = frontier_report(summary, betas, ks, gate_means)
     report["references"] = summary

@@ -10,6 +10,7 @@ student's rankings are measured again on exactly those users.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -32,7 +33,7 @@ class PairCross:
 
     def __init__(
         self,
-        model: torch.nn.Module,
+        model: Any,  # a DMMPModel (or a DMP's module): its sparse arch pools the cross ids
         features: FeaturesConfig,
         source: PairFeatures,
         item_ids: np.ndarray,
@@ -48,7 +49,7 @@ class PairCross:
             lengths=torch.ones(rows * len(specs), dtype=torch.int32),
         ).to(device)
         with torch.no_grad():
-            pooled = model.sparse.lookup(kjt, ("cross",))["cross"]  # type: ignore[attr-defined]
+            pooled = model.sparse.lookup(kjt, ("cross",))["cross"]
         self.tables, start = [], 0
         for s in specs:
             self.tables.append(pooled[: s.cardinality, start : start + s.dim])
@@ -67,7 +68,7 @@ class PairCross:
 
 @torch.no_grad()
 def teacher_top_k(
-    model: torch.nn.Module,
+    model: Any,  # a DMMPModel (or a DMP's module): its teacher ranks the pairs
     users: dict[str, np.ndarray],
     items: dict[str, np.ndarray],
     k: int,
@@ -82,7 +83,7 @@ def teacher_top_k(
     The teacher's first layers are linear in its input blocks (teacher.FirstLayer): the items'
     share is computed once for the whole catalogue and each user's once, so a pair costs the
     layers above the first."""
-    teacher = model.dense.teacher  # type: ignore[attr-defined]
+    teacher = model.dense.teacher
     first = teacher.first_layer()
     item_part = first.partial({"item": torch.from_numpy(items["item"]).to(device)})
     out = np.empty((len(users["user"]), k), dtype=np.int64)

@@ -101,10 +101,10 @@ def forward_with_candidates(
             if candidate_pair_blocks:
                 pre_r += frozen.partial({n: v[k] for n, v in candidate_pair_blocks.items()})
             pctcvr.append(teacher.from_first_layer(pre_r).pctcvr)
-    pctcvr = torch.stack(pctcvr, dim=1)
+    teacher_pctcvr = torch.stack(pctcvr, dim=1)
     rolled = torch.stack([i_v_frozen.roll(r, 0) for r in [0] + shifts])  # [1 + R, B, d]
     s_v = (u_frozen.unsqueeze(0) * rolled).sum(-1).T / student.tau().to(u_frozen.device)
-    return t, s, Candidates(pctcvr, s_v)
+    return t, s, Candidates(teacher_pctcvr, s_v)
 
 
 def _rolled_sum(row: torch.Tensor, item: torch.Tensor, r: int, out: torch.Tensor) -> torch.Tensor:

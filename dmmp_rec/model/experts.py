@@ -12,6 +12,8 @@ cheapest (per input block, reused across candidate pairs: teacher.FirstLayer);
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import nn
 
@@ -39,6 +41,11 @@ def _first(expert: MLP) -> nn.Linear:
     if first is None:
         raise ValueError("an expert needs at least one layer (model.teacher.expert_dims)")
     return first
+
+
+def _mlps(modules: nn.ModuleList) -> list[MLP]:
+    """The experts of a ModuleList, typed (ModuleList items are plain Modules to a checker)."""
+    return [cast(MLP, m) for m in modules]
 
 
 class CGCLevel(nn.Module):
@@ -73,7 +80,8 @@ class CGCLevel(nn.Module):
         self, task_inputs: list[torch.Tensor], shared_input: torch.Tensor
     ) -> tuple[list[torch.Tensor], torch.Tensor | None]:
         shared = [e(shared_input) for e in self.shared]
-        own = [[e(x) for e in experts] for experts, x in zip(self.tasks, task_inputs, strict=True)]
+        tasks = zip(self._task_experts(), task_inputs, strict=True)
+        own = [[e(x) for e in experts] for experts, x in tasks]
         logits = [gate(x) for gate, x in zip(self.task_gates, task_inputs, strict=True)]
         shared_logits = None if self.shared_gate is None else self.shared_gate(shared_input)
         return self._combine(shared, own, logits, shared_logits)
@@ -91,12 +99,15 @@ class CGCLevel(nn.Module):
             next_shared = _mix(shared_logits, shared + [o for mine in own for o in mine])
         return outs, next_shared
 
+    def _task_experts(self) -> list[list[MLP]]:
+        return [_mlps(cast(nn.ModuleList, experts)) for experts in self.tasks]
+
     def input_layers(self) -> list[nn.Linear]:
         """Shared experts' first layers, each task's experts' first layers, the task gates,
         the shared gate: the order `forward_first` reads."""
-        layers = [_first(e) for e in self.shared]
-        layers += [_first(e) for experts in self.tasks for e in experts]
-        layers += list(self.task_gates)
+        layers = [_first(e) for e in _mlps(self.shared)]
+        layers += [_first(e) for experts in self._task_experts() for e in experts]
+        layers += [cast(nn.Linear, gate) for gate in self.task_gates]
         return layers + ([self.shared_gate] if self.shared_gate is not None else [])
 
     def forward_first(
@@ -105,8 +116,8 @@ class CGCLevel(nn.Module):
         """The level with one input x for every task and the shared part, from the outputs of
         `input_layers()` on x."""
         it = iter(pre)
-        shared = [e.rest(next(it)) for e in self.shared]
-        own = [[e.rest(next(it)) for e in experts] for experts in self.tasks]
+        shared = [e.rest(next(it)) for e in _mlps(self.shared)]
+        own = [[e.rest(next(it)) for e in experts] for experts in self._task_experts()]
         logits = [next(it) for _ in self.task_gates]
         shared_logits = next(it) if self.shared_gate is not None else None
         return self._combine(shared, own, logits, shared_logits)
@@ -139,11 +150,14 @@ class PLE(nn.Module):
         self.levels = nn.ModuleList(levels)
         self.out_dim = expert_dims[-1]
 
+    def _first_level(self) -> CGCLevel:
+        return cast(CGCLevel, self.levels[0])
+
     def input_layers(self) -> list[nn.Linear]:
-        return self.levels[0].input_layers()
+        return self._first_level().input_layers()
 
     def forward_first(self, pre: list[torch.Tensor]) -> list[torch.Tensor]:
-        task_inputs, shared = self.levels[0].forward_first(pre)
+        task_inputs, shared = self._first_level().forward_first(pre)
         for level in list(self.levels)[1:]:
             assert shared is not None  # every level but the last has a shared gate
             task_inputs, next_shared = level(task_inputs, shared)

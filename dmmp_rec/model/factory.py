@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 
 from dmmp_rec.config.root import DmmpConfig
-from dmmp_rec.model.dmmp import DenseArch, DMMPModel
+from dmmp_rec.model.dmmp import DMMPModel
+from dmmp_rec.model.objective import DenseArch
 from dmmp_rec.model.sparse import SharedSparseArch
 
 

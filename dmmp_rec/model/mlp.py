@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -78,7 +80,7 @@ class MLP(nn.Module):
     @property
     def first(self) -> nn.Linear | None:
         """The layer that reads the input (None for the identity)."""
-        return self.net[0] if len(self.net) else None
+        return cast(nn.Linear, self.net[0]) if len(self.net) else None
 
     def rest(self, z: torch.Tensor) -> torch.Tensor:
         """The stack above the first layer, from that layer's output `z`:

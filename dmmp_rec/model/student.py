@@ -128,6 +128,7 @@ class Student(nn.Module):
         """[B] conversion-minus-click gate logit z, so that g = (sigmoid(-z), sigmoid(z)). A
         fixed gate (g_c, g_v) has z = log(g_v / g_c) for every user (-inf for the two-tower)."""
         if self.gate_net is None:
+            assert self.fixed_gate is not None  # set for every variant without a gate net
             g_c, g_v = self.fixed_gate
             z = math.log(g_v / g_c) if g_v > 0 else -math.inf
             return torch.full((user.shape[0],), z, dtype=user.dtype, device=user.device)

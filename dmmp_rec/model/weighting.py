@@ -131,6 +131,8 @@ class ScaledWeighting(UncertaintyWeighting):
     that rises above its running scale is weighted down. The reported weight is exp(-s_k)
     (warm-up included); the scale m_k is reported beside it."""
 
+    scale: torch.Tensor  # buffer
+
     def __init__(
         self, terms: tuple[str, ...], warmup: DistillWarmup, init: float, decay: float
     ) -> None:
@@ -209,6 +211,11 @@ class DWAWeighting(LossWeighting):
     term k's mean loss over the last window of steps to the window before; 1 until two windows
     have passed. The statistics are buffers (zero means "not seen yet"), so they checkpoint;
     they accumulate rank-averaged losses, so every rank has the same weights."""
+
+    window_sum: torch.Tensor  # buffers
+    window_count: torch.Tensor
+    last_mean: torch.Tensor
+    prev_mean: torch.Tensor
 
     def __init__(
         self, terms: tuple[str, ...], warmup: DistillWarmup, temperature: float, window: int

@@ -47,6 +47,8 @@ ITEM_SIDE_FILE = "item_side.pt2"
 class Int8RowwiseBag(nn.Module):
     """`nn.EmbeddingBag(values, offsets)` (sum or mean, B bag starts) over an int8 table."""
 
+    packed: torch.Tensor  # buffer
+
     def __init__(self, weight: torch.Tensor, mode: str) -> None:
         super().__init__()
         if mode not in ("sum", "mean"):

@@ -14,7 +14,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import faiss
 import numpy as np
@@ -23,6 +23,7 @@ import torch
 
 from dmmp_rec.config.base import ConfigError
 from dmmp_rec.data.catalogue import USERS_FILE
+from dmmp_rec.errors import InputError
 from dmmp_rec.serving.manifest import Manifest, UserFeature, read_manifest
 from dmmp_rec.serving.requests import UserRequests, parse_table
 from dmmp_rec.serving.user_file import load_user_side
@@ -113,7 +114,8 @@ class Retriever:
             )
         self.index = faiss.read_index(str(self.manifest.file(self.root, index)))
         if index == "approx":
-            faiss.downcast_index(self.index).hnsw.efSearch = self.manifest.approx.ef_search
+            hnsw: Any = faiss.downcast_index(self.index)  # faiss's partial types miss .hnsw
+            hnsw.hnsw.efSearch = self.manifest.approx.ef_search
         self.index_kind = index
 
     @property
@@ -132,9 +134,9 @@ class Retriever:
         """Top-k items per user; `beta` leans the gate towards conversions (> 0) or clicks
         (< 0) for every user, without retraining (0 = as trained)."""
         if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
+            raise InputError(f"k must be >= 1, got {k}")
         if math.isnan(beta):
-            raise ValueError("beta (--conversion-shift) must be a number, got nan")
+            raise InputError("beta (--conversion-shift) must be a number, got nan")
         k = min(k, self.manifest.num_items)
         queries, gates = self.encode(requests, batch_size, beta)
         fused, rows = self.index.search(np.ascontiguousarray(queries, np.float32), k)

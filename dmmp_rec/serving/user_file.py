@@ -15,6 +15,7 @@ import io
 import json
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -44,7 +45,7 @@ def save_user_side(
         "values": [{0: Dim(f"ids_{i}", min=0)} for i in range(len(cardinalities))],
         "offsets": [{0: batch} for _ in cardinalities],
     }
-    inputs = _example_inputs(cardinalities)
+    inputs: tuple[Any, ...] = _example_inputs(cardinalities)
     if knob:
         dynamic["beta"] = None
     else:

@@ -41,6 +41,9 @@ def _bag(spec: FeatureSpec, table: torch.Tensor) -> nn.EmbeddingBag:
 class UserSide(nn.Module):
     """query = [g_c u, g_v u] / tau (u / tau for the two-tower baseline), gate = (g_c, g_v)."""
 
+    fixed_logit: torch.Tensor  # buffers
+    tau: torch.Tensor
+
     def __init__(
         self,
         user: list[FeatureSpec],

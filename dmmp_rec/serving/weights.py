@@ -13,8 +13,10 @@ import torch
 from torch.distributed._shard.sharded_tensor import ShardedTensor
 from torch.distributed.tensor import DTensor
 
+from dmmp_rec.errors import DmmpError
 
-class ExportError(RuntimeError):
+
+class ExportError(DmmpError, RuntimeError):
     """Export cannot produce a faithful artifact; the message names the tensor or file."""
 
 

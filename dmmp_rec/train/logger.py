@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 from dmmp_rec.console.progress import progress_bar
 
@@ -17,8 +18,8 @@ class TrainLogger:
     ) -> None:
         self.enabled = enabled
         self.global_batch = global_batch
-        self._bar = None
-        self._writer = None
+        self._bar: Any = None  # a tqdm-like bar, on the main rank only
+        self._writer: Any = None  # a SummaryWriter, on the main rank only
         self._t0 = time.perf_counter()
         self._start = start_step
         if enabled:

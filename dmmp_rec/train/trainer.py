@@ -25,6 +25,7 @@ from dmmp_rec.distributed.env import DistEnv, init_distributed
 from dmmp_rec.distributed.optim import combined_optimizer
 from dmmp_rec.distributed.plan_io import save_plan
 from dmmp_rec.distributed.runtime import build_sharded_model
+from dmmp_rec.errors import InputError
 from dmmp_rec.train.best import BestTracker
 from dmmp_rec.train.logger import TrainLogger
 from dmmp_rec.train.position import TrackedIterator
@@ -33,22 +34,8 @@ from dmmp_rec.train.resume import (
     optimizer_state_to_load,
     table_layouts,
 )
+from dmmp_rec.train.state import TrainerState
 from dmmp_rec.train.validation import score_batches, teacher_and_student_aucs
-
-
-def _scalars(out: dict[str, torch.Tensor]) -> dict[str, float]:
-    """Loss terms, adaptive weights (and running scales) and the gate's mean of rank 0's last
-    batch. `loss/total` is the plain sum of the terms (never negative, unmoved by the weights:
-    what the progress bar shows); `loss/objective` is what the optimiser minimises."""
-    prefixes = ("loss/", "weight/", "scale/")
-    scalars = {k: float(v) for k, v in out.items() if k.startswith(prefixes)}
-    if "total_loss" in out:
-        scalars["loss/total"] = float(out["total_loss"])
-    if "objective" in out:
-        scalars["loss/objective"] = float(out["objective"])
-    if "gate" in out:
-        scalars["gate/conversion_mean"] = float(out["gate"][:, -1].float().mean())
-    return scalars
 
 
 def _maybe_inject_fault(cfg: DmmpConfig, env: DistEnv, step: int) -> None:
@@ -116,19 +103,21 @@ def train(cfg: DmmpConfig, env: DistEnv | None = None) -> dict[str, Any]:
         reset: list[str] = []
 
         def state_to_load(saved: dict[str, Any]) -> dict[str, Any]:
-            reset[:] = changed_optimizer_layouts(saved.get("table_layouts"), layouts)
+            saved_layouts = TrainerState.from_dict(saved).table_layouts
+            reset[:] = changed_optimizer_layouts(saved_layouts, layouts)
             return {"model": model_state, "optim": optimizer_state_to_load(optim_state, reset)}
 
         restored = checkpoints.restore_latest(state_to_load, log=say)
         if restored is not None:
-            info, trainer_state, _ = restored
+            info, saved_state, _ = restored
+            trainer_state = TrainerState.from_dict(saved_state)
             dmp.load_state_dict(model_state)
             optimizer.load_state_dict(optim_state)
-            loader.load_state_dict(trainer_state["loader"])
+            loader.load_state_dict(trainer_state.loader)
             start = info.step
             say(
                 f"resumed from {info.path} (step {start}, written by "
-                f"{trainer_state['world_size']} ranks, now {env.world_size})"
+                f"{trainer_state.world_size} ranks, now {env.world_size})"
             )
             if reset:
                 say(f"optimizer state re-initialised for re-split tables: {', '.join(reset)}")
@@ -138,7 +127,7 @@ def train(cfg: DmmpConfig, env: DistEnv | None = None) -> dict[str, Any]:
     global_batch = cfg.data.batch_size * env.world_size
     total = total_steps(cfg, loader.num_batches_per_epoch)
     if start > total:
-        raise ValueError(
+        raise InputError(
             f"{checkpoints.root}: the checkpoint is at step {start}, past this job's budget of "
             f"{total} steps (train.max_steps / train.max_epochs)"
         )
@@ -156,8 +145,8 @@ def train(cfg: DmmpConfig, env: DistEnv | None = None) -> dict[str, Any]:
         inner.train_step.fill_(step - 1)  # warm-up clock; the pipeline may trace forward once
         out_step = pipeline.progress(batches)
         log_now = step % cfg.train.log_every == 0 or step == total
-        if log_now:
-            last = _scalars(out_step)
+        if log_now:  # rank 0's last batch: loss terms, weights, scales, mean gate
+            last = out_step.scalars()
         logger.step(step, last, log_now)
         _maybe_inject_fault(cfg, env, step)
         final = step == total
@@ -174,20 +163,14 @@ def train(cfg: DmmpConfig, env: DistEnv | None = None) -> dict[str, Any]:
                 pipeline.attach(dmp)
         improved = best is not None and validate_now and best.update(step, metrics)
         if improved:
+            assert best is not None
             checkpoints.protected = step
             say(f"step {step}: best {best.metric} so far, {best.value:.4f}")
         if step % cfg.train.checkpoint_every == 0 or final or improved:
             position = batches.position_after(step - start)
-            checkpoints.save(
-                step,
-                {"model": dmp.state_dict(), "optim": optimizer.state_dict()},
-                {
-                    "world_size": env.world_size,
-                    "loader": position,
-                    "table_layouts": layouts,
-                    "config": cfg.source,
-                },
-            )
+            state = TrainerState(step, env.world_size, position, layouts, cfg.source)
+            model_and_optim = {"model": dmp.state_dict(), "optim": optimizer.state_dict()}
+            checkpoints.save(step, model_and_optim, state.to_dict())
         if best is not None and validate_now and env.is_main:
             best.write()  # after the save: best.json never names a checkpoint not yet written
     elapsed = time.perf_counter() - t0 - eval_s

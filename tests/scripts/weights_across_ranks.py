@@ -28,14 +28,14 @@ def main() -> None:
     loader = loader_for_split(cfg, "train", env.rank, env.world_size)
     pipeline = TrainPipelineSparseDist(dmp, optimizer, env.device, execute_all_batches=True)
     batches = iter(loader.forever())
-    last = {}
+    last = None
     for _ in range(int(steps)):
         last = pipeline.progress(batches)
     weighting = dmp.module.dense.weighting
     mine = {
         "buffers": {k: v.tolist() for k, v in weighting.named_buffers()},
-        "weights": {k: float(v) for k, v in last.items() if k.startswith("weight/")},
-        "losses": {k: float(v) for k, v in last.items() if k.startswith("loss/")},
+        "weights": {f"weight/{k}": float(v) for k, v in last.weights.items()},
+        "losses": {f"loss/{k}": float(v) for k, v in last.losses.items()},
     }
     every: list = [None] * env.world_size
     dist.all_gather_object(every, mine)

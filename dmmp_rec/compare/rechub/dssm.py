@@ -42,8 +42,8 @@ class TemperedDSSM(DSSM):
         hidden = list(tower_params.get("dims", []))
         user_in = hidden[-1] if hidden else self.user_dims
         item_in = hidden[-1] if hidden else self.item_dims
-        self.user_mlp = nn.Sequential(self.user_mlp, nn.Linear(user_in, out_dim))
-        self.item_mlp = nn.Sequential(self.item_mlp, nn.Linear(item_in, out_dim))
+        self.user_mlp = nn.Sequential(self.user_mlp, nn.Linear(user_in, out_dim))  # type: ignore[has-type]
+        self.item_mlp = nn.Sequential(self.item_mlp, nn.Linear(item_in, out_dim))  # type: ignore[has-type]
         self.out_dim = out_dim
 
     def user_tower(self, x: dict[str, torch.Tensor]) -> torch.Tensor | None:

@@ -12,6 +12,8 @@ towers `student.tower_dims` then a linear layer to `student.out_dim`).
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 from torch_rechub.basic.features import SequenceFeature, SparseFeature
@@ -172,7 +174,7 @@ class RechubRetriever(nn.Module):
         if peer.kind != "dssm":
             raise ValueError(f"only DSSM is a retriever, got {peer.kind}")
         self.peer = peer
-        self.dssm = peer.model
+        self.dssm: Any = peer.model  # torch-rechub's DSSM (untyped)
 
     @property
     def vector_dim(self) -> int:

@@ -21,7 +21,7 @@ Nothing here was chosen from test-day numbers.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 RechubKind = Literal["esmm", "mmoe", "ple", "dssm"]
 RECHUB_KINDS: tuple[RechubKind, ...] = ("esmm", "mmoe", "ple", "dssm")
@@ -33,10 +33,16 @@ DSSM_EXAMPLE = "torch-rechub examples/matching/run_ml_dssm.py and its DSSM tutor
 
 # The documented architectures (widths of the MLPs; `dims` as torch-rechub's MLP takes them).
 DOC_ESMM_TOWER = [16, 8]
-DOC_MMOE = {"n_expert": 8, "expert_dims": [16], "tower_dims": [8]}
-DOC_PLE = {"n_level": 1, "n_specific": 2, "n_shared": 1, "expert_dims": [16], "tower_dims": [8]}
+DOC_MMOE: dict[str, Any] = {"n_expert": 8, "expert_dims": [16], "tower_dims": [8]}
+DOC_PLE: dict[str, Any] = {
+    "n_level": 1,
+    "n_specific": 2,
+    "n_shared": 1,
+    "expert_dims": [16],
+    "tower_dims": [8],
+}
 # DSSM: the example's towers [256, 128, 64]; the last (64) is the vector, here a plain Linear.
-DOC_DSSM = {"hidden_dims": [256, 128], "out_dim": 64, "activation": "prelu"}
+DOC_DSSM: dict[str, Any] = {"hidden_dims": [256, 128], "out_dim": 64, "activation": "prelu"}
 
 
 @dataclass(frozen=True)

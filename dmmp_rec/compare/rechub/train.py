@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -46,7 +46,7 @@ def optimizer_setup(peer: RechubPeer, cfg: DmmpConfig) -> tuple[Callable[..., An
     if r.optimizer == "adam":
         return torch.optim.Adam, {"lr": lr, "weight_decay": weight_decay}
     model: nn.Module = peer.model
-    table_ids = {id(p) for p in model.embedding.parameters()}
+    table_ids = {id(p) for p in cast(nn.Module, model.embedding).parameters()}
     names = {id(p): n for n, p in model.named_parameters()}
 
     def build(params: Any, lr: float, weight_decay: float, embedding_lr: float) -> Any:

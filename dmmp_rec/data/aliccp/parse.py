@@ -12,12 +12,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from dmmp_rec.errors import DmmpError
+
 ENTRY_SEP = b"\x01"
 ID_SEP = b"\x02"
 VALUE_SEP = b"\x03"
 
 
-class MalformedRowError(ValueError):
+class MalformedRowError(DmmpError, ValueError):
     """A raw line that cannot be parsed, located by file and 1-based line number."""
 
     def __init__(self, file: str | Path, line: int, reason: str) -> None:

@@ -298,9 +298,9 @@ def build_entities(seed: int, num_users: int, num_items: int, card: Cardinalitie
     items, item_hidden = _items(rng, num_items, card, k, centres)
     sampler = ItemSampler(items.popularity, item_hidden["attract"], items.cluster, k)
     users, user_hidden = _users(rng, num_users, card, k, centres, items, sampler)
-    truth = GroundTruth(
-        **user_hidden,
-        **item_hidden,
+    truth = GroundTruth(  # the hidden arrays by field name
+        **user_hidden,  # type: ignore[arg-type]
+        **item_hidden,  # type: ignore[arg-type]
         hour_effect=hour_effect(),
         coef=GroundTruth.default_coef(),
     )
