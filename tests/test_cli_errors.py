@@ -20,7 +20,7 @@ def _one_error_line(err: str) -> str:
 
 
 def test_every_project_error_is_a_dmmp_error() -> None:
-    from dmmp_rec.data.aliccp_parse import MalformedRowError
+    from dmmp_rec.data.aliccp.parse import MalformedRowError
 
     from dmmp_rec.config import ConfigError
     from dmmp_rec.data.id_policy import OutOfRangeIdError

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import argparse
 
-from dmmp_rec.cli import add_config_arguments, config_from_args
+from dmmp_rec.cli import add_config_arguments
+from dmmp_rec.commands.run_config import config_for_checkpoint
 from dmmp_rec.errors import InputError
 from dmmp_rec.eval.frontier import DEFAULT_BETAS
 
@@ -13,7 +14,8 @@ HELP = "evaluate a checkpoint: teacher AUC/log loss/calibration, Bayes ceilings,
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_config_arguments(parser)
+    # the model's shape comes from the run's config.json; --config gives data and the rest
+    add_config_arguments(parser, required=False)
     parser.add_argument(
         "--checkpoint", required=True, help="run dir (train.out), its checkpoints/ or a step dir"
     )
@@ -56,7 +58,7 @@ def _floats(text: str) -> list[float]:
 
 
 def run(args: argparse.Namespace) -> int:
-    cfg = config_from_args(args)
+    cfg = config_for_checkpoint(args, "eval")
     try:
         ks = [int(k) for k in args.k.split(",") if k.strip()]
     except ValueError:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from dmmp_rec.cli import add_config_arguments
+from dmmp_rec.commands.run_config import config_for_checkpoint, run_dir
 
 HELP = "export a trained run for serving: user side (torch.export), item vectors, FAISS indexes"
 
@@ -33,34 +33,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress")
 
 
-def run_dir(checkpoint: Path) -> Path:
-    """The run directory of a run, checkpoints or step directory (where config.json is)."""
-    for candidate in (checkpoint, checkpoint.parent, checkpoint.parent.parent):
-        if (candidate / "config.json").is_file():
-            return candidate
-    return checkpoint
-
-
-def load_run_config(args: argparse.Namespace):
-    """--config if given, else the config.json the trainer wrote into the run directory."""
-    from dmmp_rec.config import ConfigError, config_from_dict, load_config
-
-    if args.config:
-        return load_config(args.config, args.overrides)
-    path = run_dir(Path(args.checkpoint)) / "config.json"
-    try:
-        raw = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(
-            "", "no config.json in the run directory; pass --config", str(path)
-        ) from None
-    return config_from_dict(raw, args.overrides, source=str(path))
-
-
 def run(args: argparse.Namespace) -> int:
     from dmmp_rec.serving.export import ExportOptions, export_run
 
-    cfg = load_run_config(args)
+    cfg = config_for_checkpoint(args, "export")
     checkpoint = Path(args.checkpoint)
     out = Path(args.out) if args.out else run_dir(checkpoint) / "export"
     options = ExportOptions(

@@ -73,7 +73,27 @@ def load_for_inference(
     """The trained model, sharded for this job's world size, in eval mode."""
     dmp = build_sharded_model(cfg, env)
     state = {"model": dmp.state_dict()}
-    dcp.load(state, checkpoint_id=str(checkpoint_dir(checkpoint)))
+    directory = checkpoint_dir(checkpoint)
+    try:
+        dcp.load(state, checkpoint_id=str(directory))
+    except RuntimeError as e:  # DCP wraps a missing key in a CheckpointException (RuntimeError)
+        missing = _missing_key(str(e))
+        if missing is None:
+            raise
+        raise CheckpointError(
+            f"{directory}: the checkpoint has no {missing}: it was trained with another model "
+            "config than the one given (evaluate with the run's config.json, or the config it "
+            "was trained with)"
+        ) from None
     dmp.load_state_dict(state["model"])
     dmp.eval()
     return dmp
+
+
+def _missing_key(message: str) -> str | None:
+    """The state_dict key DCP reports missing from a checkpoint, if that is the error."""
+    marker = "Missing key in checkpoint state_dict: "
+    at = message.find(marker)
+    if at < 0:
+        return None
+    return message[at + len(marker) :].split()[0].rstrip(".")
