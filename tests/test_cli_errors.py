@@ -20,9 +20,8 @@ def _one_error_line(err: str) -> str:
 
 
 def test_every_project_error_is_a_dmmp_error() -> None:
-    from dmmp_rec.data.aliccp.parse import MalformedRowError
-
     from dmmp_rec.config import ConfigError
+    from dmmp_rec.data.aliccp.parse import MalformedRowError
     from dmmp_rec.data.id_policy import OutOfRangeIdError
     from dmmp_rec.data.loader import DataError
     from dmmp_rec.distributed.checkpoint import CheckpointError
