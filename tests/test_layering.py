@@ -30,7 +30,7 @@ LAYERS: dict[str, int] = {
     "cli": 6,
 }
 # importable from every layer; they import nothing else of dmmp_rec
-LEAVES = {"console", "metrics"}
+LEAVES = {"console", "errors", "metrics"}
 # the package root (`import dmmp_rec` for its version) imports nothing
 ROOT = ""
 # top-level parts that share a layer and may import each other (the CLI and its commands)
