@@ -55,10 +55,9 @@ def config_for_checkpoint(args: argparse.Namespace, command: str) -> DmmpConfig:
         if run is None:
             raise ConfigError("", f"no {RUN_CONFIG} in the run directory; pass --config", str(path))
         return config_from_dict(run, args.overrides, source=str(path))
-    given = load_config(args.config)
     if run is None:
         return load_config(args.config, args.overrides)
-    merged = to_dict(given)
+    merged = to_dict(load_config(args.config))
     for section in SHAPE_SECTIONS:
         differs = _first_difference(run.get(section), merged.get(section), section)
         if differs:
