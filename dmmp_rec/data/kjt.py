@@ -124,8 +124,12 @@ def table_kjt(table: pa.Table, specs: list[FeatureSpec], where: str = "") -> Key
         ids = decode_ids(table.column(spec.name).combine_chunks(), spec, where or None)
         values.append(ids.values)
         lengths.append(ids.lengths(n))
+    per_key = [len(v) for v in values]  # host-side, so torchrec never counts them on a device
     return KeyedJaggedTensor(
         keys=[s.name for s in specs],
         values=torch.from_numpy(np.concatenate(values) if values else np.empty(0, np.int64)),
         lengths=torch.from_numpy(np.concatenate(lengths) if lengths else np.empty(0, np.int32)),
+        stride=n,
+        length_per_key=per_key,
+        offset_per_key=[0, *np.cumsum(per_key, dtype=np.int64).tolist()],
     )

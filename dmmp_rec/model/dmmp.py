@@ -62,7 +62,7 @@ class DMMPModel(nn.Module):
         item_ids = None
         if "student/inbatch" in self.dense.terms:
             item_ids = batch.features[self.item_id_feature].values()
-        return self.dense(groups, batch.click, batch.conversion, item_ids)
+        return self.dense(groups, batch.click, batch.conversion, item_ids, batch.clicked_rows)
 
     def score(self, batch: Batch) -> DMMPOutput:
         """Teacher and student scores of every row, nothing trained or counted. On a DMP call it

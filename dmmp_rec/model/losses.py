@@ -89,6 +89,7 @@ def in_batch_softmax(
     tau: torch.Tensor,
     item_ids: torch.Tensor,
     positive: torch.Tensor,
+    rows: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Sampled softmax of each positive row's item against every item of the batch.
 
@@ -97,11 +98,15 @@ def in_batch_softmax(
     the row's own item are masked rather than counted as negatives. Mean over positive rows; 0
     (still attached to the graph) when the batch has none.
 
-    Only the positive rows' logits are built ([P, B], P ~ CTR x B): the other rows carry no
-    loss, and a [B, B] matrix with its masks cost more than the rest of the dense step's
-    elementwise work (18 -> 3 ms a step at B = 1024).
+    `rows`: the positive rows' indices, found on the host (the loader's `Batch.clicked_rows`).
+    With them only the positive rows' logits are built ([P, B], P ~ CTR x B): a [B, B] matrix
+    with its masks costs more than the rest of the dense step's elementwise work on a CPU
+    (18 -> 3 ms a step at B = 1024). Without them the [B, B] form runs, every row's loss
+    weighted by `positive`: the same loss and gradients, and, unlike finding the rows with
+    `positive.nonzero()`, no size that the CPU must wait for the device to compute.
     """
-    rows = positive.nonzero().squeeze(1)
+    if rows is None:
+        return _in_batch_softmax_all_rows(u, items, tau, item_ids, positive)
     same = item_ids.unsqueeze(0) == item_ids.unsqueeze(1)
     log_q = torch.log(same.sum(0).to(u.dtype) / item_ids.shape[0])
     logits = torch.addmm(-log_q.unsqueeze(0), u[rows] / tau, items.T)  # [P, B]
@@ -110,6 +115,25 @@ def in_batch_softmax(
     logits = logits.masked_fill(mask, float("-inf"))
     ce = F.cross_entropy(logits, rows, reduction="sum")
     return ce / positive.sum().to(ce.dtype).clamp(min=1.0)
+
+
+def _in_batch_softmax_all_rows(
+    u: torch.Tensor,
+    items: torch.Tensor,
+    tau: torch.Tensor,
+    item_ids: torch.Tensor,
+    positive: torch.Tensor,
+) -> torch.Tensor:
+    """`in_batch_softmax` over all B rows, the rows without a positive weighted 0."""
+    n = item_ids.shape[0]
+    same = item_ids.unsqueeze(0) == item_ids.unsqueeze(1)
+    log_q = torch.log(same.sum(0).to(u.dtype) / n)
+    logits = torch.addmm(-log_q.unsqueeze(0), u / tau, items.T)  # [B, B]
+    own = torch.eye(n, dtype=torch.bool, device=same.device)
+    logits = logits.masked_fill(same & ~own, float("-inf"))
+    ce = F.cross_entropy(logits, torch.arange(n, device=logits.device), reduction="none")
+    weight = positive.to(ce.dtype)
+    return (ce * weight).sum() / weight.sum().clamp(min=1.0)
 
 
 def compute_terms(
@@ -122,10 +146,12 @@ def compute_terms(
     cfg: LossConfig,
     candidates: Candidates | None = None,
     student_for_distill: StudentOutput | None = None,
+    clicked_rows: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """The scalar value of each term in `terms`; distill/ctcvr_rank ranks `candidates`; the
     pointwise distillation terms read `student_for_distill` when given (a student pass over
-    detached embeddings, so they do not reach the shared tables)."""
+    detached embeddings, so they do not reach the shared tables); the in-batch softmax gathers
+    `clicked_rows` (found on the host) when given."""
     distilled = student if student_for_distill is None else student_for_distill
     click = click.to(teacher.pctr.dtype)
     ctcvr = click * conversion.to(click.dtype)
@@ -146,7 +172,9 @@ def compute_terms(
         elif term == "student/inbatch":
             if item_ids is None:
                 raise ValueError("student/inbatch needs the batch's item ids")
-            out[term] = in_batch_softmax(student.u, student.i_c, student.tau, item_ids, click > 0)
+            out[term] = in_batch_softmax(
+                student.u, student.i_c, student.tau, item_ids, click > 0, clicked_rows
+            )
         elif term == "distill/ctr":
             out[term] = distill(distilled.s_c, teacher.pctr, temp)
         elif term == "distill/ctcvr":

@@ -43,6 +43,7 @@ class DenseArch(DenseScorer):
         click: torch.Tensor,
         conversion: torch.Tensor,
         item_ids: torch.Tensor | None,
+        clicked_rows: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, TrainOutput]:
         user, item, context, cross = self.blocks(groups)
         candidates = None
@@ -69,7 +70,16 @@ class DenseArch(DenseScorer):
             ctx = None if context is None else context.detach()
             s_distill = self.student(user.detach(), ctx, item.detach())
         losses = compute_terms(
-            self.terms, t, s, click, conversion, item_ids, self.loss_cfg, candidates, s_distill
+            self.terms,
+            t,
+            s,
+            click,
+            conversion,
+            item_ids,
+            self.loss_cfg,
+            candidates,
+            s_distill,
+            clicked_rows,
         )
         weighted = self.weighting(losses, self.train_step)
         if self.training:

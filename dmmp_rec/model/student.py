@@ -61,6 +61,8 @@ class Student(nn.Module):
     """Towers and gate of one variant: `two_tower` has no conversion tower and no gate,
     `no_gate` has a fixed 0.5/0.5 gate; `dmmp` and `no_distill` have all parts."""
 
+    fixed_tau: torch.Tensor  # buffer
+
     def __init__(
         self,
         user_dim: int,
@@ -92,11 +94,17 @@ class Student(nn.Module):
             if cfg.learn_tau
             else None
         )
+        # a fixed tau lives on the model's device: a fresh host tensor moved there every step
+        # is a copy the CPU waits for; not persistent, so checkpoints keep their keys
+        self.register_buffer(
+            "fixed_tau", torch.full((), float(cfg.tau), device=device), persistent=False
+        )
 
     def reset_parameters(self) -> None:
         """Re-initialise tau (DistributedModelParallel calls this on a meta-built model)."""
-        if self.log_tau is not None:
-            with torch.no_grad():
+        with torch.no_grad():
+            self.fixed_tau.fill_(self.init_tau)
+            if self.log_tau is not None:
                 self.log_tau.fill_(math.log(self.init_tau))
 
     @property
@@ -106,7 +114,7 @@ class Student(nn.Module):
 
     def tau(self) -> torch.Tensor:
         if self.log_tau is None:
-            return torch.tensor(self.init_tau)
+            return self.fixed_tau
         return self.log_tau.exp().clamp(min=MIN_TAU)
 
     def user_embedding(self, user: torch.Tensor, context: torch.Tensor | None) -> torch.Tensor:
@@ -139,10 +147,10 @@ class Student(nn.Module):
         """[B, 2] task preferences (click, conversion), summing to 1; from user features only.
         `beta` shifts the conversion logit (the serving knob); the two-tower has no conversion
         tower and keeps (1, 0)."""
-        if self.conversion_tower is None:
-            return torch.tensor((1.0, 0.0), dtype=user.dtype, device=user.device).expand(
-                user.shape[0], 2
-            )
+        if self.conversion_tower is None:  # filled on the device: no host-to-device copy
+            only_clicks = user.new_zeros((user.shape[0], 2))
+            only_clicks[:, 0] = 1.0
+            return only_clicks
         return shifted_gate(self.gate_logit(user), beta)
 
     def forward(

@@ -63,6 +63,8 @@ def _one_process(values: torch.Tensor) -> torch.Tensor:
 class LossWeighting(nn.Module):
     """Base: stacks the terms, applies the warm-up, and lets a subclass weigh them."""
 
+    is_distill: torch.Tensor  # buffer
+
     def __init__(self, terms: tuple[str, ...], warmup: DistillWarmup) -> None:
         super().__init__()
         self.terms = terms
@@ -70,6 +72,18 @@ class LossWeighting(nn.Module):
         # averages a detached loss vector over the ranks; the training job installs the
         # process group's (dmmp_rec.distributed.collectives.rank_mean), a lone model keeps this
         self.reduce_losses: LossReducer = _one_process
+        # which terms the warm-up scales: a constant, built once on the model's device (a
+        # per-step torch.tensor(list, device=cuda) is a host-to-device copy the CPU waits for);
+        # not persistent, so checkpoints keep their keys
+        self.register_buffer("is_distill", self._distill_mask(), persistent=False)
+
+    def _distill_mask(self) -> torch.Tensor:
+        return torch.tensor([t in DISTILL_TERMS for t in self.terms], dtype=torch.bool)
+
+    def reset_parameters(self) -> None:
+        """Refill the constants (DistributedModelParallel re-initialises a meta-built model)."""
+        with torch.no_grad():
+            self.is_distill.copy_(self._distill_mask())
 
     def combine(
         self, losses: torch.Tensor, mult: torch.Tensor
@@ -83,10 +97,7 @@ class LossWeighting(nn.Module):
     def forward(self, losses: dict[str, torch.Tensor], step: torch.Tensor) -> Weighted:
         vec = torch.stack([losses[t] for t in self.terms])
         factor = self.warmup.factor(step).to(vec.device, vec.dtype)
-        is_distill = torch.tensor(
-            [t in DISTILL_TERMS for t in self.terms], dtype=torch.bool, device=vec.device
-        )
-        mult = torch.where(is_distill, factor, torch.ones_like(vec))
+        mult = torch.where(self.is_distill, factor, torch.ones_like(vec))
         objective, weights = self.combine(vec, mult)
         scales = self.scales()
         return Weighted(
@@ -111,6 +122,7 @@ class UncertaintyWeighting(LossWeighting):
         self.log_vars = nn.Parameter(torch.full((len(terms),), init))
 
     def reset_parameters(self) -> None:
+        super().reset_parameters()
         with torch.no_grad():
             self.log_vars.fill_(self.init)
 
@@ -193,16 +205,25 @@ class AnchoredWeighting(ScaledWeighting):
 class FixedWeighting(LossWeighting):
     """Constant weights from the config (1 for a term it does not name)."""
 
+    fixed_weights: torch.Tensor  # buffer
+
     def __init__(
         self, terms: tuple[str, ...], warmup: DistillWarmup, weights: dict[str, float]
     ) -> None:
         super().__init__(terms, warmup)
         self.fixed = [float(weights.get(t, 1.0)) for t in terms]
+        # a buffer, for the reason `is_distill` is one
+        self.register_buffer("fixed_weights", torch.tensor(self.fixed), persistent=False)
+
+    def reset_parameters(self) -> None:
+        super().reset_parameters()
+        with torch.no_grad():
+            self.fixed_weights.copy_(torch.tensor(self.fixed))
 
     def combine(
         self, losses: torch.Tensor, mult: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        w = mult * torch.tensor(self.fixed, dtype=losses.dtype, device=losses.device)
+        w = mult * self.fixed_weights.to(losses.dtype)
         return (w * losses).sum(), w
 
 
