@@ -126,8 +126,9 @@ def _evaluate_sharded(env: DistEnv, world: Path, run: Path, out: Path) -> None:
         report = evaluate_model(dmp, cfg, env, options)
     gathers = log.names_from("dmmp_rec.distributed.collectives")
     assert "all_gather" in gathers  # the retrieval encodings (gather_shares)
-    assert "all_gather_object" in gathers  # the impressions (gather_rows)
-    assert "broadcast_object_list" not in gathers
+    assert "gather_object" in gathers  # the impressions and per-user metrics, to rank 0
+    assert "all_gather_object" not in gathers  # never every rank's rows to every rank
+    assert "broadcast_object_list" in gathers  # rank 0's (small) metrics, sent round
     assert log.internal_calls > 0  # the sharded EBC's own all-to-alls ran (not ours to check)
     if env.rank == 0:
         teacher = report.teacher
@@ -166,7 +167,7 @@ def test_training_and_resume_jobs_under_nccl_device_rule(tiny_world: Path, tmp_p
     for rank, logs in enumerate(zip(first, resumed, strict=True)):
         seen = [{(c["caller"].split(":")[0], c["name"]) for c in log["calls"]} for log in logs]
         assert ("dmmp_rec.distributed.model_parallel", "broadcast_object_list") in seen[0]
-        assert ("dmmp_rec.distributed.collectives", "all_gather_object") in seen[0]  # validation
+        assert ("dmmp_rec.distributed.collectives", "gather_object") in seen[0]  # validation
         assert ("dmmp_rec.distributed.checkpoint", "barrier") in seen[0]  # saves
         assert ("dmmp_rec.distributed.checkpoint", "all_reduce") in seen[1]  # resume's _all_ok
         flags = [c for c in logs[1]["calls"] if c["name"] == "all_reduce"]

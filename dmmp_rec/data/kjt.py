@@ -40,6 +40,10 @@ class DataError(DmmpError, ValueError):
         parts += [f"column {column!r}"] if column is not None else []
         super().__init__(": ".join([*parts, message]))
 
+    def __reduce__(self) -> tuple[type[DataError], tuple[str, str | None, int | None, str | None]]:
+        """Pickled whole (the loader's worker process sends it to the trainer's)."""
+        return DataError, (self.message, self.file, self.row, self.column)
+
 
 def is_list_type(t: pa.DataType) -> bool:
     return pa.types.is_list(t) or pa.types.is_large_list(t)

@@ -121,6 +121,10 @@ class RowReader:
         self.starts = np.cumsum([0] + [g.rows for g in groups])
         self._cache: OrderedDict[int, RowBlock] = OrderedDict()
 
+    def __getstate__(self) -> dict[str, object]:
+        """Pickled without its cache (the loader's worker process decodes its own)."""
+        return {**self.__dict__, "_cache": OrderedDict()}
+
     def _block(self, g: int) -> RowBlock:
         if g in self._cache:
             self._cache.move_to_end(g)

@@ -1,13 +1,19 @@
 """Small collectives on the process group's device: the loss weighting's rank mean, and the
-rank shares and gathers that validation, evaluation and export all use."""
+rank shares and gathers that validation, evaluation and export all use. Rows scored for
+metrics go to rank 0 alone (`on_main`), never to every rank."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar, cast
 
 import numpy as np
 import torch
 import torch.distributed as dist
 
 from dmmp_rec.distributed.env import collective_device
+
+T = TypeVar("T")
 
 
 def rank_mean(values: torch.Tensor) -> torch.Tensor:
@@ -49,10 +55,42 @@ def gather_shares(local: torch.Tensor, n: int, world_size: int) -> torch.Tensor:
     return torch.cat([p[: hi - lo] for p, (lo, hi) in zip(parts, sizes, strict=True)])
 
 
-def gather_rows(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Concatenate every rank's arrays in rank order (a no-op on one process)."""
+def gather_to_main(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray] | None:
+    """Every rank's arrays concatenated in rank order, on rank 0 only (None on the others):
+    a production day's rows are GBs, and only the rank that computes the metrics needs them.
+    Itself on one process."""
     if not dist.is_initialized() or dist.get_world_size() == 1:
         return arrays
-    parts: list[dict[str, np.ndarray] | None] = [None] * dist.get_world_size()
-    dist.all_gather_object(parts, arrays)
+    main = dist.get_rank() == 0
+    parts: list[dict[str, np.ndarray] | None] | None = (
+        [None] * dist.get_world_size() if main else None
+    )
+    dist.gather_object(arrays, parts, dst=0)
+    if parts is None:
+        return None
     return {k: np.concatenate([p[k] for p in parts if p is not None]) for k in arrays}
+
+
+class _FailedOnMain:
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
+def on_main(arrays: dict[str, np.ndarray], compute: Callable[[dict[str, np.ndarray]], T]) -> T:
+    """`compute` over every rank's rows (in rank order), run on rank 0 alone; its (small)
+    result is sent to every rank, so all ranks take the same decisions from it. An error in
+    `compute` is raised on every rank, none is left waiting."""
+    rows = gather_to_main(arrays)
+    if not dist.is_initialized() or dist.get_world_size() == 1:
+        assert rows is not None
+        return compute(rows)
+    result: list[object] = [None]
+    if rows is not None:
+        try:
+            result[0] = compute(rows)
+        except Exception as error:  # noqa: BLE001 -- re-raised below, on every rank
+            result[0] = _FailedOnMain(error)
+    dist.broadcast_object_list(result, src=0)
+    if isinstance(result[0], _FailedOnMain):
+        raise result[0].error
+    return cast(T, result[0])

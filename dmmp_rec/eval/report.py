@@ -12,16 +12,18 @@ import json
 import math
 import time
 from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any, cast
 
+import numpy as np
 import torch
 
 from dmmp_rec.config import DmmpConfig, to_dict
 from dmmp_rec.console.progress import track
 from dmmp_rec.data.loader import loader_for_split
 from dmmp_rec.data.synthetic.world import GROUND_TRUTH_FILE, GroundTruth
-from dmmp_rec.distributed.collectives import gather_rows
+from dmmp_rec.distributed.collectives import on_main
 from dmmp_rec.distributed.encode import RetrievalModel
 from dmmp_rec.distributed.env import DistEnv
 from dmmp_rec.distributed.runtime import checkpoint_dir, load_for_inference
@@ -45,6 +47,14 @@ def load_truth(cfg: DmmpConfig) -> GroundTruth | None:
     return GroundTruth.load(path) if (path / GROUND_TRUTH_FILE).exists() else None
 
 
+def impression_metrics(
+    rows: dict[str, np.ndarray], truth: GroundTruth | None
+) -> tuple[dict[str, object], dict[str, float], dict[str, object] | None]:
+    """(teacher, student, Bayes-ceiling) metrics of every scored impression."""
+    bayes = bayes_metrics(rows, truth) if truth is not None else None
+    return teacher_metrics(rows), student_metrics(rows), bayes
+
+
 def evaluate_model(
     dmp: torch.nn.Module,
     cfg: DmmpConfig,
@@ -61,9 +71,10 @@ def evaluate_model(
     t0 = time.perf_counter()
     loader = loader_for_split(cfg, split, env.rank, env.world_size, drop_last=False)
     batches = track(loader, f"scoring {split}", "batch", enabled=show)
-    rows = gather_rows(score_rows(dmp, batches, cfg.features, env.device))
-    teacher, student = teacher_metrics(rows), student_metrics(rows)
-    bayes = bayes_metrics(rows, truth) if truth is not None else None
+    # rank 0 computes the impression metrics from every rank's rows and sends them round
+    teacher, student, bayes = on_main(
+        score_rows(dmp, batches, cfg.features, env.device), partial(impression_metrics, truth=truth)
+    )
     timings["impressions_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     module = cast(RetrievalModel, getattr(dmp, "module", dmp))

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import partial
 from typing import cast
 
 import numpy as np
@@ -36,7 +37,7 @@ from dmmp_rec.data.catalogue import (
 )
 from dmmp_rec.data.pair_features import pair_features_for
 from dmmp_rec.data.synthetic.world import GroundTruth
-from dmmp_rec.distributed.collectives import gather_rows, rank_and_world, share_bounds
+from dmmp_rec.distributed.collectives import on_main, rank_and_world, share_bounds
 from dmmp_rec.distributed.encode import (
     RetrievalModel,
     encode_groups,
@@ -263,8 +264,7 @@ def evaluate_retrieval(
                     local[on_rank], t_rankers, cat, inter, truth, ks, show, TEACHER_SCOPE
                 )
             )
-    gathered = gather_rows(per_user)
-    summary = summarise(gathered, ks)
+    summary = on_main(per_user, partial(summarise, ks=ks))  # computed on rank 0, sent round
     n_click, n_conv = inter.counts(inter.users)
     model_summary = summary.pop("model")
     teacher = None

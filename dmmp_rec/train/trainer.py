@@ -18,8 +18,8 @@ import torch
 from torchrec.distributed.train_pipeline import TrainPipelineSparseDist
 
 from dmmp_rec.config import DmmpConfig, to_dict
-from dmmp_rec.data.batch import ready_for
 from dmmp_rec.data.loader import loader_for_split
+from dmmp_rec.data.prefetch import training_batches
 from dmmp_rec.distributed.checkpoint import CheckpointManager, list_checkpoints
 from dmmp_rec.distributed.env import DistEnv, init_distributed
 from dmmp_rec.distributed.optim import combined_optimizer
@@ -35,7 +35,7 @@ from dmmp_rec.train.resume import (
     table_layouts,
 )
 from dmmp_rec.train.state import TrainerState
-from dmmp_rec.train.validation import score_batches, teacher_and_student_aucs
+from dmmp_rec.train.validation import validation_metrics
 
 
 def _maybe_inject_fault(cfg: DmmpConfig, env: DistEnv, step: int) -> None:
@@ -63,7 +63,7 @@ def validate(cfg: DmmpConfig, dmp: torch.nn.Module, env: DistEnv) -> dict[str, f
     batches = (
         iter(loader) if limit is None else (b for _, b in zip(range(limit), loader, strict=False))
     )
-    return teacher_and_student_aucs(score_batches(dmp, batches, cfg.features, env.device))
+    return validation_metrics(dmp, batches, cfg.features, env.device)
 
 
 def train(cfg: DmmpConfig, env: DistEnv | None = None) -> dict[str, Any]:
@@ -133,8 +133,9 @@ def train(cfg: DmmpConfig, env: DistEnv | None = None) -> dict[str, Any]:
         )
     logger = TrainLogger(out, total, start, global_batch, env.is_main)
     pipeline = TrainPipelineSparseDist(dmp, optimizer, env.device, execute_all_batches=True)
-    pinned = ready_for(loader.forever(), env.device)
-    batches = TrackedIterator(loader, pinned, total - start)
+    # read ahead by a thread (data.prefetch_batches); positions travel with the batches
+    source = training_batches(loader, env.device, total - start, cfg.data.prefetch_batches)
+    batches = TrackedIterator(source, source, total - start)
     inner = dmp.module
     last: dict[str, float] = {}
     metrics: dict[str, float] = {}
@@ -176,6 +177,7 @@ def train(cfg: DmmpConfig, env: DistEnv | None = None) -> dict[str, Any]:
     elapsed = time.perf_counter() - t0 - eval_s
     trained = total - start
     pipeline.detach()
+    source.close()
     if start == total and validating:  # nothing left to train: validate anyway
         metrics = validate(cfg, dmp, env)
     logger.close()

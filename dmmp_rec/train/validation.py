@@ -10,23 +10,37 @@ from torch import nn
 
 from dmmp_rec.config.features import FeaturesConfig
 from dmmp_rec.data.batch import Batch
-from dmmp_rec.distributed.collectives import gather_rows
+from dmmp_rec.distributed.collectives import gather_to_main, on_main
 from dmmp_rec.distributed.scores import score_rows
 from dmmp_rec.metrics import auc
 
 
 @torch.no_grad()
-def score_batches(
+def _score_here(
     model: nn.Module, batches: Iterable[Batch], features: FeaturesConfig, device: torch.device
 ) -> dict[str, np.ndarray]:
-    """Labels and model outputs for every impression of `batches`, gathered from all ranks,
-    scored in eval mode (the model's mode is restored afterwards)."""
     was_training = model.training
     model.eval()
     try:
-        return gather_rows(score_rows(model, batches, features, device))
+        return score_rows(model, batches, features, device)
     finally:
         model.train(was_training)
+
+
+def score_batches(
+    model: nn.Module, batches: Iterable[Batch], features: FeaturesConfig, device: torch.device
+) -> dict[str, np.ndarray] | None:
+    """Labels and model outputs for every impression of `batches` of every rank, on rank 0
+    (None on the others), scored in eval mode (the model's mode is restored afterwards)."""
+    return gather_to_main(_score_here(model, batches, features, device))
+
+
+def validation_metrics(
+    model: nn.Module, batches: Iterable[Batch], features: FeaturesConfig, device: torch.device
+) -> dict[str, float]:
+    """`teacher_and_student_aucs` of every rank's `batches`: each rank scores its share, rank 0
+    computes the AUCs, every rank gets them (best-checkpoint choices must agree)."""
+    return on_main(_score_here(model, batches, features, device), teacher_and_student_aucs)
 
 
 def teacher_and_student_aucs(scores: dict[str, np.ndarray]) -> dict[str, float]:
