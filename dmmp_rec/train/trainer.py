@@ -133,7 +133,7 @@ def train(cfg: DmmpConfig, env: DistEnv | None = None) -> dict[str, Any]:
         )
     logger = TrainLogger(out, total, start, global_batch, env.is_main)
     pipeline = TrainPipelineSparseDist(dmp, optimizer, env.device, execute_all_batches=True)
-    # read ahead by a thread (data.prefetch_batches); positions travel with the batches
+    # read ahead by a worker process (data.prefetch_batches); positions travel with batches
     source = training_batches(loader, env.device, total - start, cfg.data.prefetch_batches)
     batches = TrackedIterator(source, source, total - start)
     inner = dmp.module
