@@ -77,8 +77,9 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.run
 
 # On a fresh CUDA machine, after `make test` (docs/training.md): plan, train 200 steps on every
-# local GPU through torchx, kill a rank and resume, eval, export, retrieve, GPU benchmarks.
-# Writes runs/gpu_check/gpu_check.json; exits non-zero if any step fails.
+# local GPU through torchx (every logged loss finite), kill a rank and resume, eval on the GPUs
+# and the same checkpoint on the CPU (equal within tolerances), export, retrieve, benchmarks.
+# Writes runs/gpu_check/gpu_check.json; exits non-zero if any step fails or passes its deadline.
 gpu-check: $(STAMP)
 	$(PY) scripts/gpu_check.py --out runs/gpu_check
 
