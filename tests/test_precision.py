@@ -90,6 +90,19 @@ def test_as_float32_casts_low_precision_floats_only() -> None:
 
 def test_tf32_and_bf16_checks_leave_the_cpu_alone() -> None:
     assert enable_tf32(torch.device("cpu")) is False
+    assert torch.backends.cuda.matmul.allow_tf32 is False
+
+
+def test_tf32_flags_read_consistently_through_both_apis() -> None:
+    before = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    mkldnn = torch.backends.mkldnn.matmul.fp32_precision
+    try:
+        assert enable_tf32(torch.device("cuda", 0)) is True  # only flags: no GPU needed
+        assert torch.backends.cuda.matmul.allow_tf32 is True  # legacy readers do not raise
+        assert torch.backends.cuda.matmul.fp32_precision == "tf32"
+        assert torch.backends.mkldnn.matmul.fp32_precision == mkldnn  # the CPU's untouched
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
     assert precision_problem("bf16", torch.device("cpu")) is None
     assert precision_problem("fp32", torch.device("cpu")) is None
 

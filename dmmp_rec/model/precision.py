@@ -6,7 +6,8 @@ the embedding tables (fbgemm's fused optimiser) keep fp32. bf16 has fp32's expon
 no gradient scaler is needed. Scoring (evaluation, export) is never autocast.
 
 TF32 (10-bit mantissa matmuls on tensor cores, fp32 range) is switched on for CUDA jobs in
-either precision: the dense matmuls that stay fp32 (fp32 runs, and what autocast keeps fp32).
+either precision: the dense matmuls that stay fp32 (fp32 runs, and what autocast keeps fp32);
+the CPU's matmuls are left as they are.
 """
 
 from __future__ import annotations
@@ -56,8 +57,11 @@ def enable_tf32(device: torch.device) -> bool:
     """Let fp32 matmuls and convolutions use TF32 on a CUDA device; True when it did."""
     if device.type != "cuda":
         return False
-    torch.backends.cuda.matmul.fp32_precision = "tf32"
-    torch.backends.cudnn.conv.fp32_precision = "tf32"  # type: ignore[attr-defined]
+    # the allow_tf32 flags, not `fp32_precision = "tf32"`: after the new API, any library that
+    # reads `allow_tf32` raises ("mix of the legacy and new APIs"); after these, both read
+    # consistently. Not set_float32_matmul_precision: it also changes the CPU's (mkldnn) matmuls.
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
     return True
 
 
