@@ -132,3 +132,24 @@ def test_fp16_comms_round_the_all_to_all_on_two_ranks(tiny_world: Path, tmp_path
     scale = np.abs(results["fp32"]).max()
     assert diff.max() > 0  # the codec ran: the embeddings crossed the wire as fp16
     assert diff.max() <= 1e-3 * scale  # and only fp16's rounding changed them
+
+
+def test_a_training_jobs_plan_json_records_what_its_plan_assumed(tmp_path: Path) -> None:
+    from dmmp_rec.distributed.model_parallel import plan_facts
+
+    comms_yaml = _comms_plan(tmp_path, "fp16", "fp32")
+    cfg = tiny_config(tmp_path, tmp_path / "run", f"sharding.plan={comms_yaml}")
+    fp16 = {"forward_precision": "fp16", "backward_precision": "fp32"}
+    assert plan_facts(cfg, "cpu") == {"comms": fp16}
+    plain = tiny_config(tmp_path, tmp_path / "run")
+    assert plan_facts(plain, "cpu") == {}
+    if not torch.cuda.is_available():  # planned now for cuda here: torchrec's default, said so
+        facts = plan_facts(plain, "cuda")
+        assert facts["hbm_cap_gb"] == 32.0 and "torchrec's default" in facts["hbm_cap_source"]
+    saved = tmp_path / "saved.json"
+    meta = {"hbm_cap_gb": 79.2, "hbm_cap_source": "x", "comms": fp16, "device": "cuda"}
+    saved.write_text(json.dumps({"meta": meta}))
+    from_saved = tiny_config(tmp_path, tmp_path / "run", f"sharding.plan={saved}")
+    assert plan_facts(from_saved, "cuda") == {
+        k: meta[k] for k in ("hbm_cap_gb", "hbm_cap_source", "comms")
+    }

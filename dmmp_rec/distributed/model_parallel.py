@@ -10,6 +10,7 @@ order.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch.distributed as dist
 from torch import nn
@@ -19,11 +20,13 @@ from dmmp_rec.config import DmmpConfig
 from dmmp_rec.distributed.env import DistEnv, collective_device
 from dmmp_rec.distributed.plan_config import (
     CommsConfig,
+    PlanConfig,
     load_plan_config,
     plan_config_from_dict,
 )
 from dmmp_rec.distributed.plan_io import load_plan, saved_plan_meta
-from dmmp_rec.distributed.planner import make_plan, make_sharders
+from dmmp_rec.distributed.plan_topology import hbm_cap
+from dmmp_rec.distributed.planner import make_plan, make_sharders, plan_assumptions
 
 
 def sharders_for(cfg: DmmpConfig, device: str = "cpu") -> list[ModuleSharder[nn.Module]]:
@@ -42,6 +45,17 @@ def plan_comms(source: str | None) -> CommsConfig | None:
             return None
         return plan_config_from_dict({"comms": saved}, source=f"{source}: meta").comms
     return load_plan_config(source).comms
+
+
+def plan_facts(cfg: DmmpConfig, device: str) -> dict[str, Any]:
+    """What the job's plan assumed (HBM per GPU on cuda, quantized comms), for the plan.json a
+    training job writes: a saved plan's own record, else what planning now assumes."""
+    source = cfg.sharding.plan
+    if source is not None and Path(source).suffix == ".json":
+        meta = saved_plan_meta(source)
+        return {k: meta[k] for k in ("comms", "hbm_cap_gb", "hbm_cap_source") if k in meta}
+    plan_cfg = load_plan_config(source) if source is not None else PlanConfig()
+    return plan_assumptions(plan_cfg, hbm_cap(plan_cfg) if device == "cuda" else None)
 
 
 def _plan_locally(cfg: DmmpConfig, model: nn.Module, env: DistEnv) -> ShardingPlan:

@@ -50,6 +50,7 @@ from dmmp_rec.distributed.plan_result import (
     table_decisions,
 )
 from dmmp_rec.distributed.plan_topology import (
+    HbmCap,
     build_topology,
     check_job_matches,
     hbm_cap,
@@ -110,6 +111,17 @@ def make_sharders(
         )
         registry = get_qcomm_codecs_registry(qcomms, device=torch.device(device))
     return [EmbeddingBagCollectionSharder(fused_params=fused, qcomm_codecs_registry=registry)]
+
+
+def plan_assumptions(plan_cfg: PlanConfig, hbm: HbmCap | None) -> dict[str, Any]:
+    """What a plan assumed beyond its shards, for its JSON's meta: the memory per GPU and where
+    that figure came from (cuda), and the quantized comms (when not fp32)."""
+    facts: dict[str, Any] = {}
+    if plan_cfg.comms.quantized:
+        facts["comms"] = plan_cfg.comms.to_dict()
+    if hbm is not None:
+        facts.update(hbm_cap_gb=round(hbm.bytes / GIB, 3), hbm_cap_source=hbm.source)
+    return facts
 
 
 def make_plan(
@@ -199,11 +211,6 @@ def make_plan(
             "config": cfg.source,
             "plan_config": plan_cfg.source,
             "tables": [t.name for t in tables],
-            **({"comms": plan_cfg.comms.to_dict()} if plan_cfg.comms.quantized else {}),
-            **(
-                {"hbm_cap_gb": round(hbm.bytes / GIB, 3), "hbm_cap_source": hbm.source}
-                if hbm is not None
-                else {}
-            ),
+            **plan_assumptions(plan_cfg, hbm),
         },
     )

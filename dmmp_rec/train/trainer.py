@@ -22,6 +22,7 @@ from dmmp_rec.data.batch import ready_for
 from dmmp_rec.data.loader import loader_for_split
 from dmmp_rec.distributed.checkpoint import CheckpointManager, list_checkpoints
 from dmmp_rec.distributed.env import DistEnv, device_report, init_distributed
+from dmmp_rec.distributed.model_parallel import plan_facts
 from dmmp_rec.distributed.optim import combined_optimizer
 from dmmp_rec.distributed.plan_io import save_plan
 from dmmp_rec.distributed.runtime import build_sharded_model
@@ -114,6 +115,7 @@ def train(cfg: DmmpConfig, env: DistEnv | None = None) -> dict[str, Any]:
                 "local_world_size": env.local_world_size,
                 "device": env.device.type,
                 "config": cfg.source,
+                **plan_facts(cfg, env.device.type),
             },
         )
     optimizer, dense = combined_optimizer(dmp, cfg.train)
