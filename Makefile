@@ -2,7 +2,10 @@
 # install the pinned stack first; a second run installs nothing (the stamp file is up to date).
 #
 # DEVICE picks the fbgemm build: cpu (fbgemm-gpu-cpu) when no NVIDIA GPU answers nvidia-smi,
-# cuda (fbgemm-gpu) when one does. Override with `make test DEVICE=cpu`.
+# cuda (fbgemm-gpu) when one does. Override with `make test DEVICE=cpu`. Switching an existing
+# .venv is safe both ways: the other fbgemm build is removed first (both install into the same
+# fbgemm_gpu/ folder), and DEVICE=cuda replaces a CPU-only torch by the CUDA one, or stops.
+# What a GPU host needs (driver >= 580, compute capability >= 7.5): README, "GPU hosts".
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -10,11 +13,18 @@ DEVICE ?= $(shell nvidia-smi -L >/dev/null 2>&1 && echo cuda || echo cpu)
 TORCH_VERSION := 2.13.0
 TORCHREC_VERSION := 1.8.0
 FBGEMM_VERSION := 1.8.0
-FBGEMM_cpu := fbgemm-gpu-cpu==$(FBGEMM_VERSION)
-FBGEMM_cuda := fbgemm-gpu==$(FBGEMM_VERSION)
-STAMP := $(VENV)/.installed-$(DEVICE)
-PY := $(VENV)/bin/python
+FBGEMM_NAME_cpu := fbgemm-gpu-cpu
+FBGEMM_NAME_cuda := fbgemm-gpu
+FBGEMM_OTHER_cpu := $(FBGEMM_NAME_cuda)
+FBGEMM_OTHER_cuda := $(FBGEMM_NAME_cpu)
+# PyPI's torch 2.13.0 is this CUDA build; the same wheel with its local tag, from PyTorch's index,
+# is how DEVICE=cuda replaces a CPU-only torch (a +cpu wheel satisfies ==2.13.0 for pip)
+TORCH_CUDA_TAG := cu130
+TORCH_CUDA_INDEX := https://download.pytorch.org/whl/$(TORCH_CUDA_TAG)
+STAMP ?= $(VENV)/.installed-$(DEVICE)
+PY ?= $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check -q
+TORCH_HAS_CUDA := $(PY) -c 'import sys, torch; sys.exit(torch.version.cuda is None)'
 DEMO_CONFIG ?= configs/synthetic.yaml
 
 .PHONY: install demo test lint format bench gpu-check clean
@@ -25,8 +35,21 @@ $(STAMP): pyproject.toml Makefile
 	@case "$(DEVICE)" in cpu|cuda) ;; *) echo "DEVICE must be cpu or cuda, got '$(DEVICE)'"; exit 2;; esac
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@echo "installing the pinned stack for DEVICE=$(DEVICE) into $(VENV)"
+	# the other fbgemm build shares the fbgemm_gpu/ folder: remove both, then install one cleanly
+	@if $(PIP) show $(FBGEMM_OTHER_$(DEVICE)) >/dev/null 2>&1; then \
+	  echo "removing $(FBGEMM_OTHER_$(DEVICE)) (DEVICE=$(DEVICE) uses $(FBGEMM_NAME_$(DEVICE)))"; \
+	  $(PIP) uninstall -y $(FBGEMM_OTHER_$(DEVICE)) $(FBGEMM_NAME_$(DEVICE)); fi
 	# torch first and pinned, so nothing later can pull another (CUDA) build on a CPU machine
-	$(PIP) install torch==$(TORCH_VERSION) $(FBGEMM_$(DEVICE))
+	$(PIP) install torch==$(TORCH_VERSION) $(FBGEMM_NAME_$(DEVICE))==$(FBGEMM_VERSION)
+	# DEVICE=cuda: a CPU-only torch (torch.version.cuda is None) is replaced by the CUDA build
+	@if [ "$(DEVICE)" = cuda ] && ! $(TORCH_HAS_CUDA); then \
+	  echo "replacing the CPU-only torch of $(VENV) by torch==$(TORCH_VERSION)+$(TORCH_CUDA_TAG)"; \
+	  $(PIP) uninstall -y torch; \
+	  $(PIP) install --extra-index-url $(TORCH_CUDA_INDEX) torch==$(TORCH_VERSION)+$(TORCH_CUDA_TAG) \
+	  || true; fi
+	@if [ "$(DEVICE)" = cuda ] && ! $(TORCH_HAS_CUDA); then \
+	  echo "DEVICE=cuda: the torch in $(VENV) has no CUDA (torch.version.cuda is None) even after reinstalling it from $(TORCH_CUDA_INDEX); install torch==$(TORCH_VERSION)+$(TORCH_CUDA_TAG) by hand or use DEVICE=cpu"; \
+	  exit 1; fi
 	# torchrec declares the CUDA fbgemm-gpu: install it alone, its other needs come from pyproject
 	$(PIP) install --no-deps torchrec==$(TORCHREC_VERSION)
 	$(PIP) install -e ".[dev]"
@@ -54,8 +77,9 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.run
 
 # On a fresh CUDA machine, after `make test` (docs/training.md): plan, train 200 steps on every
-# local GPU through torchx, kill a rank and resume, eval, export, retrieve, GPU benchmarks.
-# Writes runs/gpu_check/gpu_check.json; exits non-zero if any step fails.
+# local GPU through torchx (every logged loss finite), kill a rank and resume, eval on the GPUs
+# and the same checkpoint on the CPU (equal within tolerances), export, retrieve, benchmarks.
+# Writes runs/gpu_check/gpu_check.json; exits non-zero if any step fails or passes its deadline.
 gpu-check: $(STAMP)
 	$(PY) scripts/gpu_check.py --out runs/gpu_check
 

@@ -9,11 +9,13 @@ hood) and turns elastic restarts on: a worker that dies makes the agent restart 
 which resume from the newest complete checkpoint.
 """
 
+from pathlib import Path
 from typing import Dict, List, Optional  # torchx's component linter needs these spellings
 
 import torchx
 import torchx.components.dist as dist
 import torchx.specs as specs
+import yaml
 
 ROLE = "trainer"
 DEFAULT_CONFIG = "configs/synthetic.yaml"
@@ -38,6 +40,40 @@ def _finish(app: specs.AppDef, max_restarts: int) -> specs.AppDef:
             for key, value in NCCL_ENV.items():
                 role.env.setdefault(key, value)
     return app
+
+
+def _override(script_args: List[str], key: str) -> Optional[str]:
+    """The value of the last `key=value` among the job's config overrides."""
+    values = [a.split("=", 1)[1] for a in script_args if a.startswith(f"{key}=")]
+    return values[-1] if values else None
+
+
+def _read(path: str) -> Dict:
+    """A JSON or YAML file as a dict; {} when it cannot be read here (it may exist only in the
+    job's image or on the cluster's shared disk)."""
+    try:
+        data = yaml.safe_load(Path(path).read_text())  # YAML reads JSON too
+    except (OSError, yaml.YAMLError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def cuda_reason(script_args: List[str], config: str) -> Optional[str]:
+    """Why the job trains on CUDA (train.device=cuda, or a sharding plan made for cuda: a
+    saved plan JSON's meta.device or a plan config's topology.device), None when it need not.
+    Overrides win over the config file; files that cannot be read here are not guessed at."""
+    job = _read(config)
+    device = _override(script_args, "train.device") or (job.get("train") or {}).get("device")
+    if device == "cuda":
+        return "train.device=cuda"
+    plan = _override(script_args, "sharding.plan") or (job.get("sharding") or {}).get("plan")
+    if not plan or plan == "null":
+        return None
+    saved = _read(plan)
+    plan_device = (saved.get("meta") or {}).get("device") or (saved.get("topology") or {}).get(
+        "device"
+    )
+    return f"sharding.plan={plan} is a plan for cuda" if plan_device == "cuda" else None
 
 
 def train(
@@ -79,8 +115,11 @@ def train(
         if config is not None:
             raise ValueError("--config is given twice: as a component argument and after `--`")
         config_args: List[str] = []
+        at = script_args.index("--config")
+        job_config = script_args[at + 1] if at + 1 < len(script_args) else DEFAULT_CONFIG
     else:
         config_args = ["--config", config or DEFAULT_CONFIG]
+        job_config = config or DEFAULT_CONFIG
     app = dist.ddp(
         "train",
         *config_args,
@@ -97,4 +136,10 @@ def train(
         rdzv_port=rdzv_port,
         mounts=mounts,
     )
+    reason = cuda_reason(list(script_args), job_config)
+    if reason is not None and any(role.resource.gpu < 1 for role in app.roles):
+        raise ValueError(
+            f"the job trains on GPUs ({reason}) but requests none: pass --gpu N (GPUs per "
+            "host, at least --nproc_per_node) or a GPU resource with -h"
+        )
     return _finish(app, max_restarts)

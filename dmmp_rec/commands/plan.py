@@ -196,6 +196,8 @@ def run(args: argparse.Namespace) -> int:
         torchrec_stats=args.torchrec_stats,
         local_world_size=args.local_world_size,
     )
+    if "hbm_cap_source" in result.meta:
+        print(f"HBM per GPU {result.meta['hbm_cap_gb']:.2f} GiB ({result.meta['hbm_cap_source']})")
     print(format_report(result))
     path = save_plan(result, args.out)
     print(f"wrote {path}")

@@ -36,7 +36,7 @@ def summary_lines(summary: dict[str, Any], out: str) -> list[str]:
     lines = [
         f"trained to step {summary.get('steps')}"
         + (f" (resumed at step {resumed})" if resumed else "")
-        + f" on {summary.get('world_size')} process(es), global batch "
+        + f" on {summary.get('world_size')} process(es) ({_device(summary)}), global batch "
         f"{summary.get('global_batch')}: {summary.get('seconds')} s"
         + (f", {rate:,.0f} samples/s" if rate else "")
     ]
@@ -55,3 +55,10 @@ def summary_lines(summary: dict[str, Any], out: str) -> list[str]:
         lines.append(f"ids folded by the out-of-range policy: {oov}")
     lines.append(f"checkpoint {summary.get('checkpoint')}; every figure in {out}/summary.json")
     return lines
+
+
+def _device(summary: dict[str, Any]) -> str:
+    """'cuda:0 NVIDIA H100 80GB HBM3, nccl, bf16' (what the run trained on)."""
+    where = " ".join(str(summary[k]) for k in ("device", "gpu_name") if summary.get(k))
+    parts = [where or "device unknown", summary.get("backend"), summary.get("precision")]
+    return ", ".join(str(p) for p in parts if p)

@@ -43,12 +43,20 @@ class TrainConfig:
     # better); eval / export then load it. null: the last checkpoint. Needs eval_every > 0.
     select_best_on: str | None = None
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    # Arithmetic of the dense part (teacher, student, their MLPs) in training: fp32, or bf16
+    # autocast (the losses and the embedding tables stay fp32). On CUDA both enable TF32 for
+    # fp32 matmuls. Evaluation and export always score in fp32.
+    precision: Literal["fp32", "bf16"] = "fp32"
     # How long a rank waits on its peers (joining the process group, any collective) before it
     # fails; the elastic agent then restarts the workers (max_restarts). torch's default is 30 min.
     dist_timeout_s: float = 1800.0
     # Fault injection for the elastic-recovery test: rank 1 kills itself (SIGKILL) after this
     # step on the job's first attempt only. null in every real config.
     fault_at_step: int | None = None
+    # Fault injection for `make gpu-check`'s own test: after this step the dense parameters are
+    # set to NaN, as a diverged run would have them, so every later loss is NaN. null in every
+    # real config.
+    nan_at_step: int | None = None
 
     def validate(self, path: str) -> None:
         if self.seed is not None:

@@ -20,6 +20,8 @@ import torch
 import torch.distributed as dist
 from torch.distributed.constants import default_pg_timeout
 
+from dmmp_rec.distributed.cuda_probe import CudaState, pick_device, probe_cuda
+
 
 @dataclass(frozen=True)
 class DistEnv:
@@ -41,22 +43,32 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def resolve_device(choice: str, local_rank: int) -> torch.device:
-    """`auto` takes the local GPU when CUDA is available, else the CPU. On a GPU this also makes
-    it the process's current device (torch.cuda.set_device), which must happen before the
-    process group exists: NCCL and the object collectives use the current device."""
-    if choice == "cuda" or (choice == "auto" and torch.cuda.is_available()):
-        if not torch.cuda.is_available():
-            raise RuntimeError("train.device=cuda but CUDA is not available on this machine")
-        count = torch.cuda.device_count()
-        if local_rank >= count:
-            raise RuntimeError(
-                f"local rank {local_rank} has no GPU: this host shows {count} "
-                f"(launch at most {count} processes per host, --nproc_per_node {count})"
-            )
-        torch.cuda.set_device(local_rank)
-        return torch.device("cuda", local_rank)
-    return torch.device("cpu")
+def resolve_device(choice: str, local_rank: int, state: CudaState | None = None) -> torch.device:
+    """`auto` takes the local GPU when the host has a usable one, the CPU when it has none, and
+    stops with the reason (DeviceError) when it has a GPU torch cannot use (cuda_probe.py). On a
+    GPU this also makes it the process's current device (torch.cuda.set_device), which must
+    happen before the process group exists: NCCL and the object collectives use it."""
+    if choice == "cpu":
+        return torch.device("cpu")
+    device = pick_device(choice, local_rank, state if state is not None else probe_cuda())
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    return device
+
+
+def device_report(env: DistEnv) -> dict[str, object]:
+    """What the job runs on, for the log and summary.json: device, backend, world size and the
+    GPU's name (None on the CPU)."""
+    on_gpu = env.device.type == "cuda"
+    return {
+        "device": str(env.device),
+        "backend": env.backend,
+        "world_size": env.world_size,
+        "local_world_size": env.local_world_size,
+        "gpu_name": torch.cuda.get_device_name(env.device) if on_gpu else None,
+        "torch": torch.__version__,
+        "torch_cuda": torch.version.cuda,
+    }
 
 
 # The device type whose tensors each backend's collectives accept.

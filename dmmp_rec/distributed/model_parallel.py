@@ -10,6 +10,7 @@ order.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch.distributed as dist
 from torch import nn
@@ -17,14 +18,44 @@ from torchrec.distributed.types import ModuleSharder, ShardingPlan
 
 from dmmp_rec.config import DmmpConfig
 from dmmp_rec.distributed.env import DistEnv, collective_device
-from dmmp_rec.distributed.plan_config import load_plan_config
-from dmmp_rec.distributed.plan_io import load_plan
-from dmmp_rec.distributed.planner import make_plan, make_sharders
+from dmmp_rec.distributed.plan_config import (
+    CommsConfig,
+    PlanConfig,
+    load_plan_config,
+    plan_config_from_dict,
+)
+from dmmp_rec.distributed.plan_io import load_plan, saved_plan_meta
+from dmmp_rec.distributed.plan_topology import hbm_cap
+from dmmp_rec.distributed.planner import make_plan, make_sharders, plan_assumptions
 
 
-def sharders_for(cfg: DmmpConfig) -> list[ModuleSharder[nn.Module]]:
-    """The planner's sharders, so that planning and sharding agree on the fused optimiser."""
-    return make_sharders(cfg)
+def sharders_for(cfg: DmmpConfig, device: str = "cpu") -> list[ModuleSharder[nn.Module]]:
+    """The planner's sharders, so that planning and sharding agree on the fused optimiser and
+    the quantized comms (the plan config's `comms`, or the `meta.comms` of a saved plan)."""
+    return make_sharders(cfg, plan_comms(cfg.sharding.plan), device)
+
+
+def plan_comms(source: str | None) -> CommsConfig | None:
+    """The comms precision `sharding.plan` asks for; None (fp32) when there is no plan."""
+    if source is None:
+        return None
+    if Path(source).suffix == ".json":
+        saved = saved_plan_meta(source).get("comms")
+        if saved is None:
+            return None
+        return plan_config_from_dict({"comms": saved}, source=f"{source}: meta").comms
+    return load_plan_config(source).comms
+
+
+def plan_facts(cfg: DmmpConfig, device: str) -> dict[str, Any]:
+    """What the job's plan assumed (HBM per GPU on cuda, quantized comms), for the plan.json a
+    training job writes: a saved plan's own record, else what planning now assumes."""
+    source = cfg.sharding.plan
+    if source is not None and Path(source).suffix == ".json":
+        meta = saved_plan_meta(source)
+        return {k: meta[k] for k in ("comms", "hbm_cap_gb", "hbm_cap_source") if k in meta}
+    plan_cfg = load_plan_config(source) if source is not None else PlanConfig()
+    return plan_assumptions(plan_cfg, hbm_cap(plan_cfg) if device == "cuda" else None)
 
 
 def _plan_locally(cfg: DmmpConfig, model: nn.Module, env: DistEnv) -> ShardingPlan:
@@ -40,9 +71,13 @@ def _plan_locally(cfg: DmmpConfig, model: nn.Module, env: DistEnv) -> ShardingPl
             expected_local_world_size=env.local_world_size,
         )
     plan_cfg = load_plan_config(source) if source is not None else None
-    return make_plan(
+    result = make_plan(
         cfg, plan_cfg, env.world_size, device, module=model, local_world_size=env.local_world_size
-    ).plan
+    )
+    if "hbm_cap_source" in result.meta:  # what the plan assumed of this job's GPUs
+        print(f"planner: HBM per GPU {result.meta['hbm_cap_gb']:.2f} GiB "
+              f"({result.meta['hbm_cap_source']})", flush=True)  # fmt: skip
+    return result.plan
 
 
 def resolve_plan(cfg: DmmpConfig, model: nn.Module, env: DistEnv) -> ShardingPlan:

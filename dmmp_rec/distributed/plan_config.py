@@ -126,6 +126,36 @@ class TableConstraint:
         )
 
 
+CommPrecision = Literal["fp32", "fp16", "bf16"]
+
+
+@dataclass
+class CommsConfig:
+    """Precision of the pooled embeddings' all-to-all (and reduce-scatter): torchrec's
+    QCommsConfig, applied through the sharders' qcomm codecs. fp16 / bf16 halve the bytes on
+    the wire at a rounding of the embeddings (forward) and their gradients (backward); fp32 in
+    both directions (the default) sends the embeddings unchanged."""
+
+    forward_precision: CommPrecision = "fp32"
+    backward_precision: CommPrecision = "fp32"
+
+    @property
+    def quantized(self) -> bool:
+        return (self.forward_precision, self.backward_precision) != ("fp32", "fp32")
+
+    def to_dict(self) -> dict[str, str]:
+        return {"forward_precision": self.forward_precision,
+                "backward_precision": self.backward_precision}  # fmt: skip
+
+
+def comms_problem(comms: CommsConfig, device: str) -> str | None:
+    """Why `comms` cannot run on `device`, or None: gloo (cpu) has no bf16 codec, and torchrec
+    would fall back to fp16 with only a log line."""
+    if device == "cpu" and "bf16" in (comms.forward_precision, comms.backward_precision):
+        return "bf16 comms need cuda (NCCL): gloo has no bf16 codec; use fp16 or fp32 on cpu"
+    return None
+
+
 @dataclass
 class PlanConfig:
     """A whole plan config: topology plus constraints keyed by feature or table name.
@@ -136,6 +166,7 @@ class PlanConfig:
 
     topology: TopologyConfig = field(default_factory=TopologyConfig)
     tables: dict[str, TableConstraint] = field(default_factory=dict)
+    comms: CommsConfig = field(default_factory=CommsConfig)
     description: str = ""
     source: str = field(default="<dict>", init=False, compare=False)
 
@@ -143,6 +174,8 @@ class PlanConfig:
         if self.topology.device != "cpu":
             return
         prefix = f"{path}." if path else ""
+        problem = comms_problem(self.comms, "cpu")
+        require(problem is None, f"{prefix}comms", str(problem))
         for key, constraint in self.tables.items():
             problem = cpu_problem(constraint)
             require(problem is None, f"{prefix}tables.{key}", str(problem))

@@ -269,6 +269,19 @@ def _shape(world_size: int, local_world_size: int) -> str:
     return f"{world_size} ranks as {hosts} host(s) x {local_world_size}"
 
 
+def saved_plan_meta(path: str | Path) -> dict[str, Any]:
+    """The `meta` of a saved plan ({} when it has none); PlanError when it cannot be read."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise PlanError(f"{path}: plan file not found") from None
+    except json.JSONDecodeError as e:
+        raise PlanError(f"{path}: not valid JSON: {e}") from None
+    meta = data.get("meta") if isinstance(data, dict) else None
+    return meta if isinstance(meta, dict) else {}
+
+
 def load_plan(
     path: str | Path,
     expected_world_size: int,

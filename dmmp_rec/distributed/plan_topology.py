@@ -3,6 +3,12 @@ as a torchrec Topology, and the checks that a plan config was made for this job'
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torchrec.distributed.planner.constants import HBM_CAP as TORCHREC_HBM_CAP
 from torchrec.distributed.planner.types import (
     HardwareConfig,
     KernelConfig,
@@ -16,16 +22,64 @@ from dmmp_rec.distributed.plan_config import GIB, PlanConfig, PlanError
 GPUS_PER_HOST = 8
 
 
+@dataclass(frozen=True)
+class HbmCap:
+    """The memory the planner assumes per GPU, and where that figure comes from."""
+
+    bytes: int
+    source: str
+
+    def describe(self) -> str:
+        return f"HBM per GPU {self.bytes / GIB:.2f} GiB ({self.source})"
+
+
+def local_gpu_properties() -> list[Any]:
+    """torch.cuda.get_device_properties of every GPU this process sees ([] without CUDA)."""
+    if not torch.cuda.is_available():
+        return []
+    return [torch.cuda.get_device_properties(i) for i in range(torch.cuda.device_count())]
+
+
+def hbm_cap(
+    plan_cfg: PlanConfig, gpu_properties: Callable[[], Sequence[Any]] = local_gpu_properties
+) -> HbmCap:
+    """The plan config's `topology.hbm_cap_gb`; else the smallest local GPU's total memory
+    (`gpu_properties()`: objects with `name` and `total_memory`, torch's device properties);
+    else torchrec's default of 32 GiB, which is wrong for most GPUs (an H100 has 80)."""
+    if plan_cfg.topology.hbm_cap_gb is not None:
+        return HbmCap(int(plan_cfg.topology.hbm_cap_gb * GIB), "topology.hbm_cap_gb")
+    gpus = list(gpu_properties())
+    if gpus:
+        smallest = min(gpus, key=lambda p: p.total_memory)
+        return HbmCap(
+            int(smallest.total_memory),
+            f"this host's {smallest.name}, the smallest of {len(gpus)} local GPU(s)",
+        )
+    return HbmCap(
+        TORCHREC_HBM_CAP,
+        "torchrec's default: no GPU here and no topology.hbm_cap_gb; set it for your GPUs",
+    )
+
+
+def _gb(value: float | None) -> int | None:
+    return None if value is None else int(value * GIB)
+
+
 def _gbs_to_bytes_per_ms(gbs: float | None) -> float | None:
     return None if gbs is None else gbs * GIB / 1000.0
 
 
 def build_topology(
-    plan_cfg: PlanConfig, world_size: int, device: str, local_world_size: int | None = None
+    plan_cfg: PlanConfig,
+    world_size: int,
+    device: str,
+    local_world_size: int | None = None,
+    hbm: HbmCap | None = None,
 ) -> Topology:
     """The cluster of the plan config, for `world_size` ranks on `device`, via TopologyFactory.
     Ranks per host: the plan config's, else the job's `local_world_size`, else the world size
-    on cpu and 8 on cuda."""
+    on cpu and 8 on cuda. `hbm` is the memory per GPU (default: the plan config's cap, else
+    torchrec's default)."""
     topo = plan_cfg.topology
     per_host = (
         topo.local_world_size
@@ -47,8 +101,8 @@ def build_topology(
         trainer_config=TrainerConfig(
             world_size=world_size,
             local_world_size=local,
-            hbm_cap_bytes=None if topo.hbm_cap_gb is None else int(topo.hbm_cap_gb * GIB),
-            ddr_cap_bytes=None if topo.ddr_cap_gb is None else int(topo.ddr_cap_gb * GIB),
+            hbm_cap_bytes=hbm.bytes if hbm is not None else _gb(topo.hbm_cap_gb),
+            ddr_cap_bytes=_gb(topo.ddr_cap_gb),
         ),
         hardware_config=hardware,
         kernel_config=KernelConfig(compute_device=device, use_hardware_based_bandwidth=custom_bw),

@@ -9,11 +9,18 @@ another world size or device) raises PlanError before any training starts.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from fbgemm_gpu.split_embedding_configs import EmbOptimType
 from torch import nn
 from torchrec.distributed.embeddingbag import EmbeddingBagCollectionSharder
+from torchrec.distributed.fbgemm_qcomm_codec import (
+    CommType,
+    QCommsConfig,
+    get_qcomm_codecs_registry,
+)
 from torchrec.distributed.planner import EmbeddingShardingPlanner
 from torchrec.distributed.planner.enumerators import EmbeddingEnumerator
 from torchrec.distributed.planner.stats import EmbeddingStats
@@ -25,7 +32,13 @@ from torchrec.optim.apply_optimizer_in_backward import apply_optimizer_in_backwa
 from torchrec.optim.rowwise_adagrad import RowWiseAdagrad
 
 from dmmp_rec.config import DmmpConfig
-from dmmp_rec.distributed.plan_config import GIB, PlanConfig, PlanError
+from dmmp_rec.distributed.plan_config import (
+    GIB,
+    CommsConfig,
+    PlanConfig,
+    PlanError,
+    comms_problem,
+)
 from dmmp_rec.distributed.plan_constraints import parameter_constraints
 from dmmp_rec.distributed.plan_result import (
     CaptureStats,
@@ -36,7 +49,13 @@ from dmmp_rec.distributed.plan_result import (
     rank_stats,
     table_decisions,
 )
-from dmmp_rec.distributed.plan_topology import build_topology, check_job_matches
+from dmmp_rec.distributed.plan_topology import (
+    HbmCap,
+    build_topology,
+    check_job_matches,
+    hbm_cap,
+    local_gpu_properties,
+)
 from dmmp_rec.model.sparse import EBC_PATH
 
 __all__ = [
@@ -72,13 +91,37 @@ class PlanningModel(nn.Module):
         holder.add_module(leaf, ebc)
 
 
-def make_sharders(cfg: DmmpConfig) -> list[ModuleSharder[nn.Module]]:
-    """The EBC sharder with the fused row-wise Adagrad training uses."""
+def make_sharders(
+    cfg: DmmpConfig, comms: CommsConfig | None = None, device: str = "cpu"
+) -> list[ModuleSharder[nn.Module]]:
+    """The EBC sharder with the fused row-wise Adagrad training uses, and the plan config's
+    quantized comms (`comms`) as torchrec qcomm codecs for `device`'s backend."""
     fused = {
         "optimizer": EmbOptimType.EXACT_ROWWISE_ADAGRAD,
         "learning_rate": cfg.train.embedding_lr,
     }
-    return [EmbeddingBagCollectionSharder(fused_params=fused)]
+    registry = None
+    if comms is not None and comms.quantized:
+        problem = comms_problem(comms, device)
+        if problem is not None:
+            raise PlanError(f"comms: {problem}")
+        qcomms = QCommsConfig(
+            forward_precision=CommType(comms.forward_precision),
+            backward_precision=CommType(comms.backward_precision),
+        )
+        registry = get_qcomm_codecs_registry(qcomms, device=torch.device(device))
+    return [EmbeddingBagCollectionSharder(fused_params=fused, qcomm_codecs_registry=registry)]
+
+
+def plan_assumptions(plan_cfg: PlanConfig, hbm: HbmCap | None) -> dict[str, Any]:
+    """What a plan assumed beyond its shards, for its JSON's meta: the memory per GPU and where
+    that figure came from (cuda), and the quantized comms (when not fp32)."""
+    facts: dict[str, Any] = {}
+    if plan_cfg.comms.quantized:
+        facts["comms"] = plan_cfg.comms.to_dict()
+    if hbm is not None:
+        facts.update(hbm_cap_gb=round(hbm.bytes / GIB, 3), hbm_cap_source=hbm.source)
+    return facts
 
 
 def make_plan(
@@ -89,12 +132,15 @@ def make_plan(
     module: nn.Module | None = None,
     torchrec_stats: bool = False,
     local_world_size: int | None = None,
+    gpu_properties: Callable[[], Sequence[Any]] = local_gpu_properties,
 ) -> PlanResult:
     """Plan the embedding tables of `cfg` for `world_size` ranks on `device` ("cpu" or "cuda").
 
     `module` is the model to shard (default: a PlanningModel with DMMP's layout); the plan's
     module paths are relative to it. `torchrec_stats` also logs torchrec's own stats table.
     `local_world_size` is the job's ranks per host (a running job's, or `--local-world-size`).
+    On cuda without `topology.hbm_cap_gb`, each GPU has the memory of the smallest GPU that
+    `gpu_properties()` lists (torch's device properties of this host's GPUs by default).
     Raises PlanError when the plan config does not suit the job or the tables do not fit.
     """
     if device not in ("cpu", "cuda"):
@@ -105,11 +151,12 @@ def make_plan(
     if local_world_size is not None and local_world_size < 1:
         raise PlanError(f"local world size must be >= 1, got {local_world_size}")
     check_job_matches(plan_cfg, world_size, device, local_world_size)
-    topology = build_topology(plan_cfg, world_size, device, local_world_size)
+    hbm = hbm_cap(plan_cfg, gpu_properties) if device == "cuda" else None
+    topology = build_topology(plan_cfg, world_size, device, local_world_size, hbm)
     constraints = parameter_constraints(cfg, plan_cfg, topology)
     batch_size = plan_cfg.topology.batch_size or cfg.data.batch_size
     module = module if module is not None else PlanningModel(cfg)
-    sharders = make_sharders(cfg)
+    sharders = make_sharders(cfg, plan_cfg.comms, device)
     dense_gb = plan_cfg.topology.dense_reserve_gb
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # torchrec's note on its dense heuristic
@@ -164,5 +211,6 @@ def make_plan(
             "config": cfg.source,
             "plan_config": plan_cfg.source,
             "tables": [t.name for t in tables],
+            **plan_assumptions(plan_cfg, hbm),
         },
     )

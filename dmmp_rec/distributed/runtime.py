@@ -43,7 +43,7 @@ def build_sharded_model(cfg: DmmpConfig, env: DistEnv) -> DistributedModelParall
         env=ShardingEnv.from_process_group(dist.group.WORLD),
         device=env.device,
         plan=plan,
-        sharders=sharders_for(cfg),
+        sharders=sharders_for(cfg, env.device.type),
     )
 
 

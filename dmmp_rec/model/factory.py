@@ -7,6 +7,7 @@ import torch
 from dmmp_rec.config.root import DmmpConfig
 from dmmp_rec.model.dmmp import DMMPModel
 from dmmp_rec.model.objective import DenseArch
+from dmmp_rec.model.precision import PRECISION_DTYPES
 from dmmp_rec.model.sparse import SharedSparseArch
 
 
@@ -33,4 +34,5 @@ def build_model(
     )
     with torch.device(device):
         dense = DenseArch(sparse.group_dims, cfg.model)
+    dense.autocast_dtype = PRECISION_DTYPES[cfg.train.precision]  # training's forward only
     return DMMPModel(sparse, dense, id_spec.name)

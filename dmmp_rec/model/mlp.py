@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dmmp_rec.model.precision import compute_dtype
+
 
 class _TwoStreams(torch.autograd.Function):
     """A Linear(+ReLU) stack run once, its output handed out twice. The second copy behaves
@@ -17,8 +19,11 @@ class _TwoStreams(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, relu_after, *weights_and_biases):  # noqa: ANN001, ANN205
+        dtype = compute_dtype(x)  # bf16 under train.precision=bf16's autocast
+        ctx.dtypes = (x.dtype, [t.dtype for t in weights_and_biases])
+        weights_and_biases = tuple(t.to(dtype) for t in weights_and_biases)
         layers = list(zip(weights_and_biases[::2], weights_and_biases[1::2], strict=True))
-        inputs, h = [], x
+        inputs, h = [], x.to(dtype)
         for (w, b), relu in zip(layers, relu_after, strict=True):
             inputs.append(h)
             h = F.linear(h, w, b)
@@ -33,6 +38,8 @@ class _TwoStreams(torch.autograd.Function):
         n = len(ctx.relu_after)
         saved = ctx.saved_tensors
         weights = saved[0 : 2 * n : 2]
+        x_dtype, param_dtypes = ctx.dtypes
+        g_full, g_frozen = g_full.to(weights[0].dtype), g_frozen.to(weights[0].dtype)
         inputs, out = saved[2 * n : 3 * n], saved[3 * n]
         grads: list[torch.Tensor | None] = [None] * (2 * n)
         grad_x = None
@@ -47,7 +54,8 @@ class _TwoStreams(torch.autograd.Function):
             if i > 0:
                 g_full, g_frozen = g_full @ weights[i], g_frozen @ weights[i]
             elif ctx.needs_input_grad[0]:
-                grad_x = g_full @ weights[i]
+                grad_x = (g_full @ weights[i]).to(x_dtype)
+        grads = [None if g is None else g.to(d) for g, d in zip(grads, param_dtypes, strict=True)]
         return (grad_x, None, *grads)
 
 

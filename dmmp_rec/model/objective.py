@@ -6,10 +6,13 @@ from __future__ import annotations
 import torch
 
 from dmmp_rec.config.model import DISTILL_TERMS, ModelConfig
-from dmmp_rec.model.candidates import candidate_shifts, forward_with_candidates
+from dmmp_rec.model.candidates import Candidates, candidate_shifts, forward_with_candidates
 from dmmp_rec.model.losses import compute_terms, terms_for
 from dmmp_rec.model.output import DMMPOutput, TrainOutput
+from dmmp_rec.model.precision import as_float32, dense_autocast
 from dmmp_rec.model.scoring import DenseScorer
+from dmmp_rec.model.student import StudentOutput
+from dmmp_rec.model.teacher import TeacherOutput
 from dmmp_rec.model.weighting import build_weighting
 
 
@@ -36,6 +39,9 @@ class DenseArch(DenseScorer):
         self.detached_distill = distills and not cfg.loss.distill_to_tables
         # Training steps taken; drives the distillation warm-up and checkpoints with the model.
         self.register_buffer("train_step", torch.zeros((), dtype=torch.int64))
+        # train.precision: the networks' autocast dtype in `forward` (None: fp32); set by
+        # build_model. Losses are computed in fp32 either way (model/precision.py).
+        self.autocast_dtype: torch.dtype | None = None
 
     def forward(
         self,
@@ -45,30 +51,9 @@ class DenseArch(DenseScorer):
         item_ids: torch.Tensor | None,
         clicked_rows: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, TrainOutput]:
-        user, item, context, cross = self.blocks(groups)
-        candidates = None
-        if self.num_candidates > 0:
-            pair, pair_candidates = None, None
-            if cross is not None:  # the loader's cross features of every candidate pair
-                shifts = candidate_shifts(user.shape[0], self.num_candidates)
-                pair = {"cross": cross}
-                pair_candidates = {"cross": torch.stack([groups[f"cross@{r}"] for r in shifts])}
-            t, s, candidates = forward_with_candidates(
-                self.teacher,
-                self.student,
-                user,
-                item,
-                context,
-                self.num_candidates,
-                pair,
-                pair_candidates,
-            )
-        else:
-            t, s = self.teacher_and_student(groups)
-        s_distill = None
-        if self.detached_distill:
-            ctx = None if context is None else context.detach()
-            s_distill = self.student(user.detach(), ctx, item.detach())
+        with dense_autocast(groups["user"].device.type, self.autocast_dtype):
+            networks = self._networks(groups)
+        t, s, candidates, s_distill = as_float32(networks)  # losses in fp32 (precision.py)
         losses = compute_terms(
             self.terms,
             t,
@@ -94,3 +79,34 @@ class DenseArch(DenseScorer):
             objective=weighted.objective.detach(),
         )
         return weighted.objective, out
+
+    def _networks(
+        self, groups: dict[str, torch.Tensor]
+    ) -> tuple[TeacherOutput, StudentOutput, Candidates | None, StudentOutput | None]:
+        """Teacher and student on the impressions (and their in-batch candidates), plus the
+        student over detached embeddings for the distillation terms when it needs one."""
+        user, item, context, cross = self.blocks(groups)
+        candidates = None
+        if self.num_candidates > 0:
+            pair, pair_candidates = None, None
+            if cross is not None:  # the loader's cross features of every candidate pair
+                shifts = candidate_shifts(user.shape[0], self.num_candidates)
+                pair = {"cross": cross}
+                pair_candidates = {"cross": torch.stack([groups[f"cross@{r}"] for r in shifts])}
+            t, s, candidates = forward_with_candidates(
+                self.teacher,
+                self.student,
+                user,
+                item,
+                context,
+                self.num_candidates,
+                pair,
+                pair_candidates,
+            )
+        else:
+            t, s = self.teacher_and_student(groups)
+        s_distill = None
+        if self.detached_distill:
+            ctx = None if context is None else context.detach()
+            s_distill = self.student(user.detach(), ctx, item.detach())
+        return t, s, candidates, s_distill

@@ -23,6 +23,7 @@ from torch import nn
 from dmmp_rec.config.model import TeacherConfig
 from dmmp_rec.model.experts import PLE, MMoE, SharedBottom
 from dmmp_rec.model.mlp import MLP
+from dmmp_rec.model.precision import compute_dtype
 
 SINGLE_BLOCK = "input"  # the block name of a teacher built from a plain width
 
@@ -59,7 +60,10 @@ class _BlockProduct(torch.autograd.Function):
     @staticmethod
     def forward(ctx, weight, cols, *xs):  # noqa: ANN001, ANN205
         lead = xs[0].shape[:-1]
-        flat = [x.reshape(-1, x.shape[-1]) for x in xs]
+        dtype = compute_dtype(weight)  # bf16 under train.precision=bf16's autocast
+        ctx.dtypes = (weight.dtype, [x.dtype for x in xs])
+        weight = weight.to(dtype)
+        flat = [x.reshape(-1, x.shape[-1]).to(dtype) for x in xs]
         out = flat[0] @ weight[:, cols[0]].T
         for x, c in zip(flat[1:], cols[1:], strict=True):
             torch.addmm(out, x, weight[:, c].T, out=out)  # in place; counted as addmm
@@ -70,11 +74,13 @@ class _BlockProduct(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):  # noqa: ANN001, ANN205
         weight, *flat = ctx.saved_tensors
-        g = grad.reshape(-1, grad.shape[-1])
+        weight_dtype, x_dtypes = ctx.dtypes
+        g = grad.reshape(-1, grad.shape[-1]).to(weight.dtype)
         grads_x: list[torch.Tensor | None] = []
         for i, c in enumerate(ctx.cols):
             need = ctx.needs_input_grad[2 + i]
-            grads_x.append((g @ weight[:, c]).reshape(*grad.shape[:-1], -1) if need else None)
+            gx = (g @ weight[:, c]).reshape(*grad.shape[:-1], -1).to(x_dtypes[i]) if need else None
+            grads_x.append(gx)
         grad_w = None
         if ctx.needs_input_grad[0]:
             covered = sum(c.stop - c.start for c in ctx.cols)
@@ -82,7 +88,7 @@ class _BlockProduct(torch.autograd.Function):
             grad_wt = make(weight.shape[1], weight.shape[0], dtype=g.dtype, device=g.device)
             for x, c in zip(flat, ctx.cols, strict=True):
                 torch.mm(x.T, g, out=grad_wt[c])
-            grad_w = grad_wt.T
+            grad_w = grad_wt.T.to(weight_dtype)
         return (grad_w, None, *grads_x)
 
 

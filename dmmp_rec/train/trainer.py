@@ -21,11 +21,13 @@ from dmmp_rec.config import DmmpConfig, to_dict
 from dmmp_rec.data.loader import loader_for_split
 from dmmp_rec.data.prefetch import training_batches
 from dmmp_rec.distributed.checkpoint import CheckpointManager, list_checkpoints
-from dmmp_rec.distributed.env import DistEnv, init_distributed
+from dmmp_rec.distributed.env import DistEnv, device_report, init_distributed
+from dmmp_rec.distributed.model_parallel import plan_facts
 from dmmp_rec.distributed.optim import combined_optimizer
 from dmmp_rec.distributed.plan_io import save_plan
 from dmmp_rec.distributed.runtime import build_sharded_model
 from dmmp_rec.errors import InputError
+from dmmp_rec.model.precision import enable_tf32, precision_problem
 from dmmp_rec.train.best import BestTracker
 from dmmp_rec.train.logger import TrainLogger
 from dmmp_rec.train.position import TrackedIterator
@@ -44,6 +46,14 @@ def _maybe_inject_fault(cfg: DmmpConfig, env: DistEnv, step: int) -> None:
     if cfg.train.fault_at_step == step and env.rank == min(1, env.world_size - 1) and first_attempt:
         print(f"[rank {env.rank}] fault injection: killing myself after step {step}", flush=True)
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _maybe_inject_nan(cfg: DmmpConfig, model: torch.nn.Module, step: int) -> None:
+    """Set every dense parameter to NaN after `train.nan_at_step` (gpu-check's own test)."""
+    if cfg.train.nan_at_step == step:
+        with torch.no_grad():
+            for p in model.dense.parameters():  # type: ignore[union-attr]
+                p.fill_(float("nan"))
 
 
 def total_steps(cfg: DmmpConfig, batches_per_epoch: int) -> int:
@@ -66,10 +76,30 @@ def validate(cfg: DmmpConfig, dmp: torch.nn.Module, env: DistEnv) -> dict[str, f
     return validation_metrics(dmp, batches, cfg.features, env.device)
 
 
+def run_report(cfg: DmmpConfig, env: DistEnv) -> dict[str, Any]:
+    """What this job trains on (device, backend, world size, GPU name, precision, TF32), after
+    checking the precision suits the device and switching TF32 on for a CUDA job; printed by
+    rank 0 and recorded in summary.json, so no run hides a fall-back to the CPU."""
+    problem = precision_problem(cfg.train.precision, env.device)
+    if problem is not None:
+        raise InputError(problem)
+    report = {**device_report(env), "precision": cfg.train.precision}
+    report["tf32"] = enable_tf32(env.device)
+    if env.is_main:
+        gpu = f" ({report['gpu_name']})" if report["gpu_name"] else ""
+        print(
+            f"training on {env.world_size} x {report['device']}{gpu}, backend {env.backend}, "
+            f"precision {cfg.train.precision}" + (", TF32 matmuls" if report["tf32"] else ""),
+            flush=True,
+        )
+    return report
+
+
 def train(cfg: DmmpConfig, env: DistEnv | None = None) -> dict[str, Any]:
     """Train to `cfg.train.max_steps` (fewer when `max_epochs` passes over the training days
     come first), resuming from the newest usable checkpoint."""
     env = env or init_distributed(cfg.train.device, cfg.train.dist_timeout_s)
+    report = run_report(cfg, env)
     out = Path(cfg.train.out)
     if env.is_main:
         out.mkdir(parents=True, exist_ok=True)
@@ -85,6 +115,7 @@ def train(cfg: DmmpConfig, env: DistEnv | None = None) -> dict[str, Any]:
                 "local_world_size": env.local_world_size,
                 "device": env.device.type,
                 "config": cfg.source,
+                **plan_facts(cfg, env.device.type),
             },
         )
     optimizer, dense = combined_optimizer(dmp, cfg.train)
@@ -150,6 +181,7 @@ def train(cfg: DmmpConfig, env: DistEnv | None = None) -> dict[str, Any]:
             last = out_step.scalars()
         logger.step(step, last, log_now)
         _maybe_inject_fault(cfg, env, step)
+        _maybe_inject_nan(cfg, inner, step)
         final = step == total
         validate_now = validating and (
             final or (cfg.train.eval_every > 0 and step % cfg.train.eval_every == 0)
@@ -182,6 +214,7 @@ def train(cfg: DmmpConfig, env: DistEnv | None = None) -> dict[str, Any]:
         metrics = validate(cfg, dmp, env)
     logger.close()
     summary = {
+        **report,
         "steps": total,
         "epochs": round(total / loader.num_batches_per_epoch, 3),
         "resumed_from_step": start,
