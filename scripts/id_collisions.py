@@ -19,7 +19,13 @@ from dataclasses import replace
 from pathlib import Path
 
 from dmmp_rec.config import load_config
-from dmmp_rec.eval.id_collisions import collision_rate, hash_rows, managed_rows, read_days
+from dmmp_rec.eval.id_collisions import (
+    best_possible,
+    collision_rate,
+    hash_rows,
+    managed_rows,
+    read_days,
+)
 
 
 def main() -> int:
@@ -28,7 +34,7 @@ def main() -> int:
     p.add_argument("--split", default="val", choices=["val", "test"])
     p.add_argument("--features", default="user_id,item_id,user_hist_items")
     p.add_argument("--ratios", default="1,2,4")
-    p.add_argument("--policies", default="distance_lfu")
+    p.add_argument("--policies", default="distance_lfu", help="comma-separated; empty: none")
     p.add_argument("--batch-rows", type=int, default=1024, help="global batch (rows) per step")
     p.add_argument("--raw64", action="store_true", help="64-bit raw ids (SplitMix64 of the id)")
     p.add_argument("--out", type=Path)
@@ -47,7 +53,8 @@ def main() -> int:
             sized = replace(spec, cardinality=rows)
             row = {"feature": name, "ratio": ratio, "rows": rows, "split": args.split}
             row["hash"] = collision_rate(measured.values, hash_rows(sized, measured))
-            for policy in args.policies.split(","):
+            row["best_possible_lookups"] = best_possible(measured.values, rows)
+            for policy in [p for p in args.policies.split(",") if p]:
                 t0 = time.perf_counter()
                 managed = replace(sized, managed=replace(sized.managed, eviction_policy=policy))
                 got = managed_rows(managed, train, measured, args.batch_rows)

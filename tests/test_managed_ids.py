@@ -17,7 +17,7 @@ from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 from dmmp_rec.config import ConfigError, load_config
 from dmmp_rec.config.features import FeatureSpec
 from dmmp_rec.data.kjt import decode_ids
-from dmmp_rec.eval.id_collisions import collision_rate
+from dmmp_rec.eval.id_collisions import best_possible, collision_rate
 from dmmp_rec.model.managed_ids import ManagedIds
 
 ROWS = str(REPO / "tests" / "scripts" / "managed_rows.py")
@@ -98,6 +98,13 @@ def test_collision_rate_counts_lookups_whose_row_holds_another_id() -> None:
     assert got["lookups"] == pytest.approx(3 / 6)
     assert got["ids"] == pytest.approx(2 / 4)
     assert got["distinct_ids"] == 4
+
+
+def test_best_possible_gives_the_most_looked_up_ids_their_own_rows() -> None:
+    ids = np.array([1, 1, 1, 2, 2, 3, 4])  # 4 ids, 3 rows: ids 1 and 2 own rows, 3 and 4 share
+    assert best_possible(ids, 3) == pytest.approx(2 / 7)
+    assert best_possible(ids, 4) == 0.0  # 3 own rows, id 4 alone in the last one
+    assert best_possible(ids, 10) == 0.0
 
 
 @pytest.mark.slow

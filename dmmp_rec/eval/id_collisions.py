@@ -53,6 +53,16 @@ def collision_rate(ids: np.ndarray, rows: np.ndarray) -> dict[str, float]:
     }
 
 
+def best_possible(ids: np.ndarray, rows: int) -> float:
+    """The lowest collision rate any policy can reach on this day: the day's rows - 1 most
+    looked-up ids get rows of their own and every other id shares the last row."""
+    _, counts = np.unique(ids, return_counts=True)
+    if len(counts) <= rows:
+        return 0.0
+    rest = np.sort(counts)[::-1][rows - 1 :]
+    return float(rest.sum() / counts.sum()) if len(rest) > 1 else 0.0
+
+
 def read_days(root: str, split: str, feature: str, raw64: bool) -> dict[int, DayIds]:
     """Every day's lookups of `feature` in `split`, in file order."""
     by_day: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {}
