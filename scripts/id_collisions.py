@@ -1,7 +1,8 @@
 """Collision rate of the hash fold vs managed collisions, at several oversubscriptions.
 
     python scripts/id_collisions.py --config configs/synthetic.yaml [--split val] \
-        [--ratios 1,2,4] [--policies distance_lfu,lru,lfu] [--raw64] [--out FILE.json] [k=v ...]
+        [--ratios 1,2,4] [--policies distance_lfu,lru,lfu] [--interval 1] [--raw64] \
+        [--out FILE.json] [k=v ...]
 
 For each id feature and ratio r, the table gets (the world's users or items) / r rows (r
 distinct world ids per row) and both policies replay the training days (how:
@@ -35,6 +36,7 @@ def main() -> int:
     p.add_argument("--features", default="user_id,item_id,user_hist_items")
     p.add_argument("--ratios", default="1,2,4")
     p.add_argument("--policies", default="distance_lfu", help="comma-separated; empty: none")
+    p.add_argument("--interval", type=int, default=1, help="eviction_interval in steps")
     p.add_argument("--batch-rows", type=int, default=1024, help="global batch (rows) per step")
     p.add_argument("--raw64", action="store_true", help="64-bit raw ids (SplitMix64 of the id)")
     p.add_argument("--out", type=Path)
@@ -52,11 +54,15 @@ def main() -> int:
             rows = max(2, int(world_ids / ratio))
             sized = replace(spec, cardinality=rows)
             row = {"feature": name, "ratio": ratio, "rows": rows, "split": args.split}
+            row["interval"] = args.interval
             row["hash"] = collision_rate(measured.values, hash_rows(sized, measured))
             row["best_possible_lookups"] = best_possible(measured.values, rows)
             for policy in [p for p in args.policies.split(",") if p]:
                 t0 = time.perf_counter()
-                managed = replace(sized, managed=replace(sized.managed, eviction_policy=policy))
+                policy_spec = replace(
+                    sized.managed, eviction_policy=policy, eviction_interval=args.interval
+                )
+                managed = replace(sized, managed=policy_spec)
                 got = managed_rows(managed, train, measured, args.batch_rows)
                 row[f"managed_{policy}"] = collision_rate(measured.values, got)
                 row[f"managed_{policy}"]["replay_s"] = round(time.perf_counter() - t0, 1)
