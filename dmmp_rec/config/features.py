@@ -30,6 +30,27 @@ def candidate_name(name: str, shift: int) -> str:
     return f"{name}@{shift}"
 
 
+EvictionPolicyName = Literal["lfu", "lru", "distance_lfu"]
+
+
+@dataclass
+class ManagedIdsSpec:
+    """Managed collisions for one table (torchrec's MCHManagedCollisionModule): raw ids are
+    admitted into rows by the eviction policy instead of folded by a hash. `eviction_interval`
+    is in training steps; admission of new ids happens only at an eviction, so 1 admits a new id
+    on the step it first appears."""
+
+    eviction_policy: EvictionPolicyName = "distance_lfu"
+    eviction_interval: int = 1
+
+    def validate(self, path: str) -> None:
+        require(
+            self.eviction_interval >= 1,
+            f"{path}.eviction_interval",
+            f"must be >= 1, got {self.eviction_interval}",
+        )
+
+
 @dataclass
 class FeatureSpec:
     """One sparse feature and its embedding table."""
@@ -43,6 +64,11 @@ class FeatureSpec:
     # mapping of dmmp_rec.data.id_policy, from conversion to serving);
     # error: stop, naming the feature, file and row.
     out_of_range: Literal["hash", "error"] = "hash"
+    # hash (default): ids outside the table are folded as `out_of_range` says; managed: raw ids
+    # of any 64-bit value are remapped by torchrec's managed collisions (dmmp_rec.model.managed_ids)
+    # with the policy in `managed`, trained, checkpointed and served as one state
+    ids: Literal["hash", "managed"] = "hash"
+    managed: ManagedIdsSpec = field(default_factory=ManagedIdsSpec)
     group: Group = field(default="user", init=False)
 
     def validate(self, path: str) -> None:
@@ -57,6 +83,11 @@ class FeatureSpec:
             f"cardinality must be > 0, got {self.cardinality}",
         )
         require(self.dim > 0, f"{path}.dim", f"dim must be > 0, got {self.dim}")
+        require(
+            self.ids == "hash" or self.cardinality >= 2,
+            f"{path}.cardinality",
+            "a managed table needs >= 2 rows (its last row takes ids not admitted yet)",
+        )
 
     @property
     def table_name(self) -> str:
@@ -136,6 +167,11 @@ class FeaturesConfig:
             if spec.name == name:
                 return spec
         raise KeyError(f"unknown feature {name!r}; known: {', '.join(self.names)}")
+
+    @property
+    def managed_specs(self) -> list[FeatureSpec]:
+        """Features whose ids go through managed collisions, in KJT key order."""
+        return [s for s in self.all if s.ids == "managed"]
 
     def group_dim(self, name: Group) -> int:
         """Width of the concatenated pooled embeddings of one group."""

@@ -21,6 +21,10 @@ class SyntheticConfig:
     val_days: int = 1
     test_days: int = 1
     chunk_rows: int = 250_000  # impressions generated and written per chunk
+    # allow the user_id, item_id and user_hist_items tables to have fewer rows than the world
+    # has users / items (a world whose ids outnumber table rows: the hash fold or managed
+    # collisions must share rows; docs/data.md "Id spaces larger than the tables")
+    oversubscribed_ids: bool = False
 
     def validate(self, path: str) -> None:
         for name in ("num_users", "num_items", "num_impressions", "num_days", "chunk_rows"):

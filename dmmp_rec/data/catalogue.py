@@ -50,7 +50,10 @@ class Catalogue:
 
 
 def _ids(table: pa.Table, features: FeaturesConfig, name: str, where: str) -> np.ndarray:
-    return decode_ids(table.column(name).combine_chunks(), features.by_name(name), where).values
+    """Identities, not table rows: raw ids, never folded (in a world whose ids outnumber the
+    table's rows, two items sharing a row are still two items)."""
+    spec = features.by_name(name)
+    return decode_ids(table.column(name).combine_chunks(), spec, where, fold=False).values
 
 
 def _first_rows(table: pa.Table, ids: np.ndarray) -> tuple[pa.Table, np.ndarray]:

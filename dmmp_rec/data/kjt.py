@@ -80,10 +80,16 @@ class DecodedIds:
 
 
 def decode_ids(
-    arr: pa.Array, spec: FeatureSpec, file: str | Path | None = None, first_row: int = 0
+    arr: pa.Array,
+    spec: FeatureSpec,
+    file: str | Path | None = None,
+    first_row: int = 0,
+    fold: bool = True,
 ) -> DecodedIds:
     """Validate and fold the ids of `arr` (one chunk of feature `spec`'s column). A problem is a
-    DataError naming `file`, the row (`first_row` + the index in `arr`) and the column."""
+    DataError naming `file`, the row (`first_row` + the index in `arr`) and the column. Raw ids
+    are kept (not folded) for `ids: managed` features, which the model remaps, and with
+    `fold=False`, for callers that want identities rather than table rows."""
 
     def error(message: str, row: int | None = None) -> DataError:
         return DataError(message, file, None if row is None else first_row + int(row), spec.name)
@@ -107,6 +113,8 @@ def decode_ids(
     def row_of(positions: np.ndarray) -> np.ndarray:
         return positions if offsets is None else np.searchsorted(offsets, positions, "right") - 1
 
+    if spec.ids == "managed" or not fold:  # raw ids (managed: the model's remapping maps them)
+        return DecodedIds(values, offsets, np.empty(0, dtype=np.int64))
     try:
         values, positions = fold_out_of_range(values, spec)
     except OutOfRangeIdError as e:

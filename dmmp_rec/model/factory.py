@@ -31,6 +31,7 @@ def build_model(
         cfg.features,
         sparse_device if sparse_device is not None else device,
         candidates=cfg.cross_candidates,
+        managed_device=device,
     )
     with torch.device(device):
         dense = DenseArch(sparse.group_dims, cfg.model)

@@ -15,6 +15,7 @@ from torchrec.modules.embedding_modules import EmbeddingBagCollection
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
 from dmmp_rec.config.features import GROUPS, FeaturesConfig, Group
+from dmmp_rec.model.managed_ids import ManagedIds
 
 # Where the EBC lives in DMMPModel (`model.sparse` is this arch, which holds it at `ebc`): the
 # module path that sharding plans and state_dict keys name. The planner and the export read it
@@ -28,9 +29,21 @@ class SharedSparseArch(nn.Module):
     `cross@1` .. `cross@R` (their keys share the cross tables)."""
 
     def __init__(
-        self, features: FeaturesConfig, device: torch.device | str = "cpu", candidates: int = 0
+        self,
+        features: FeaturesConfig,
+        device: torch.device | str = "cpu",
+        candidates: int = 0,
+        managed_device: torch.device | str | None = None,
     ) -> None:
         super().__init__()
+        # features with `ids: managed` are remapped before the EBC (dmmp_rec.model.managed_ids);
+        # its state is buffers, so it lives on a real device even when the EBC starts on meta
+        managed = features.managed_specs
+        self.managed: ManagedIds | None = (
+            ManagedIds(managed, managed_device if managed_device is not None else device)
+            if managed
+            else None
+        )
         self.ebc = EmbeddingBagCollection(
             tables=features.embedding_bag_configs(candidates), device=torch.device(device)
         )
@@ -45,6 +58,8 @@ class SharedSparseArch(nn.Module):
     def forward(self, features: KeyedJaggedTensor) -> dict[str, torch.Tensor]:
         """Pooled embeddings by group, each [B, group_dim]. FX-traceable: under
         TrainPipelineSparseDist the `ebc` call is found by tracing and pipelined."""
+        if self.managed is not None:
+            features = self.managed(features)
         pooled = self.ebc(features).to_dict()  # a sharded EBC's awaitable resolves on access
         return {
             group: torch.cat([pooled[name] for name in names], dim=1)

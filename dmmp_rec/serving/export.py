@@ -46,6 +46,7 @@ from dmmp_rec.model.sparse import EBC_PATH
 from dmmp_rec.serving import index as faiss_index
 from dmmp_rec.serving import quantize
 from dmmp_rec.serving.item_side import ItemSide
+from dmmp_rec.serving.managed_map import MANAGED_FILE, ServingIdMap, save_managed
 from dmmp_rec.serving.manifest import (
     FORMAT,
     MANIFEST_FILE,
@@ -194,6 +195,9 @@ def _export(
 
     users = sample_users(cfg, opts.queries, cfg.seed)
     requests = parse_table(users, features, "users")
+    has_managed = save_managed(model.sparse.managed, features, tmp)
+    if has_managed:  # raw ids -> trained rows, read back from the file serving will load
+        requests = ServingIdMap(features, tmp / MANAGED_FILE).apply(requests)
     diff = 0.0
     for beta in CHECK_BETAS:  # the knob is an input: check it where operators will turn it
         queries, gates = run_user_side(exported, requests, opts.batch_size, beta)
@@ -234,6 +238,8 @@ def _export(
         log(f"export: WARNING the approximate index misses the recall target {tuning.target}")
 
     files = {role: FileEntry.of(tmp, name) for role, name in FILES.items()}
+    if has_managed:
+        files["managed_ids"] = FileEntry.of(tmp, MANAGED_FILE)
     if int8:
         files["item_side"] = FileEntry.of(tmp, int8.save_item_side(tmp, specs))
     manifest = Manifest(

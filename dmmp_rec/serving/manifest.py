@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Literal
 
 from dmmp_rec.config.base import ConfigError, build, to_dict
-from dmmp_rec.config.features import FeatureSpec
+from dmmp_rec.config.features import FeatureSpec, ManagedIdsSpec
 
 MANIFEST_FILE = "manifest.json"
 FORMAT = 1
@@ -32,6 +32,9 @@ class UserFeature:
     pooling: Literal["sum", "mean"]
     multi_valued: bool
     out_of_range: Literal["hash", "error"]
+    # managed: raw ids go through the trained remapping (files.managed_ids) before the table
+    ids: Literal["hash", "managed"] = "hash"
+    managed: ManagedIdsSpec = field(default_factory=ManagedIdsSpec)
 
     @staticmethod
     def of(spec: FeatureSpec) -> UserFeature:
@@ -43,6 +46,8 @@ class UserFeature:
             spec.pooling,
             spec.multi_valued,
             spec.out_of_range,
+            spec.ids,
+            spec.managed,
         )
 
     def spec(self) -> FeatureSpec:
@@ -54,6 +59,8 @@ class UserFeature:
             self.pooling,
             self.multi_valued,
             self.out_of_range,
+            ids=self.ids,
+            managed=self.managed,
         )
 
 

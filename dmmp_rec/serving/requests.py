@@ -107,6 +107,10 @@ def _finish(
             raise RequestError(
                 "id does not fit in int64", file, labels[row], feature.name
             ) from None
+        if feature.ids == "managed":  # raw ids: the export's remapping maps them
+            values.append(ids)
+            offsets.append(offs)
+            continue
         try:
             ids, positions = fold_out_of_range(ids, feature.spec())
         except OutOfRangeIdError as e:

@@ -24,6 +24,7 @@ import torch
 from dmmp_rec.config.base import ConfigError
 from dmmp_rec.data.catalogue import USERS_FILE
 from dmmp_rec.errors import InputError
+from dmmp_rec.serving.managed_map import ServingIdMap, managed_features
 from dmmp_rec.serving.manifest import Manifest, UserFeature, read_manifest
 from dmmp_rec.serving.requests import UserRequests, parse_table
 from dmmp_rec.serving.user_file import load_user_side
@@ -117,6 +118,12 @@ class Retriever:
             hnsw: Any = faiss.downcast_index(self.index)  # faiss's partial types miss .hnsw
             hnsw.hnsw.efSearch = self.manifest.approx.ef_search
         self.index_kind = index
+        # managed features: raw ids -> the rows training gave them (dmmp_rec.serving.managed_map)
+        self.id_map = (
+            ServingIdMap(m.user_features, m.file(self.root, "managed_ids"))
+            if managed_features(m.user_features)
+            else None
+        )
 
     @property
     def features(self) -> list[UserFeature]:
@@ -126,6 +133,8 @@ class Retriever:
         self, requests: UserRequests, batch_size: int = 4096, beta: float = 0.0
     ) -> tuple[np.ndarray, np.ndarray]:
         """(queries [B, D], gates [B, 2]) from the exported user side at knob `beta`."""
+        if self.id_map is not None:
+            requests = self.id_map.apply(requests)
         return run_user_side(self.user_side, requests, batch_size, beta)
 
     def search(
