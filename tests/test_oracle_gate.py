@@ -38,6 +38,24 @@ def test_rate_row_by_hand() -> None:
     assert mean["captured"] == pytest.approx(1.0)
 
 
+def test_a_gate_that_knows_the_trait_behind_the_best_beta_reaches_the_oracle() -> None:
+    # user 1's trait is higher and user 1 wants a higher beta: the trait gate finds b0 = -1,
+    # slope a with user 0 at -1 and user 1 at 0 (the oracle); an unrelated trait cannot
+    grids = (FLAT_CLICKS, FLAT_CONV)
+    row = rate_row(grids, grids, 10.0, BETAS, "sum", {"p": np.array([0.0, 1.0])})
+    assert row["trait_gate_gain"]["p"] == pytest.approx(row["oracle_gain"])
+    assert row["best_beta_correlation"]["p"] == pytest.approx(1.0)
+    three = tuple(np.hstack([g, g[:, :1]]) for g in grids)  # a third user like user 0
+    traits = {"along": np.array([0.0, 2.0, 0.5]), "across": np.array([0.0, 1.0, 2.0])}
+    row = rate_row(three, three, 10.0, BETAS, "sum", traits)
+    # users 0 and 2 want -1 (11 each), user 1 wants 0 (8): oracle 30 over the global 29
+    assert row["oracle"] == pytest.approx(30.0) and row["global_flat"] == pytest.approx(29.0)
+    # "along" ranks user 1 highest: b0 = -1 with slope 0.5 puts user 1 alone at 0
+    assert row["trait_gate_gain"]["along"] == pytest.approx(row["oracle_gain"])
+    # "across" puts user 1 between the others: no monotone gate on this grid beats one knob
+    assert row["trait_gate_gain"]["across"] == pytest.approx(0.0)
+
+
 def test_clicks_only_rate_has_no_gain() -> None:
     # at rate 0 every user's best beta is the most clicks (-1): one global knob is enough
     row = rate_row((FLAT_CLICKS, FLAT_CONV), (FLAT_CLICKS, FLAT_CONV), 0.0, BETAS, "sum")

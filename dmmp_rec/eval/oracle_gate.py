@@ -68,6 +68,28 @@ def _trait_correlations(
     return out
 
 
+TRAIT_SLOPES = (0.25, 0.5, 1.0, 2.0)  # knob steps per sd of a trait, either sign
+
+
+def _trait_gate(value: np.ndarray, betas: Sequence[float], trait: np.ndarray, reduce: Any) -> float:
+    """The best value of a gate that knows a hidden trait: user u takes the grid beta nearest
+    to b0 + a * (trait z-score), over every finite grid b0 and slope +-a (or one global beta)."""
+    grid = np.array([b for b in betas if math.isfinite(b)], dtype=np.float64)
+    cols = np.array([j for j, b in enumerate(betas) if math.isfinite(b)])
+    best = float(reduce(value, axis=1).max())
+    sd = trait.std()
+    if grid.size < 2 or not sd > 0:
+        return best
+    score = (trait - trait.mean()) / sd
+    users = np.arange(value.shape[1])
+    for b0 in grid:
+        for a in (*TRAIT_SLOPES, *(-x for x in TRAIT_SLOPES)):
+            want = b0 + a * score
+            j = cols[np.abs(grid[:, None] - want[None, :]).argmin(axis=0)]
+            best = max(best, float(reduce(value[j, users])))
+    return best
+
+
 def rate_row(
     learned: tuple[np.ndarray, np.ndarray],
     flat: tuple[np.ndarray, np.ndarray],
@@ -103,6 +125,12 @@ def rate_row(
         "learned_gain": got,
         "captured": got / gain if gain > 0 else math.nan,
         "best_beta_correlation": _trait_correlations(value_f, kept),
+        # a gate on the flat towers that knew the trait exactly: how much of the bound the
+        # world's heterogeneity could explain
+        "trait_gate_gain": {
+            k: _trait_gate(value_f, betas, t, agg) / g_f - 1.0 if g_f > 0 else math.nan
+            for k, t in kept.items()
+        },
     }
 
 
