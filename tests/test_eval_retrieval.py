@@ -98,6 +98,10 @@ def test_model_and_reference_metrics_equal_brute_force(setup, tiny_world: Path) 
         assert s["exp_conversions_ratio"][key] == pytest.approx(
             np.mean(got.sum(1) / best[:, :k].sum(1)), rel=1e-4
         )
+        # platform totals: sums over the users, not means of ratios
+        assert s["exp_conversions_total"][key] == pytest.approx(got.sum(), rel=1e-4)
+        got_ctr = np.take_along_axis(true_ctr, top[:, :k], 1)
+        assert s["exp_clicks_total"][key] == pytest.approx(got_ctr.sum(), rel=1e-4)
         oracle = refs["oracle_pctcvr"]["sample"]
         assert oracle["ndcg_pctcvr"][key] == pytest.approx(1.0)
         assert oracle["exp_conversions_ratio"][key] == pytest.approx(1.0)
@@ -197,6 +201,17 @@ def test_frontier_ends_and_middle_are_the_single_towers_and_the_fused_score(
                 np.mean(got_v / best_v), rel=1e-4
             )
     assert points[0]["mean_gate_conversion"] == 0.0 and points[-1]["mean_gate_conversion"] == 1.0
+    # the learned gate's global knob in the oracle-gate bound is the frontier's best point
+    bound = report["oracle_gate"]
+    assert bound["k"] == 20 and bound["betas"] == betas
+    for row in bound["platform_total"]["rates"]:
+        values = [p["exp_clicks_total"]["20"] + row["rate"] * p["exp_conversions_total"]["20"]
+                  for p in points]  # fmt: skip
+        assert row["global_learned"] == pytest.approx(max(values), rel=1e-6)
+        assert row["oracle"] >= row["global_flat"] - 1e-9
+        assert row["oracle_learned"] >= row["global_learned"] - 1e-9
+        assert set(row["best_beta_correlation"]) == {"propensity", "purchase_rho"}
+    assert not any(name.startswith("flat") for name in report["references"])
     gates = [p["mean_gate_conversion"] for p in points]
     assert gates == sorted(gates)
 

@@ -77,9 +77,17 @@ def frontier_points(report: dict[str, Any], k: int = 50) -> list[dict[str, Any]]
             "conversions": _value(p["exp_conversions_ratio"].get(str(k))),
             "bait": _value(p["bait_share"].get(str(k))),
             "gate": _value(p["mean_gate_conversion"]),
+            # platform totals (sums over the sample's users); absent from older reports
+            "clicks_total": _value(p.get("exp_clicks_total", {}).get(str(k))),
+            "conversions_total": _value(p.get("exp_conversions_total", {}).get(str(k))),
         }
         for p in frontier["points"]
     ]
+
+
+def oracle_gate(report: dict[str, Any]) -> dict[str, Any] | None:
+    """The oracle-gate bound of a three-tower run (eval.oracle_gate), or None."""
+    return report.get("oracle_gate")
 
 
 def bayes_metrics(report: dict[str, Any]) -> dict[str, float | None]:

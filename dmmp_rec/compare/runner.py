@@ -30,7 +30,15 @@ import yaml
 
 from dmmp_rec.compare import analysis
 from dmmp_rec.compare.columns import COLUMNS
-from dmmp_rec.compare.flatten import bayes_metrics, frontier_points, model_metrics, reference_rows
+from dmmp_rec.compare.flatten import (
+    bayes_metrics,
+    frontier_points,
+    model_metrics,
+    oracle_gate,
+    reference_rows,
+)
+from dmmp_rec.compare.gate_analysis import gate_section
+from dmmp_rec.compare.gate_table import gate_markdown
 from dmmp_rec.compare.models import ModelSpec, select_models
 from dmmp_rec.compare.notes import notes_for
 from dmmp_rec.compare.plot import plot_frontiers
@@ -191,7 +199,11 @@ def _run_record(seed: int, summary: dict, reports: dict[str, dict], eval_s: floa
         },
         "eval_seconds": round(eval_s, 1),
         "splits": {
-            split: {"metrics": model_metrics(r), "frontier": frontier_points(r)}
+            split: {
+                "metrics": model_metrics(r),
+                "frontier": frontier_points(r),
+                "oracle_gate": oracle_gate(r),
+            }
             for split, r in reports.items()
         },
     }
@@ -244,6 +256,7 @@ def analyse(result: dict[str, Any]) -> dict[str, Any]:
         }
     if "test" in result["splits"]:
         result["targets"] = [t.to_dict() for t in check_targets(result)]
+    result["gate"] = {split: gate_section(result, split) for split in result["splits"]}
     return result
 
 
@@ -334,6 +347,6 @@ def write_reports(result: dict[str, Any], out: str | Path) -> None:
     """comparison.json, comparison.md and comparison.png from a result dict."""
     out = Path(out)
     (out / REPORT_JSON).write_text(json.dumps(_json_safe(result), indent=1) + "\n")
-    (out / REPORT_MD).write_text(comparison_markdown(result))
+    (out / REPORT_MD).write_text(comparison_markdown(result, gate_markdown(result)))
     plot_frontiers(result, out / REPORT_PNG)
     print(f"\nwrote {out / REPORT_MD}, {out / REPORT_JSON}, {out / REPORT_PNG}", flush=True)

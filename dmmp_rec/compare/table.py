@@ -5,6 +5,7 @@ validation-day table, the per-seed numbers and the notes."""
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 from dmmp_rec.compare.columns import HEADERS, LOGGED
@@ -135,8 +136,9 @@ def _per_seed_table(result: dict[str, Any], split: str) -> list[str]:
     return lines
 
 
-def comparison_markdown(result: dict[str, Any]) -> str:
-    """The whole report from the result dict that `run_comparison` returns."""
+def comparison_markdown(result: dict[str, Any], sections: Sequence[str] = ()) -> str:
+    """The whole report from the result dict that `run_comparison` returns; `sections`: more
+    Markdown lines placed before the per-seed table (the gate's, compare.gate_table)."""
     n = len(result["seeds"])
     lines = [
         "# Comparison: DMMP, its baselines and the torch-rechub peers",
@@ -176,6 +178,7 @@ def comparison_markdown(result: dict[str, Any]) -> str:
         lines += _split_table(result, "val")
         lines += ["", "### Frontiers read at the two-tower's expected clicks (validation)", ""]
         lines += _readings_table(result, "val")
+    lines += list(sections)
     main_split = "test" if "test" in result["splits"] else result["splits"][0]
     lines += ["", f"## Per seed ({main_split})", ""] + _per_seed_table(result, main_split)
     lines += ["", "## Notes", ""] + [f"- {_escape(note)}" for note in result["notes"]]

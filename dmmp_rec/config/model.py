@@ -13,7 +13,15 @@ TEACHER_TERMS = ("teacher/ctr", "teacher/ctcvr")
 STUDENT_TERMS = ("student/ctr", "student/ctcvr", "student/fused", "student/inbatch")
 # distill/ctcvr_rank is the listwise term over in-batch candidates (distill_candidates > 0):
 # its own weight, since its scale (~1) is a thousand times the pointwise distill/ctcvr's.
-DISTILL_TERMS = ("distill/ctr", "distill/ctcvr", "distill/ctcvr_rank", "distill/fused")
+# distill/gate: the gate supervised by the teacher's pCVR (student.gate_training: teacher_cvr,
+# dmmp_rec.model.gate_targets).
+DISTILL_TERMS = (
+    "distill/ctr",
+    "distill/ctcvr",
+    "distill/ctcvr_rank",
+    "distill/fused",
+    "distill/gate",
+)
 LOSS_TERMS = TEACHER_TERMS + STUDENT_TERMS + DISTILL_TERMS
 DISTILLING_VARIANTS = ("dmmp", "no_gate")  # the variants whose student learns from the teacher
 
@@ -61,8 +69,17 @@ class StudentConfig:
     # Also train the click tower with a softmax over the batch's items (log-q corrected) on
     # clicked rows, so it sees items outside each user's impressions (docs/model.md).
     in_batch_negatives: bool = True
+    # What trains the gate: `fused` (only the fused score's terms) or `teacher_cvr` (regressed
+    # on the teacher's pCVR, the fused terms see it detached); dmmp_rec.model.gate_targets,
+    # chosen on the validation day (docs/model.md)
+    gate_training: Literal["fused", "teacher_cvr"] = "fused"
 
     def validate(self, path: str) -> None:
+        require(
+            self.gate_training in ("fused", "teacher_cvr"),
+            f"{path}.gate_training",
+            f"must be 'fused' or 'teacher_cvr', got {self.gate_training!r}",
+        )
         require(self.out_dim > 0, f"{path}.out_dim", f"must be > 0, got {self.out_dim}")
         require(self.tau > 0, f"{path}.tau", f"must be > 0, got {self.tau}")
         _positive_dims(self.tower_dims, f"{path}.tower_dims")

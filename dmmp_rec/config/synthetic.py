@@ -25,12 +25,22 @@ class SyntheticConfig:
     # has users / items (a world whose ids outnumber table rows: the hash fold or managed
     # collisions must share rows; docs/data.md "Id spaces larger than the tables")
     oversubscribed_ids: bool = False
+    # Users differ in how much their purchases follow their clicks: each user's purchase-taste
+    # correlation is Beta-distributed around PURCHASE_RHO (0.6) with this standard deviation;
+    # 0 gives every user 0.6 (the world before issue 19). Why 0.2: docs/data.md.
+    purchase_rho_sd: float = 0.2
 
     def validate(self, path: str) -> None:
         for name in ("num_users", "num_items", "num_impressions", "num_days", "chunk_rows"):
             require(
                 getattr(self, name) > 0, f"{path}.{name}", f"must be > 0, got {getattr(self, name)}"
             )
+        # a Beta with mean 0.6 exists only for sd < sqrt(0.6 * 0.4) ~ 0.49
+        require(
+            0.0 <= self.purchase_rho_sd < 0.45,
+            f"{path}.purchase_rho_sd",
+            f"must be in [0, 0.45), got {self.purchase_rho_sd}",
+        )
         require(
             self.val_days >= 0 and self.test_days >= 1,
             f"{path}.test_days",

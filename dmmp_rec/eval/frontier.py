@@ -22,7 +22,8 @@ DEFAULT_BETAS: tuple[float, ...] = (
     -math.inf, -4.0, -3.0, -2.0, -1.5, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, math.inf,
 )  # fmt: skip
 CLICKS, CONVERSIONS, BAIT = "exp_clicks_ratio", "exp_conversions_ratio", "bait_share"
-POINT_METRICS = (CLICKS, CONVERSIONS, BAIT, "ndcg_pctcvr")
+CLICKS_TOTAL, CONVERSIONS_TOTAL = "exp_clicks_total", "exp_conversions_total"
+POINT_METRICS = (CLICKS, CONVERSIONS, BAIT, "ndcg_pctcvr", CLICKS_TOTAL, CONVERSIONS_TOTAL)
 
 
 def ranker_name(j: int) -> str:

@@ -4,7 +4,9 @@ A ranker is an array [users, K] of catalogue rows. Logged recall uses the split'
 converted pairs (exposure-biased: the logging policy chose what could be clicked). With the
 synthetic world's ground truth every ranker is also scored against the true pCTR / pCTCVR of
 every catalogue item: NDCG with pCTCVR gains, bait share, expected conversions and expected
-clicks over the oracle's (the two oracle rankers are added here). Values stay per user so that
+clicks over the oracle's (the two oracle rankers are added here), and the same expected clicks and
+conversions as counts summed over the users (what a platform earns, where a heavy buyer counts
+more than a light one; eval.platform_totals). Values stay per user so that
 ranks compute their users' rows and the means are taken once, after the gather.
 """
 
@@ -26,7 +28,11 @@ SAMPLE_METRICS = (
     "bait_share",
     "exp_conversions_ratio",
     "exp_clicks_ratio",
+    "exp_conversions_total",
+    "exp_clicks_total",
 )
+# Platform totals: summed over the sample's users, not averaged (eval.platform_totals).
+TOTAL_METRICS = ("exp_conversions_total", "exp_clicks_total")
 
 
 def recalls(
@@ -78,6 +84,8 @@ def oracle_block(
         out[f"{key}/bait_share"] = ranking.mean_at(bait[rows], ks)
         out[f"{key}/exp_conversions_ratio"] = ranking.sum_ratio_at(got_ctcvr, best_ctcvr, ks)
         out[f"{key}/exp_clicks_ratio"] = ranking.sum_ratio_at(got_ctr, best_ctr, ks)
+        out[f"{key}/exp_conversions_total"] = ranking.sum_at(got_ctcvr, ks)
+        out[f"{key}/exp_clicks_total"] = ranking.sum_at(got_ctr, ks)
     return out
 
 
@@ -110,11 +118,13 @@ def oracle_metrics(
 
 
 def summarise(per_user: dict[str, np.ndarray], ks: list[int]) -> dict[str, dict]:
-    """{ranker: {scope: {metric: {K: mean}}}} from `ranker/scope/metric` arrays."""
+    """{ranker: {scope: {metric: {K: mean}}}} from `ranker/scope/metric` arrays; the
+    TOTAL_METRICS are sums over the users instead of means."""
     out: dict[str, dict] = {}
     for key, values in per_user.items():
         ranker, scope, metric = key.split("/")
-        means = ranking.user_mean(values)
+        total = metric in TOTAL_METRICS
+        means = ranking.user_sum(values) if total else ranking.user_mean(values)
         out.setdefault(ranker, {}).setdefault(scope, {})[metric] = {
             str(k): m for k, m in zip(ks, means, strict=True)
         }

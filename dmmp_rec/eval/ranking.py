@@ -82,6 +82,20 @@ def mean_at(values: np.ndarray, ks: list[int]) -> np.ndarray:
     return np.stack([csum[:, k - 1] / k for k in ks], axis=1)
 
 
+def sum_at(values: np.ndarray, ks: list[int]) -> np.ndarray:
+    """[n, len(ks)]: the sum of the first K values of each row (expected clicks@K as a count)."""
+    csum = np.cumsum(np.asarray(values, np.float64), axis=1)
+    return np.stack([csum[:, k - 1] for k in ks], axis=1)
+
+
+def user_sum(per_user: np.ndarray) -> list[float]:
+    """Column sums over users, ignoring NaN: a platform total over the users given."""
+    per_user = np.asarray(per_user, dtype=np.float64)
+    if per_user.ndim != 2:
+        return []
+    return [float(x) for x in np.nansum(per_user, axis=0)]
+
+
 def sum_ratio_at(values: np.ndarray, best: np.ndarray, ks: list[int]) -> np.ndarray:
     """[n, len(ks)]: sum of the first K `values` over the sum of the first K `best` (expected
     conversions@K of a ranker over the oracle's); NaN where the oracle's sum is 0."""

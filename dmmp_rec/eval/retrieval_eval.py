@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from functools import partial
 from typing import cast
 
 import numpy as np
@@ -47,6 +46,12 @@ from dmmp_rec.distributed.encode import (
 )
 from dmmp_rec.errors import InputError
 from dmmp_rec.eval.frontier import DEFAULT_BETAS, frontier_report, ranker_name
+from dmmp_rec.eval.oracle_gate import (
+    drop_rankers,
+    flat_gate_logit,
+    flat_ranker_name,
+    oracle_gate_report,
+)
 from dmmp_rec.eval.oracle_metrics import (
     ORACLE_RANKERS,
     oracle_metrics,
@@ -123,6 +128,24 @@ def _has_knob(model: RetrievalModel, u_tau: np.ndarray) -> bool:
 def _compose(u_tau: np.ndarray, z: np.ndarray, beta: float) -> np.ndarray:
     q = compose_query(torch.from_numpy(u_tau), torch.from_numpy(z), beta)
     return np.ascontiguousarray(q.numpy(), dtype=np.float32)
+
+
+def _flat_rankers(
+    rankers: dict[str, np.ndarray],
+    item_vecs: np.ndarray,
+    u_tau: np.ndarray,
+    z: np.ndarray,
+    betas: list[float],
+    kmax: int,
+) -> list[str]:
+    """Add the knob's grid on a flat gate (every user at the median gate logit) to `rankers`;
+    its names, or the learned grid's when the gate is already flat (no_gate)."""
+    if z.size == 0 or float(np.ptp(z)) == 0.0:
+        return [ranker_name(j) for j in range(len(betas))]
+    flat = np.full(u_tau.shape[0], flat_gate_logit(z), dtype=z.dtype)
+    for j, beta in enumerate(betas):
+        rankers[flat_ranker_name(j)] = search_top_k(item_vecs, _compose(u_tau, flat, beta), kmax)
+    return [flat_ranker_name(j) for j in range(len(betas))]
 
 
 def _gate_mean(z: np.ndarray, beta: float) -> float:
@@ -206,6 +229,7 @@ def evaluate_retrieval(
         **recalls("popularity/all_users", popular_rows, users, cat, inter, ks),
     }
     sample_size = teacher_size = 0
+    flat_names: list[str] = []  # the knob's grid on a flat gate (eval.oracle_gate)
     if truth is not None and options.oracle_users > 0:
         _check_truth(truth, cat, inter.users)
         test_users = inter.users if options.split == TEST_SPLIT else split_users(cfg, TEST_SPLIT)
@@ -219,6 +243,10 @@ def evaluate_retrieval(
             assert u_tau is not None and z is not None  # betas need the query parts
             q = _compose(u_tau[lo:hi][mine], z[lo:hi][mine], beta)
             rankers[ranker_name(j)] = search_top_k(item_vecs, q, kmax)
+        if betas:
+            assert u_tau is not None and z is not None
+            per_user["sample_users"] = users[mine]  # for the bound's hidden-trait readings
+            flat_names = _flat_rankers(rankers, item_vecs, u_tau[lo:hi][mine], z, betas, kmax)
         per_user.update(oracle_metrics(users[mine], rankers, cat, inter, truth, ks, show))
         if options.teacher_users > 0 and hasattr(model, "dense"):
             subset = teacher_subset(sample, options.teacher_users, options.seed)
@@ -256,7 +284,9 @@ def evaluate_retrieval(
                 cross_of,
             )
             t_rankers = {
-                name: rows[on_rank] for name, rows in rankers.items() if name != "popularity"
+                name: rows[on_rank]
+                for name, rows in rankers.items()
+                if name != "popularity" and not name.startswith("flat")
             }
             t_rankers["teacher"] = t_rows
             per_user.update(
@@ -264,7 +294,22 @@ def evaluate_retrieval(
                     local[on_rank], t_rankers, cat, inter, truth, ks, show, TEACHER_SCOPE
                 )
             )
-    summary = on_main(per_user, partial(summarise, ks=ks))  # computed on rank 0, sent round
+
+    def summarise_with_gate(rows: dict[str, np.ndarray]) -> tuple[dict, object]:
+        """Summary and oracle-gate bound from every rank's rows, computed on rank 0 alone."""
+        gate_bound = None
+        if betas and sample_size:
+            assert z is not None and truth is not None
+            learned = [ranker_name(j) for j in range(len(betas))]
+            who = rows.pop("sample_users")
+            traits = {"propensity": truth.propensity[who], "purchase_rho": truth.purchase_rho[who]}
+            gate_bound = oracle_gate_report(
+                rows, learned, flat_names, betas, ks, flat_gate_logit(z), traits=traits
+            )
+            drop_rankers(rows, [n for n in flat_names if n not in learned])
+        return summarise(rows, ks), gate_bound
+
+    summary, gate_bound = on_main(per_user, summarise_with_gate)  # rank 0 computes, sends round
     n_click, n_conv = inter.counts(inter.users)
     model_summary = summary.pop("model")
     teacher = None
@@ -292,5 +337,7 @@ def evaluate_retrieval(
         assert z is not None  # betas need the query parts
         gate_means = [_gate_mean(z, b) for b in betas]
         report["frontier"] = frontier_report(summary, betas, ks, gate_means)
+    if gate_bound is not None:
+        report["oracle_gate"] = gate_bound
     report["references"] = summary
     return report

@@ -10,7 +10,8 @@ Terms (names as in outputs `loss/<term>` and `model.loss.fixed_weights`):
 - distill/ctr, distill/ctcvr, distill/fused: Bernoulli KL from the teacher's pCTR, pCTCVR and
   c * pCTR + (1 - c) * pCTCVR to s_c, s_v and f, with temperature T; the teacher side is detached;
 - distill/ctcvr_rank: each user's own item and R other items of the batch ranked by s_v as the
-  teacher ranks them by pCTCVR (listwise KL; `distill_candidates` = R, candidates.py).
+  teacher ranks them by pCTCVR (listwise KL; `distill_candidates` = R, candidates.py);
+- distill/gate: the gate logit regressed on the teacher's log pCVR (gate_targets.py).
 """
 
 from __future__ import annotations
@@ -20,15 +21,19 @@ import torch.nn.functional as F
 
 from dmmp_rec.config.model import DISTILL_TERMS, LOSS_TERMS, LossConfig
 from dmmp_rec.model.candidates import Candidates
+from dmmp_rec.model.gate_targets import GATE_TERM, gate_loss
 from dmmp_rec.model.student import StudentOutput
 from dmmp_rec.model.teacher import TeacherOutput
 
 EPS = 1e-6
 
 
-def terms_for(variant: str, in_batch_negatives: bool, candidates: bool = True) -> tuple[str, ...]:
+def terms_for(
+    variant: str, in_batch_negatives: bool, candidates: bool = True, gate_training: str = "fused"
+) -> tuple[str, ...]:
     """The loss terms a variant trains, in LOSS_TERMS order; `candidates`: whether the
-    listwise candidate term exists (distill_candidates > 0)."""
+    listwise candidate term exists (distill_candidates > 0); distill/gate only for a learned
+    gate trained on the teacher's pCVR (gate_targets)."""
     if variant == "two_tower":
         wanted = {"teacher/ctr", "teacher/ctcvr", "student/ctr", "student/inbatch"}
     else:
@@ -39,6 +44,8 @@ def terms_for(variant: str, in_batch_negatives: bool, candidates: bool = True) -
         wanted.discard("student/inbatch")
     if not candidates:
         wanted.discard("distill/ctcvr_rank")
+    if variant != "dmmp" or gate_training != "teacher_cvr":
+        wanted.discard(GATE_TERM)
     return tuple(t for t in LOSS_TERMS if t in wanted)
 
 
@@ -186,6 +193,8 @@ def compute_terms(
         elif term == "distill/fused":
             target = c * teacher.pctr + (1 - c) * teacher.pctcvr
             out[term] = distill(distilled.fused, target, temp)
+        elif term == GATE_TERM:
+            out[term] = gate_loss(student.gate, teacher.pcvr)
         else:
             raise ValueError(f"unknown loss term {term!r}; known: {', '.join(LOSS_TERMS)}")
     return out

@@ -27,7 +27,10 @@ class DenseArch(DenseScorer):
         super().__init__(group_dims, cfg)
         self.loss_cfg = cfg.loss
         self.terms = terms_for(
-            cfg.variant, cfg.student.in_batch_negatives, cfg.loss.distill_candidates > 0
+            cfg.variant,
+            cfg.student.in_batch_negatives,
+            cfg.loss.distill_candidates > 0,
+            cfg.student.gate_training,
         )
         self.weighting = build_weighting(self.terms, cfg.loss)
         ranks = "distill/ctcvr_rank" in self.terms

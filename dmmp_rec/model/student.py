@@ -88,6 +88,9 @@ class Student(nn.Module):
             if self.fixed_gate is None
             else None
         )
+        # teacher_cvr: the gate has its own target (gate_targets), so the fused terms see it
+        # detached and do not train it
+        self.gate_in_fused = cfg.gate_training == "fused"
         self.init_tau = cfg.tau
         self.log_tau = (
             nn.Parameter(torch.full((), math.log(cfg.tau), device=device))
@@ -168,7 +171,8 @@ class Student(nn.Module):
         tau = self.tau().to(u.device)
         s_c = (u * i_c).sum(-1) / tau
         s_v = s_c if i_v is None else (u * i_v).sum(-1) / tau
-        fused = g[:, 0] * s_c + g[:, 1] * s_v
+        g_f = g if self.gate_in_fused else g.detach()
+        fused = g_f[:, 0] * s_c + g_f[:, 1] * s_v
         return StudentOutput(u, i_c, i_v, g, s_c, s_v, fused, tau)
 
     def query_parts(

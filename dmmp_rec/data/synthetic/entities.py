@@ -1,6 +1,7 @@
 """Users and items of the synthetic world: hidden parameters and their noisy observable views.
 
-Hidden: interest vectors from ~24 interest clusters, a correlated purchase vector (rho 0.6),
+Hidden: interest vectors from ~24 interest clusters, a correlated purchase vector (rho 0.6 on
+average, each user's own rho spread by `synthetic.purchase_rho_sd`),
 buyer propensity, item attractiveness and quality, bait / gem flags, Zipf activity and
 popularity. Observable (what a model sees): user age, gender, city and a click history; item
 category, brand, price bucket and title-attractiveness bucket. Each observable is tied to a
@@ -25,7 +26,8 @@ NUM_CLUSTERS = 24  # interest clusters; each category belongs to one
 MAX_USER_CLUSTERS = 3  # a user mixes 1-3 interests, like real multi-interest users
 USER_NOISE = 0.35  # individual taste around the cluster mixture
 ITEM_NOISE = 0.6  # items of one cluster differ, but stay closer to it than to others
-PURCHASE_RHO = 0.6  # correlation of the purchase vectors with the click vectors
+PURCHASE_RHO = 0.6  # correlation of the purchase vectors with the click vectors (the mean
+# over users; `synthetic.purchase_rho_sd` spreads each user's own value around it, docs/data.md)
 CLUSTER_ZIPF = 0.6  # some interests are more common than others
 
 # Items.
@@ -74,9 +76,25 @@ def _rank_bucket(score: np.ndarray, buckets: int) -> np.ndarray:
     return ranks * buckets // max(len(score), 1)
 
 
-def _correlated(rng: np.random.Generator, base: np.ndarray, rho: float) -> np.ndarray:
+def _correlated(
+    rng: np.random.Generator, base: np.ndarray, rho: float | np.ndarray
+) -> np.ndarray:
+    """Unit vectors correlated with `base` by `rho` (a scalar, or one value per row)."""
     noise = _unit(rng.standard_normal(base.shape))
-    return _unit(rho * base + np.sqrt(1.0 - rho**2) * noise)
+    r = np.asarray(rho, dtype=np.float64).reshape(-1, 1) if np.ndim(rho) else rho
+    return _unit(r * base + np.sqrt(1.0 - r**2) * noise)
+
+
+def user_purchase_rho(seed: int, n: int, sd: float) -> np.ndarray:
+    """Each user's purchase-taste correlation: Beta-distributed with mean PURCHASE_RHO and
+    standard deviation `sd` (0: every user has PURCHASE_RHO). Drawn from its own stream, so
+    the rest of the world is the same whatever `sd` is."""
+    if sd == 0.0:
+        return np.full(n, PURCHASE_RHO, np.float32)
+    m = PURCHASE_RHO
+    total = m * (1.0 - m) / sd**2 - 1.0  # a + b of the Beta with this mean and sd
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5EED, 0xC0E]))
+    return rng.beta(m * total, (1.0 - m) * total, n).astype(np.float32)
 
 
 @dataclass
@@ -219,6 +237,7 @@ def _users(
     centres: np.ndarray,
     items: ItemTable,
     sampler: ItemSampler,
+    purchase_rho: float | np.ndarray,
 ) -> tuple[UserTable, dict[str, np.ndarray]]:
     cluster_w = _zipf_weights(rng, k, CLUSTER_ZIPF)
     m = MAX_USER_CLUSTERS
@@ -230,7 +249,7 @@ def _users(
         np.einsum("nm,nmd->nd", mix, centres[clusters])
         + USER_NOISE * rng.standard_normal((n, LATENT_DIM)) / 4.0
     )
-    vec2 = _correlated(rng, vec, PURCHASE_RHO)
+    vec2 = _correlated(rng, vec, purchase_rho)
 
     city_w = _zipf_weights(rng, card.city, CITY_ZIPF)
     city = rng.choice(card.city, size=n, p=city_w)
@@ -273,7 +292,11 @@ def _users(
     picked[noise] = rng.integers(0, len(items.category), int(noise.sum()))
     table.hist_offsets, table.hist_items = _csr_unique(owner, picked, n)
     table.cat_offsets, table.hist_cats = _csr_unique(owner, items.category[picked], n)
-    hidden = {"user_vec": vec, "user_vec2": vec2, "propensity": propensity.astype(np.float32)}
+    hidden = {
+        "user_vec": vec,
+        "user_vec2": vec2,
+        "propensity": propensity.astype(np.float32),
+    }
     return table, hidden
 
 
@@ -290,14 +313,21 @@ class World:
     crosses: Callable[[np.ndarray, np.ndarray], dict[str, np.ndarray]] | None = None
 
 
-def build_entities(seed: int, num_users: int, num_items: int, card: Cardinalities) -> World:
-    """Every user and item of the world, deterministic in `seed`."""
+def build_entities(
+    seed: int, num_users: int, num_items: int, card: Cardinalities, purchase_rho_sd: float = 0.0
+) -> World:
+    """Every user and item of the world, deterministic in `seed`; `purchase_rho_sd` spreads the
+    users' purchase-taste correlation around PURCHASE_RHO."""
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5EED]))
     k = min(NUM_CLUSTERS, card.category)
     centres = _unit(rng.standard_normal((k, LATENT_DIM)))
     items, item_hidden = _items(rng, num_items, card, k, centres)
     sampler = ItemSampler(items.popularity, item_hidden["attract"], items.cluster, k)
-    users, user_hidden = _users(rng, num_users, card, k, centres, items, sampler)
+    rho = user_purchase_rho(seed, num_users, purchase_rho_sd)
+    # no spread: the scalar, so the world is bit for bit the one before users differed
+    draw = rho if purchase_rho_sd > 0 else PURCHASE_RHO
+    users, user_hidden = _users(rng, num_users, card, k, centres, items, sampler, draw)
+    user_hidden["purchase_rho"] = rho
     truth = GroundTruth(  # the hidden arrays by field name
         **user_hidden,  # type: ignore[arg-type]
         **item_hidden,  # type: ignore[arg-type]

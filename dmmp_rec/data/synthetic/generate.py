@@ -115,7 +115,9 @@ def generate_world(cfg: DmmpConfig, out: str | Path, progress: bool = True) -> d
     out = Path(out)
     syn = cfg.synthetic
     card = cardinalities(cfg)
-    world_ = build_entities(cfg.seed, syn.num_users, syn.num_items, card)
+    world_ = build_entities(
+        cfg.seed, syn.num_users, syn.num_items, card, syn.purchase_rho_sd
+    )
     cross = {s.name: s.cardinality for s in cfg.features.group("cross")}
     if cross:  # observables only: the static history and the items' category and brand
         u, it = world_.users, world_.items
@@ -166,6 +168,10 @@ def generate_world(cfg: DmmpConfig, out: str | Path, progress: bool = True) -> d
         "eval_hour": world.EVAL_HOUR,
         "feature_cardinalities": to_dict(card),
         "mean_history_length": float(np.diff(world_.users.hist_offsets).mean()),
+        "purchase_rho_realised": {
+            "mean": float(world_.truth.purchase_rho.mean()),
+            "sd": float(world_.truth.purchase_rho.std()),
+        },
         **stats.summary(world_, cfg.seed),
         "constants": _constants(),
     }

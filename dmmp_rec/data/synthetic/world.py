@@ -56,6 +56,7 @@ class GroundTruth:
     user_vec: np.ndarray  # [U, D] float32, click interest
     user_vec2: np.ndarray  # [U, D] float32, purchase interest (correlated with user_vec)
     propensity: np.ndarray  # [U] float32, buyer propensity (conversion-logit offset)
+    purchase_rho: np.ndarray  # [U] float32, each user's correlation of user_vec2 with user_vec
     item_vec: np.ndarray  # [I, D] float32
     item_vec2: np.ndarray  # [I, D] float32
     attract: np.ndarray  # [I] float32, title attractiveness
