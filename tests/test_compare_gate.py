@@ -82,3 +82,19 @@ def test_markdown_names_every_target() -> None:
     assert "platform-total frontier area > no-gate's" in text
     assert "| DMMP | platform totals | 0.0400" in text
     assert text.count("| pass |") == 2
+
+
+def test_per_user_frontier_area_is_read_without_a_two_tower() -> None:
+    from dmmp_rec.compare.analysis import frontier_readings
+
+    result = _result([6.0, 5.6, 5.2], [0.03] * 3)
+    del result["models"]["no_gate"]  # type: ignore[attr-defined]
+    for seed_run in result["models"]["dmmp"]["runs"]:  # type: ignore[index]
+        seed_run["splits"]["test"]["metrics"] = {"expected_conversions@50": 0.2}
+        pts = seed_run["splits"]["test"]["frontier"]
+        pts[0].update(clicks=0.6, conversions=0.1)
+        pts[1].update(clicks=0.2, conversions=0.3)
+    readings = frontier_readings(result, "test")
+    # one frontier model with a range: the mean of a straight line from 0.1 to 0.3
+    assert readings["dmmp"]["area"] == pytest.approx([0.2, 0.2, 0.2])
+    assert readings["dmmp"]["conv_at_ref"] == [None, None, None]

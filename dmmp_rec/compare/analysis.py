@@ -99,12 +99,13 @@ def frontier_readings(
         for name in models:
             c = curves.get(name)
             row = out[name]
-            if c is None or ref_clicks is None:
+            if c is None:
                 for k in row:
                     row[k].append(None)
                 continue
-            at_ref = best_at_clicks(c, ref_clicks)
-            at_share = best_at_clicks(c, share * ref_clicks)
+            # without the reference (a comparison of three-tower models only) the area remains
+            at_ref = None if ref_clicks is None else best_at_clicks(c, ref_clicks)
+            at_share = None if ref_clicks is None else best_at_clicks(c, share * ref_clicks)
             row["conv_at_ref"].append(None if at_ref is None else at_ref[0])
             row["conv_at_share"].append(None if at_share is None else at_share[0])
             row["bait_at_share"].append(None if at_share is None else at_share[1])

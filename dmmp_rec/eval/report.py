@@ -215,14 +215,31 @@ def _frontier_lines(frontier: dict | None, k: int = 50) -> list[str]:
     lines = [
         "",
         f"Frontier over the serving knob beta (g' = softmax(gate_logits + [0, beta])), @{k}, "
-        "over the oracle's:",
-        f"  {'beta':>6} {'gate conv':>9} {'exp clicks':>10} {'exp conv':>9} {'bait':>6}",
+        "over the oracle's, and as totals over the sample's users:",
+        f"  {'beta':>6} {'gate conv':>9} {'exp clicks':>10} {'exp conv':>9} {'bait':>6} "
+        f"{'tot clicks':>10} {'tot conv':>9}",
     ]
     for p in frontier["points"]:
+        totals = [p.get(m, {}).get(str(k)) for m in ("exp_clicks_total", "exp_conversions_total")]
         lines.append(
             f"  {float(p['beta']):>6g} {_f(p['mean_gate_conversion'], 3):>9} "
             f"{_f(p['exp_clicks_ratio'][str(k)]):>10} {_f(p['exp_conversions_ratio'][str(k)]):>9}"
-            f" {_f(p['bait_share'][str(k)], 3):>6}"
+            f" {_f(p['bait_share'][str(k)], 3):>6} {_f(totals[0], 1):>10} {_f(totals[1], 2):>9}"
+        )
+    return lines
+
+
+def _oracle_gate_lines(bound: dict | None) -> list[str]:
+    """The oracle-gate bound (eval.oracle_gate) in one line per metric."""
+    if not bound:
+        return []
+    lines = ["", f"Oracle-gate bound @{bound['k']} (gains over one global knob on a flat gate):"]
+    for metric in ("platform_total", "per_user_mean"):
+        b = bound[metric]
+        rates = ", ".join(f"{r['rate']:g}" for r in b["rates"])
+        lines.append(
+            f"  {metric}: each user's own beta {b['oracle_gain']:+.2%}, the learned gate "
+            f"{b['learned_gain']:+.2%}, captured {_f(b['captured'], 3)} (mean over rates {rates})"
         )
     return lines
 
@@ -249,6 +266,7 @@ def format_report(typed: EvalReport | dict[str, Any]) -> str:
     for name, ref in report.get("references", {}).items():
         lines += _ranker_lines(name, ref, ks)
     lines += _frontier_lines(report.get("frontier"))
+    lines += _oracle_gate_lines(report.get("oracle_gate"))
     tr = report.get("teacher_retrieval")
     if tr:
         k = "50" if "50" in tr["student_best"] else next(iter(tr["student_best"]))
