@@ -15,7 +15,7 @@ from support import CONFIG, REPO, run_ranks, tiny_overrides
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
 from dmmp_rec.config import ConfigError, load_config
-from dmmp_rec.config.features import FeatureSpec
+from dmmp_rec.config.features import FeatureSpec, ManagedIdsSpec
 from dmmp_rec.data.kjt import decode_ids
 from dmmp_rec.eval.id_collisions import best_possible, collision_rate
 from dmmp_rec.model.managed_ids import ManagedIds
@@ -30,11 +30,17 @@ MANAGED = [
     "features.item.0.cardinality=1500",
     "features.user.4.ids=managed",
     "features.user.4.cardinality=1500",
+    # admit on every step: these runs are a few steps long (the default is 50)
+    "features.user.0.managed.eviction_interval=1",
+    "features.item.0.managed.eviction_interval=1",
+    "features.user.4.managed.eviction_interval=1",
 ]
 
 
 def _spec(name: str, rows: int, **kw: object) -> FeatureSpec:
-    spec = FeatureSpec(name, rows, 4, ids="managed", **kw)  # type: ignore[arg-type]
+    spec = FeatureSpec(
+        name, rows, 4, ids="managed", managed=ManagedIdsSpec(eviction_interval=1), **kw
+    )  # type: ignore[arg-type]
     spec.group = "user"
     return spec
 
@@ -48,6 +54,8 @@ def test_config_rejects_bad_managed_settings() -> None:
         load_config(
             CONFIG, ["features.user.0.ids=managed", "features.user.0.managed.eviction_policy=fifo"]
         )
+    with pytest.raises(ConfigError, match=r"features\.cross\.0\.ids"):
+        load_config(CONFIG, ["features.cross.0.ids=managed"])
     with pytest.raises(ConfigError, match=r"features\.user\.0\.ids"):
         load_config(CONFIG, ["features.user.0.ids=zch"])
 
