@@ -61,10 +61,18 @@ def test_config_rejects_bad_managed_settings() -> None:
 
 
 def test_small_id_tables_need_the_oversubscribed_world() -> None:
-    with pytest.raises(ConfigError, match=r"features\.user\.0\.cardinality"):
-        from dmmp_rec.data.synthetic.features import cardinalities
+    from dmmp_rec.data.synthetic.features import cardinalities
 
-        cardinalities(load_config(CONFIG, ["features.user.0.cardinality=100"]))
+    small = ["features.user.0.cardinality=100", "features.item.0.cardinality=100"]
+    with pytest.raises(ConfigError, match=r"features\.user\.0\.cardinality"):
+        cardinalities(load_config(CONFIG, small))
+    cardinalities(load_config(CONFIG, [*small, "synthetic.oversubscribed_ids=true"]))
+    with pytest.raises(ConfigError, match=r"features\.context\.0\.cardinality"):
+        cardinalities(
+            load_config(
+                CONFIG, ["synthetic.oversubscribed_ids=true", "features.context.0.cardinality=10"]
+            )
+        )
 
 
 def test_new_64_bit_ids_get_rows_of_their_own_and_eval_admits_nothing() -> None:
