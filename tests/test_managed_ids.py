@@ -11,11 +11,12 @@ import numpy as np
 import pyarrow as pa
 import pytest
 import torch
-from support import CONFIG, REPO, run_ranks, tiny_overrides
+from support import CONFIG, REPO, run_ranks, tiny_config, tiny_overrides
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
 from dmmp_rec.config import ConfigError, load_config
 from dmmp_rec.config.features import FeatureSpec, ManagedIdsSpec
+from dmmp_rec.data.catalogue import load_catalogue
 from dmmp_rec.data.kjt import decode_ids
 from dmmp_rec.eval.id_collisions import best_possible, collision_rate
 from dmmp_rec.model.managed_ids import ManagedIds
@@ -105,6 +106,14 @@ def test_loader_keeps_raw_ids_of_managed_features() -> None:
     folded = decode_ids(arr, hashed).values
     assert folded.max() < 10 and folded[1] == 5
     assert decode_ids(arr, hashed, fold=False).values.tolist() == raw.tolist()
+
+
+def test_catalogue_ids_are_identities_not_rows(tiny_world: Path, tmp_path: Path) -> None:
+    """With the hash fold and an item table half the catalogue, two items that share a row are
+    still two items to evaluation: the catalogue keeps the raw ids."""
+    small = ["synthetic.oversubscribed_ids=true", "features.item.0.cardinality=1500"]
+    cat = load_catalogue(tiny_config(tiny_world, tmp_path, *small))
+    assert cat.item_ids.tolist() == list(range(3000))
 
 
 def test_collision_rate_counts_lookups_whose_row_holds_another_id() -> None:
