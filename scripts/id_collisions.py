@@ -36,7 +36,7 @@ def main() -> int:
     p.add_argument("--features", default="user_id,item_id,user_hist_items")
     p.add_argument("--ratios", default="1,2,4")
     p.add_argument("--policies", default="distance_lfu", help="comma-separated; empty: none")
-    p.add_argument("--interval", type=int, default=1, help="eviction_interval in steps")
+    p.add_argument("--interval", type=int, help="eviction_interval (default: the config's)")
     p.add_argument("--batch-rows", type=int, default=1024, help="global batch (rows) per step")
     p.add_argument("--raw64", action="store_true", help="64-bit raw ids (SplitMix64 of the id)")
     p.add_argument("--out", type=Path)
@@ -54,13 +54,14 @@ def main() -> int:
             rows = max(2, int(world_ids / ratio))
             sized = replace(spec, cardinality=rows)
             row = {"feature": name, "ratio": ratio, "rows": rows, "split": args.split}
-            row["interval"] = args.interval
+            row["interval"] = args.interval or spec.managed.eviction_interval
             row["hash"] = collision_rate(measured.values, hash_rows(sized, measured))
             row["best_possible_lookups"] = best_possible(measured.values, rows)
             for policy in [p for p in args.policies.split(",") if p]:
                 t0 = time.perf_counter()
+                interval = args.interval or sized.managed.eviction_interval
                 policy_spec = replace(
-                    sized.managed, eviction_policy=policy, eviction_interval=args.interval
+                    sized.managed, eviction_policy=policy, eviction_interval=interval
                 )
                 managed = replace(sized, managed=policy_spec)
                 got = managed_rows(managed, train, measured, args.batch_rows)

@@ -11,11 +11,12 @@ import numpy as np
 import pyarrow as pa
 import pytest
 import torch
-from support import CONFIG, REPO, run_ranks, tiny_overrides
+from support import CONFIG, REPO, run_ranks, tiny_config, tiny_overrides
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
 from dmmp_rec.config import ConfigError, load_config
-from dmmp_rec.config.features import FeatureSpec
+from dmmp_rec.config.features import FeatureSpec, ManagedIdsSpec
+from dmmp_rec.data.catalogue import load_catalogue
 from dmmp_rec.data.kjt import decode_ids
 from dmmp_rec.eval.id_collisions import best_possible, collision_rate
 from dmmp_rec.model.managed_ids import ManagedIds
@@ -30,11 +31,17 @@ MANAGED = [
     "features.item.0.cardinality=1500",
     "features.user.4.ids=managed",
     "features.user.4.cardinality=1500",
+    # admit on every step: these runs are a few steps long (the default is 50)
+    "features.user.0.managed.eviction_interval=1",
+    "features.item.0.managed.eviction_interval=1",
+    "features.user.4.managed.eviction_interval=1",
 ]
 
 
 def _spec(name: str, rows: int, **kw: object) -> FeatureSpec:
-    spec = FeatureSpec(name, rows, 4, ids="managed", **kw)  # type: ignore[arg-type]
+    spec = FeatureSpec(
+        name, rows, 4, ids="managed", managed=ManagedIdsSpec(eviction_interval=1), **kw
+    )  # type: ignore[arg-type]
     spec.group = "user"
     return spec
 
@@ -48,15 +55,25 @@ def test_config_rejects_bad_managed_settings() -> None:
         load_config(
             CONFIG, ["features.user.0.ids=managed", "features.user.0.managed.eviction_policy=fifo"]
         )
+    with pytest.raises(ConfigError, match=r"features\.cross\.0\.ids"):
+        load_config(CONFIG, ["features.cross.0.ids=managed"])
     with pytest.raises(ConfigError, match=r"features\.user\.0\.ids"):
         load_config(CONFIG, ["features.user.0.ids=zch"])
 
 
 def test_small_id_tables_need_the_oversubscribed_world() -> None:
-    with pytest.raises(ConfigError, match=r"features\.user\.0\.cardinality"):
-        from dmmp_rec.data.synthetic.features import cardinalities
+    from dmmp_rec.data.synthetic.features import cardinalities
 
-        cardinalities(load_config(CONFIG, ["features.user.0.cardinality=100"]))
+    small = ["features.user.0.cardinality=100", "features.item.0.cardinality=100"]
+    with pytest.raises(ConfigError, match=r"features\.user\.0\.cardinality"):
+        cardinalities(load_config(CONFIG, small))
+    cardinalities(load_config(CONFIG, [*small, "synthetic.oversubscribed_ids=true"]))
+    with pytest.raises(ConfigError, match=r"features\.context\.0\.cardinality"):
+        cardinalities(
+            load_config(
+                CONFIG, ["synthetic.oversubscribed_ids=true", "features.context.0.cardinality=10"]
+            )
+        )
 
 
 def test_new_64_bit_ids_get_rows_of_their_own_and_eval_admits_nothing() -> None:
@@ -89,6 +106,14 @@ def test_loader_keeps_raw_ids_of_managed_features() -> None:
     folded = decode_ids(arr, hashed).values
     assert folded.max() < 10 and folded[1] == 5
     assert decode_ids(arr, hashed, fold=False).values.tolist() == raw.tolist()
+
+
+def test_catalogue_ids_are_identities_not_rows(tiny_world: Path, tmp_path: Path) -> None:
+    """With the hash fold and an item table half the catalogue, two items that share a row are
+    still two items to evaluation: the catalogue keeps the raw ids."""
+    small = ["synthetic.oversubscribed_ids=true", "features.item.0.cardinality=1500"]
+    cat = load_catalogue(tiny_config(tiny_world, tmp_path, *small))
+    assert cat.item_ids.tolist() == list(range(3000))
 
 
 def test_collision_rate_counts_lookups_whose_row_holds_another_id() -> None:

@@ -36,6 +36,9 @@ MANAGED = [
     "features.user.4.managed.eviction_policy=lru",
     "features.item.0.cardinality=200",
     "features.item.0.ids=managed",
+    "features.user.0.managed.eviction_interval=1",  # 20 steps only: admit on every step
+    "features.user.4.managed.eviction_interval=1",
+    "features.item.0.managed.eviction_interval=1",
 ]
 
 

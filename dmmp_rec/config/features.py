@@ -38,10 +38,12 @@ class ManagedIdsSpec:
     """Managed collisions for one table (torchrec's MCHManagedCollisionModule): raw ids are
     admitted into rows by the eviction policy instead of folded by a hash. `eviction_interval`
     is in training steps; admission of new ids happens only at an eviction, so 1 admits a new id
-    on the step it first appears."""
+    on the step it first appears. Defaults chosen on the validation day (docs/ids.md): the lowest
+    collision rate of torchrec's three policies, and 50 steps, which collides no more than 1 and
+    costs a fraction of its per-step bookkeeping."""
 
     eviction_policy: EvictionPolicyName = "distance_lfu"
-    eviction_interval: int = 1
+    eviction_interval: int = 50
 
     def validate(self, path: str) -> None:
         require(
@@ -132,6 +134,12 @@ class FeaturesConfig:
                     else f"feature {spec.name!r} is listed twice in group {group}",
                 )
                 seen[spec.name] = group
+                require(
+                    group != "cross" or spec.ids == "hash",
+                    f"{path}.{group}.{i}.ids",
+                    "cross features are small pair counts: keep ids: hash (managed collisions "
+                    "are for id features)",
+                )
         if self.context is None:
             self.context = []
         if self.cross is None:
