@@ -71,8 +71,13 @@ def _train_counting(
         (),
         ("model.loss.weighting=fixed", "model.student.learn_tau=false"),
         ("model.variant=two_tower", "model.student.learn_tau=false"),
+        (
+            "model.loss.weighting=dwa",
+            "model.loss.dwa_window=2",
+            "model.student.in_batch_negatives=false",
+        ),
     ],
-    ids=["dmmp", "fixed-weights-fixed-tau", "two-tower"],
+    ids=["dmmp", "fixed-weights-fixed-tau", "two-tower", "dwa-no-inbatch"],
 )
 def test_no_host_sync_outside_logging_steps(
     tiny_world: Path,
