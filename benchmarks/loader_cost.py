@@ -1,9 +1,10 @@
 """What the training loader costs per batch, alone: Parquet decode, shuffle gather, KJT build.
 
-    python benchmarks/loader_cost.py --config configs/bench.yaml [--batches 150] [key=value ...]
+    python benchmarks/loader_cost.py --config configs/bench.yaml [--batches N] [key=value ...]
 
-Reads rank 0 of 1's training batches with the project's loader in this thread (no model), and
-prints wall and CPU milliseconds per batch and the batches per CPU second. Set against a
+Reads rank 0 of 1's training batches with the project's loader in this thread (no model), one
+epoch unless --batches says otherwise (row groups are decoded whole and cached, so a short read
+would leave most decoding out), and prints wall and CPU milliseconds per batch. Set against a
 training step's time it bounds what reading ahead can win (benchmarks/results/loader_prefetch.md).
 """
 
@@ -24,20 +25,21 @@ from dmmp_rec.data.loader import loader_for_split  # noqa: E402
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--config", required=True)
-    p.add_argument("--batches", type=int, default=150)
+    p.add_argument("--batches", type=int, default=0, help="default: one epoch")
     p.add_argument("overrides", nargs="*")
     args = p.parse_args(argv)
     cfg = load_config(args.config, args.overrides)
-    batches = loader_for_split(cfg, "train").forever()
-    next(batches)  # the first row groups' footers and caches
+    loader = loader_for_split(cfg, "train")
+    count = args.batches or loader.num_batches_per_epoch
+    batches = loader.forever()
     wall, cpu = time.perf_counter(), time.process_time()
-    for _ in range(args.batches):
+    for _ in range(count):
         next(batches)
-    wall_ms = (time.perf_counter() - wall) / args.batches * 1e3
-    cpu_ms = (time.process_time() - cpu) / args.batches * 1e3
+    wall_ms = (time.perf_counter() - wall) / count * 1e3
+    cpu_ms = (time.process_time() - cpu) / count * 1e3
     print(
         f"loader, batch {cfg.data.batch_size}: {wall_ms:.2f} ms wall, {cpu_ms:.2f} ms CPU a batch "
-        f"({args.batches} batches; load {load_now()})"
+        f"({count} batches; load {load_now()})"
     )
     return 0
 

@@ -53,7 +53,6 @@ INHERENT = {
         "torchrec reads the splits the all-to-all received"
     ),
     ("torchrec/distributed/dist_data.py", "_get_recat"): ("torchrec's key permutation"),
-    ("torchrec/distributed/utils.py", "_get_recat"): ("torchrec's key permutation"),
     (
         "fbgemm_gpu/split_table_batched_embeddings_ops_training.py",
         "SplitTableBatchedEmbeddingBagsCodegen.forward",

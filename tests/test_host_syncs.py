@@ -71,8 +71,13 @@ def _train_counting(
         (),
         ("model.loss.weighting=fixed", "model.student.learn_tau=false"),
         ("model.variant=two_tower", "model.student.learn_tau=false"),
+        (
+            "model.loss.weighting=dwa",
+            "model.loss.dwa_window=2",
+            "model.student.in_batch_negatives=false",
+        ),
     ],
-    ids=["dmmp", "fixed-weights-fixed-tau", "two-tower"],
+    ids=["dmmp", "fixed-weights-fixed-tau", "two-tower", "dwa-no-inbatch"],
 )
 def test_no_host_sync_outside_logging_steps(
     tiny_world: Path,
@@ -165,3 +170,22 @@ def test_weighting_and_tau_constants_are_buffers_outside_checkpoints() -> None:
     lazy.to_empty(device="cpu")
     lazy.reset_parameters()  # what DistributedModelParallel does to a meta-built module
     assert lazy.fixed_weights.tolist() == [2.0, 1.0] and lazy.is_distill.tolist() == [False, True]
+
+
+def test_the_counter_sees_torchrec_count_lengths_a_kjt_did_not_carry(
+    tiny_world: Path, tmp_path: Path
+) -> None:
+    """What the loader's host-side lengths spare: a KJT built without them has torchrec
+    `.tolist()` its lengths when a key is looked up (a device sync on a GPU)."""
+    batch = next(iter(loader_for_split(tiny_config(tiny_world, tmp_path), "train")))
+    given = batch.features
+    bare = KeyedJaggedTensor(keys=given.keys(), values=given.values(), lengths=given.lengths())
+    seen = []
+    for kjt in (given, bare):
+        log = SyncLog()
+        with SyncCounter(log):
+            ids = kjt["item_id"].values()
+        seen.append(sorted((c.name, c.site[0].split("/")[-1]) for c in log.ours(0)))
+        assert torch.equal(ids, given["item_id"].values())
+    assert seen[0] == []
+    assert ("tolist", "jagged_tensor.py") in seen[1]

@@ -63,7 +63,10 @@ def test_prefetched_batches_and_positions_equal_the_inline_ones(files, features)
     assert _uids(fetched) == _uids(batches)
     for mine, theirs in zip(fetched, batches, strict=True):
         assert torch.equal(mine.click, theirs.click)
+        assert mine.features._length_per_key is not None  # host lengths survive the transfer
         assert mine.features.length_per_key() == theirs.features.length_per_key()
+        assert mine.clicked_rows is not None and theirs.clicked_rows is not None
+        assert torch.equal(mine.clicked_rows, theirs.clicked_rows)
     assert fetched_positions == positions
     assert positions[9]["epoch"] != positions[11]["epoch"]  # an epoch end is among them
     # resuming at a recorded position continues with exactly the batches that followed

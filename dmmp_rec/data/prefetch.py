@@ -11,13 +11,13 @@ in the trainer's process.
 
 Why a process and not a thread: a thread decoding in the trainer's process holds the GIL for
 its numpy and Python work, and every small torch op of the step, which releases the GIL, then
-waits to take it back; measured on configs/bench.yaml, a thread 2 batches ahead made
+waits to take it back; in exploratory runs on configs/bench.yaml a thread 2 batches ahead made
 `dmmp-rec train` slower than reading inline (benchmarks/results/loader_prefetch.md).
 
 `data.prefetch_batches` = 0 keeps everything in the trainer's thread (`InlineBatches`); the
 default (null) prefetches 2 batches when training on a GPU and reads inline on the CPU, where
-the loader (about 4 ms of CPU a batch of 1024) would share the cores the step (about 150 ms)
-already uses.
+the loader (about 1.3 ms of CPU a batch of 1024 on configs/bench.yaml) would share the cores
+that the step (about 145 ms of CPU) already uses.
 """
 
 from __future__ import annotations
