@@ -60,7 +60,8 @@ class UserRequests:
         """Inputs of the exported user side for users [lo, hi): values, bag starts."""
         values, starts = [], []
         for v, o in zip(self.values, self.offsets, strict=True):
-            values.append(torch.from_numpy(np.ascontiguousarray(v[o[lo] : o[hi]])))
+            # a copy: the id mapping can hand back read-only arrays, which torch warns about
+            values.append(torch.from_numpy(np.array(v[o[lo] : o[hi]], dtype=np.int64)))
             starts.append(torch.from_numpy(o[lo:hi] - o[lo]))
         return values, starts
 
