@@ -12,7 +12,9 @@ import argparse
 import importlib
 import sys
 from types import ModuleType
+from typing import NoReturn
 
+from dmmp_rec.commands.option_types import OptionError
 from dmmp_rec.config import DmmpConfig, load_config
 from dmmp_rec.console import benign_warnings
 from dmmp_rec.errors import EXIT_USER_ERROR, DmmpError
@@ -30,6 +32,14 @@ COMMANDS = {
 }
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An argparse parser whose errors are `OptionError`s, so a bad option prints the same one
+    line as any other bad input (argparse's own would print the usage and a second line)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise OptionError(self.prog, message.removeprefix("argument "))
+
+
 def add_config_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
     """The shared `--config FILE` option and trailing `key.path=value` overrides."""
     parser.add_argument("--config", required=required, help="YAML config (configs/*.yaml)")
@@ -45,7 +55,9 @@ def config_from_args(args: argparse.Namespace) -> DmmpConfig:
     return load_config(args.config, args.overrides)
 
 
-def _available() -> dict[str, ModuleType]:
+def available_commands() -> dict[str, ModuleType]:
+    """The command modules present in this install; a module that imports something missing
+    is a bug and raises."""
     modules = {}
     for name, module in COMMANDS.items():
         try:
@@ -56,15 +68,25 @@ def _available() -> dict[str, ModuleType]:
     return modules
 
 
-def main(argv: list[str] | None = None) -> int:
-    benign_warnings.install()
-    modules = _available()
-    parser = argparse.ArgumentParser(prog="dmmp-rec", description=__doc__.splitlines()[0])
+def build_parser(modules: dict[str, ModuleType]) -> OneLineParser:
+    """`dmmp-rec` with one subcommand per module, each adding its own options."""
+    parser = OneLineParser(prog="dmmp-rec", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     for name, module in modules.items():
         p = sub.add_parser(name, help=module.HELP, description=module.HELP)
         module.add_arguments(p)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    benign_warnings.install()
+    modules = available_commands()
+    parser = build_parser(modules)
+    try:
+        args = parser.parse_args(argv)
+    except OptionError as e:  # refused while parsing: before any config, data or process
+        print(f"{e.prog}: {one_line(e)}", file=sys.stderr)
+        return EXIT_USER_ERROR
     try:
         return int(modules[args.command].run(args) or 0)
     except DmmpError as e:  # bad input: the message names the file, row, key or option

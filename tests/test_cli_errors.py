@@ -6,9 +6,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from support import CONFIG, REPO
 
-from dmmp_rec.cli import main
+from dmmp_rec.cli import available_commands, build_parser, main
+from dmmp_rec.commands import option_types
 from dmmp_rec.errors import EXIT_USER_ERROR, DmmpError
 
 
@@ -62,4 +64,116 @@ def test_bad_option_in_a_subprocess_exits_2_on_stderr(tmp_path: Path) -> None:
     )
     assert proc.returncode == 2 and proc.stdout == ""
     line = _one_error_line(proc.stderr)
-    assert line == "dmmp-rec eval: --k wants comma-separated integers, got '10,x'"
+    assert line == "dmmp-rec eval: --k: must be comma-separated integers >= 1, got '10,x'"
+
+
+# The options a command needs before it reaches the one under test (paths are never opened:
+# a bad number must stop the command while its line is parsed).
+_BASE = {
+    "compare": ["--config", str(CONFIG), "--out", "unused"],
+    "convert-aliccp": ["--skeleton", "unused.csv", "--common", "unused.csv"],
+    "demo": ["--config", str(CONFIG)],
+    "eval": ["--checkpoint", "unused"],
+    "export": ["--checkpoint", "unused"],
+    "plan": ["--out", "unused.json", "--config", str(CONFIG)],
+    "retrieve": ["--export", "unused", "--demo-users", "3"],
+}
+# (command, option, a value it must refuse): every numeric option of every command
+BAD_NUMBERS = [
+    ("compare", "--steps", "-1"),
+    ("compare", "--steps", "0"),
+    ("compare", "--nproc", "0"),
+    ("compare", "--seeds", "0"),
+    ("compare", "--oracle-users", "-1"),
+    ("compare", "--teacher-users", "-1"),
+    ("compare", "--threads", "-1"),
+    ("compare", "--threads", "two"),
+    ("convert-aliccp", "--rows-per-group", "0"),
+    ("convert-aliccp", "--rows-per-part", "-5"),
+    ("demo", "--nproc", "0"),
+    ("demo", "--users", "0"),
+    ("eval", "--k", "10,0"),
+    ("eval", "--k", "10,x"),
+    ("eval", "--oracle-users", "-1"),
+    ("eval", "--teacher-users", "-3"),
+    ("eval", "--encode-batch", "0"),
+    ("eval", "--betas", "0,nan"),
+    ("eval", "--betas", "0,big"),
+    ("export", "--recall-queries", "0"),
+    ("export", "--recall-k", "0"),
+    ("export", "--recall-target", "0"),
+    ("export", "--recall-target", "1.5"),
+    ("export", "--recall-target", "nan"),
+    ("plan", "--world-size", "0"),
+    ("plan", "--local-world-size", "-8"),
+    ("retrieve", "--demo-users", "0"),
+    ("retrieve", "-k", "0"),
+    ("retrieve", "-k", "2.5"),
+    ("retrieve", "--conversion-shift", "nan"),
+]
+NUMERIC_TYPES = {
+    option_types.positive_int,
+    option_types.non_negative_int,
+    option_types.probability,
+    option_types.number,
+    option_types.positive_int_list,
+    option_types.number_list,
+}
+
+
+@pytest.mark.parametrize(("command", "option", "value"), BAD_NUMBERS)
+def test_bad_number_stops_at_parsing_with_one_line(
+    command: str,
+    option: str,
+    value: str,
+    capsys,  # noqa: ANN001
+    monkeypatch,  # noqa: ANN001
+) -> None:
+    module = available_commands()[command]
+
+    def must_not_run(args: object) -> int:
+        raise AssertionError(f"{command} started with {option} {value}")
+
+    monkeypatch.setattr(module, "run", must_not_run)
+    code = main([command, *_BASE[command], f"{option}={value}"])
+    assert code == EXIT_USER_ERROR
+    captured = capsys.readouterr()
+    line = _one_error_line(captured.err)
+    assert captured.out == ""
+    assert line.startswith(f"dmmp-rec {command}: {option}: must be "), line
+    assert line.endswith(f"got {value!r}"), line
+
+
+def test_every_numeric_option_is_checked_and_has_a_bad_value_case() -> None:
+    """A numeric option added without a parse-time check or a case above fails here."""
+    sub = next(a for a in build_parser(available_commands())._actions if a.dest == "command")
+    found = set()
+    for command, parser in sub.choices.items():  # type: ignore[union-attr]
+        for action in parser._actions:
+            assert action.type not in (int, float), (command, action.option_strings)
+            if action.type in NUMERIC_TYPES:
+                found.add((command, action.option_strings[0]))
+    assert found == {(command, option) for command, option, _ in BAD_NUMBERS}
+
+
+@pytest.mark.parametrize(
+    ("check", "text", "value"),
+    [
+        (option_types.positive_int, "1", 1),
+        (option_types.non_negative_int, "0", 0),
+        (option_types.probability, "1", 1.0),
+        (option_types.probability, "0.95", 0.95),
+        (option_types.number, "-inf", float("-inf")),
+        (option_types.number, "0.5", 0.5),
+        (option_types.positive_int_list, "10, 50,100", [10, 50, 100]),
+        (option_types.number_list, "-inf,0,inf", [float("-inf"), 0.0, float("inf")]),
+    ],
+)
+def test_good_numbers_pass_through(check, text: str, value: object) -> None:  # noqa: ANN001
+    assert check(text) == value
+
+
+def test_a_missing_required_option_is_one_line_too(capsys) -> None:  # noqa: ANN001
+    assert main(["plan", "--config", str(CONFIG)]) == EXIT_USER_ERROR
+    line = _one_error_line(capsys.readouterr().err)
+    assert line == "dmmp-rec plan: the following arguments are required: --out"
