@@ -177,3 +177,31 @@ def test_a_missing_required_option_is_one_line_too(capsys) -> None:  # noqa: ANN
     assert main(["plan", "--config", str(CONFIG)]) == EXIT_USER_ERROR
     line = _one_error_line(capsys.readouterr().err)
     assert line == "dmmp-rec plan: the following arguments are required: --out"
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (
+            ["--local-world-size", "5"],
+            "local world size (--local-world-size, or the job's ranks per host): "
+            "12 ranks cannot be split into hosts of 5",
+        ),
+        (
+            ["--device", "cuda"],
+            "ranks per host (default 8 on cuda; give --local-world-size): "
+            "12 ranks cannot be split into hosts of 8",
+        ),
+    ],
+)
+def test_plan_names_where_the_ranks_per_host_came_from(
+    extra: list[str],
+    message: str,
+    tmp_path: Path,
+    capsys,  # noqa: ANN001
+) -> None:
+    out = tmp_path / "p.json"
+    argv = ["plan", "--config", str(CONFIG), "--out", str(out), "--world-size", "12", *extra]
+    assert main(argv) == EXIT_USER_ERROR
+    assert _one_error_line(capsys.readouterr().err) == f"dmmp-rec plan: {message}"
+    assert not out.exists()
