@@ -16,3 +16,8 @@ class DmmpError(Exception):
 
 class InputError(DmmpError, ValueError):
     """An option value, input path or data set the command cannot use (no more specific class)."""
+
+
+class MissingInputError(DmmpError, FileNotFoundError):
+    """An input file or directory the command needs is not there (still a FileNotFoundError,
+    so code that tolerates a missing file keeps doing so)."""

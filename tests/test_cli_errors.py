@@ -205,3 +205,22 @@ def test_plan_names_where_the_ranks_per_host_came_from(
     assert main(argv) == EXIT_USER_ERROR
     assert _one_error_line(capsys.readouterr().err) == f"dmmp-rec plan: {message}"
     assert not out.exists()
+
+
+def test_train_without_data_exits_2_with_one_line(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    missing = tmp_path / "no_data"
+    argv = ["train", "--config", str(CONFIG), f"data.path={missing}", f"train.out={tmp_path}/r"]
+    assert main(argv) == EXIT_USER_ERROR
+    line = _one_error_line(capsys.readouterr().err)
+    assert line.startswith(f"dmmp-rec train: no Parquet files in {missing / 'train'}"), line
+
+
+def test_a_missing_input_is_still_a_file_not_found_error() -> None:
+    """Code that tolerates a missing file (`except FileNotFoundError`) keeps doing so."""
+    from dmmp_rec.data.schema import split_files
+    from dmmp_rec.data.synthetic.world import GroundTruth
+
+    for load in (lambda: split_files("/nonexistent", "train"), lambda: GroundTruth.load("/no")):
+        with pytest.raises(FileNotFoundError) as e:
+            load()
+        assert isinstance(e.value, DmmpError)
