@@ -3,7 +3,8 @@
 Each command module in `dmmp_rec.commands` defines `HELP`, `add_arguments(parser)` and
 `run(args) -> int`. Commands that take `--config` also take dotted overrides after their
 options, validated exactly like the file (`dmmp-rec train --config F train.max_steps=20`).
-Bad input raises a `DmmpError`: one line on stderr, exit code 2, for every command.
+Bad input raises a `DmmpError`: one line on stderr, exit code 2, for every command; so does a
+path the operating system refuses (an `OSError` naming a file: no such folder, no permission).
 """
 
 from __future__ import annotations
@@ -91,6 +92,11 @@ def main(argv: list[str] | None = None) -> int:
         return int(modules[args.command].run(args) or 0)
     except DmmpError as e:  # bad input: the message names the file, row, key or option
         print(f"dmmp-rec {args.command}: {one_line(e)}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except OSError as e:  # a path the system refused (missing folder, no permission)
+        if e.filename is None:
+            raise
+        print(f"dmmp-rec {args.command}: {e.filename}: {e.strerror}", file=sys.stderr)
         return EXIT_USER_ERROR
 
 

@@ -224,3 +224,12 @@ def test_a_missing_input_is_still_a_file_not_found_error() -> None:
         with pytest.raises(FileNotFoundError) as e:
             load()
         assert isinstance(e.value, DmmpError)
+
+
+def test_an_output_path_the_system_refuses_is_one_line(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    not_a_folder = tmp_path / "a_file"
+    not_a_folder.write_text("")
+    argv = ["plan", "--config", str(CONFIG), "--world-size", "2"]
+    assert main([*argv, "--out", str(not_a_folder / "p.json")]) == EXIT_USER_ERROR
+    line = _one_error_line(capsys.readouterr().err)
+    assert line.startswith(f"dmmp-rec plan: {not_a_folder}: "), line  # then the OS's reason
