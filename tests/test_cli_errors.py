@@ -233,3 +233,12 @@ def test_an_output_path_the_system_refuses_is_one_line(tmp_path: Path, capsys) -
     assert main([*argv, "--out", str(not_a_folder / "p.json")]) == EXIT_USER_ERROR
     line = _one_error_line(capsys.readouterr().err)
     assert line.startswith(f"dmmp-rec plan: {not_a_folder}: "), line  # then the OS's reason
+
+
+def test_export_of_a_missing_checkpoint_names_the_checkpoint(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    """Not the data: the checkpoint is checked first, as it is what the user just typed."""
+    argv = ["export", "--config", str(CONFIG), "--checkpoint", str(tmp_path / "no_run")]
+    assert main([*argv, "--out", str(tmp_path / "out"), f"data.path={tmp_path}"]) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert line.startswith(f"dmmp-rec export: {tmp_path / 'no_run'}: no checkpoint found"), line
+    assert not (tmp_path / "out").exists()
