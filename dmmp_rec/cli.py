@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
 from types import ModuleType
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from dmmp_rec.commands.option_types import OptionError
 from dmmp_rec.config import DmmpConfig, load_config
@@ -33,9 +34,20 @@ COMMANDS = {
 }
 
 
+# a value that starts with "-" but is a number, or a comma-separated list of them: -2, -0.5,
+# -1e-3, -inf, "-inf,-2,0,2,inf" (argparse's own pattern knows no inf, exponent or list, and
+# would take `--betas -inf,0` for an unknown option)
+_NUMBER = r"(inf|\d+(\.\d*)?([eE][-+]?\d+)?|\.\d+([eE][-+]?\d+)?)"
+NEGATIVE_NUMBERS = re.compile(rf"^-{_NUMBER}(\s*,\s*[-+]?{_NUMBER})*$", re.IGNORECASE)
+
+
 class OneLineParser(argparse.ArgumentParser):
     """An argparse parser whose errors are `OptionError`s, so a bad option prints the same one
     line as any other bad input (argparse's own would print the usage and a second line)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = NEGATIVE_NUMBERS  # no option of ours looks like one
 
     def error(self, message: str) -> NoReturn:
         raise OptionError(self.prog, message.removeprefix("argument "))

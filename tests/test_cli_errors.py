@@ -135,7 +135,7 @@ def test_bad_number_stops_at_parsing_with_one_line(
         raise AssertionError(f"{command} started with {option} {value}")
 
     monkeypatch.setattr(module, "run", must_not_run)
-    code = main([command, *_BASE[command], f"{option}={value}"])
+    code = main([command, *_BASE[command], option, value])  # "-1" is a value, not an option
     assert code == EXIT_USER_ERROR
     captured = capsys.readouterr()
     line = _one_error_line(captured.err)
@@ -242,3 +242,13 @@ def test_export_of_a_missing_checkpoint_names_the_checkpoint(tmp_path: Path, cap
     line = _one_error_line(capsys.readouterr().err)
     assert line.startswith(f"dmmp-rec export: {tmp_path / 'no_run'}: no checkpoint found"), line
     assert not (tmp_path / "out").exists()
+
+
+def test_negative_numbers_and_inf_are_values_not_options() -> None:
+    """As the docs write them: `--betas -inf,-2,0,2,inf`, `--conversion-shift -inf`."""
+    parser = build_parser(available_commands())
+    args = parser.parse_args(["eval", "--checkpoint", "r", "--betas", "-inf,-2,0,2.5,inf"])
+    assert args.betas == [float("-inf"), -2.0, 0.0, 2.5, float("inf")]
+    for text, value in [("-inf", float("-inf")), ("-1e-3", -0.001), ("-.5", -0.5), ("-2", -2.0)]:
+        argv = ["retrieve", "--export", "e", "--demo-users", "2", "--conversion-shift", text]
+        assert parser.parse_args(argv).conversion_shift == value
