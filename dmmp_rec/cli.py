@@ -96,7 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     modules = available_commands()
     parser = build_parser(modules)
     try:
-        args = parser.parse_args(argv)
+        args, unknown = parser.parse_known_args(argv)
+        if unknown:  # named with the command, as every other refused option is
+            raise OptionError(f"dmmp-rec {args.command}", f"unknown option(s): {' '.join(unknown)}")
     except OptionError as e:  # refused while parsing: before any config, data or process
         print(f"{e.prog}: {one_line(e)}", file=sys.stderr)
         return EXIT_USER_ERROR

@@ -252,3 +252,11 @@ def test_negative_numbers_and_inf_are_values_not_options() -> None:
     for text, value in [("-inf", float("-inf")), ("-1e-3", -0.001), ("-.5", -0.5), ("-2", -2.0)]:
         argv = ["retrieve", "--export", "e", "--demo-users", "2", "--conversion-shift", text]
         assert parser.parse_args(argv).conversion_shift == value
+
+
+def test_an_unknown_option_is_named_with_its_command(capsys, monkeypatch) -> None:  # noqa: ANN001
+    module = available_commands()["train"]
+    monkeypatch.setattr(module, "run", lambda args: pytest.fail("train started"))
+    assert main(["train", "--config", str(CONFIG), "--max-steps", "3"]) == EXIT_USER_ERROR
+    line = _one_error_line(capsys.readouterr().err)
+    assert line == "dmmp-rec train: unknown option(s): --max-steps"
