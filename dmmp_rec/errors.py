@@ -2,7 +2,9 @@
 
 A `DmmpError` means "the input (config, data, plan, checkpoint, request, option) is wrong", not
 "the program is wrong": the CLI prints its message as one line on stderr and exits with
-`EXIT_USER_ERROR`, with no traceback. Anything else is a bug and keeps its traceback.
+`EXIT_USER_ERROR`, with no traceback. So does an `OSError` that names a file (an output folder
+that does not exist, a file without permission): the path is the user's to fix. Anything else
+is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -16,3 +18,8 @@ class DmmpError(Exception):
 
 class InputError(DmmpError, ValueError):
     """An option value, input path or data set the command cannot use (no more specific class)."""
+
+
+class MissingInputError(DmmpError, FileNotFoundError):
+    """An input file or directory the command needs is not there (still a FileNotFoundError,
+    so code that tolerates a missing file keeps doing so)."""

@@ -153,7 +153,7 @@ def test_data_without_catalogues_or_truth_uses_the_split(
 def test_cli_rejects_bad_cutoffs(tiny_world: Path, tmp_path: Path, capsys) -> None:  # noqa: ANN001
     argv = ["eval", "--config", str(CONFIG), "--checkpoint", str(tmp_path), "--k", "10,0"]
     assert main([*argv, *tiny_overrides(tiny_world, tmp_path)]) == 2
-    assert "K values must be >= 1" in capsys.readouterr().err
+    assert "--k: must be comma-separated integers >= 1, got '10,0'" in capsys.readouterr().err
 
 
 def test_frontier_ends_and_middle_are_the_single_towers_and_the_fused_score(

@@ -248,7 +248,7 @@ def test_retrieve_command(exported, tmp_path, capsys):  # noqa: F811
     shifted = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     assert [x["gate"]["conversion"] for x in shifted] == [1.0, 1.0]
     assert main([*argv, "--conversion-shift", "nan"]) == 2
-    assert "--conversion-shift must be a number" in capsys.readouterr().err
+    assert "--conversion-shift: must be a number" in capsys.readouterr().err
 
     first = _records(exported, 1)[0]
     _jsonl(path, [first, dict(first, user_id="x")])

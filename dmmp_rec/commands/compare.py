@@ -8,6 +8,7 @@ import shlex
 from pathlib import Path
 
 from dmmp_rec.cli import add_config_arguments, config_from_args
+from dmmp_rec.commands.option_types import non_negative_int, positive_int
 from dmmp_rec.errors import InputError
 
 HELP = "train and evaluate DMMP, its baselines and torch-rechub peers; write the comparison"
@@ -17,11 +18,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)
     parser.add_argument("--out", required=True, help="report directory (runs/ go inside)")
     parser.add_argument(
-        "--steps", type=int, default=None, help="training steps per model (default train.max_steps)"
+        "--steps",
+        type=positive_int,
+        default=None,
+        help="training steps per model (default train.max_steps)",
     )
     parser.add_argument(
         "--nproc",
-        type=int,
+        type=positive_int,
         default=1,
         help="processes for our models (> 1 launches torchrun); peers use the same global batch",
     )
@@ -38,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--seeds",
-        type=int,
+        type=positive_int,
         default=1,
         help="training seeds per model (the config's training seed and the next N-1); the "
         "world and the ground-truth user samples stay fixed, so runs are paired by seed",
@@ -52,13 +56,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--oracle-users",
-        type=int,
+        type=non_negative_int,
         default=2000,
         help="seeded sample of each day's users for the ground-truth metrics",
     )
     parser.add_argument(
         "--teacher-users",
-        type=int,
+        type=non_negative_int,
         default=0,
         help="users of the sample the teacher ranks the whole catalogue for (slow; 0: skip)",
     )
@@ -70,7 +74,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--threads",
-        type=int,
+        type=non_negative_int,
         default=0,
         help="torch intra-op threads of this process (0: torch's default); 1 avoids OpenMP "
         "spin-waiting on a machine whose cores are shared with other jobs",
@@ -104,8 +108,6 @@ def _command_line(args: argparse.Namespace) -> str:
 
 def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
-    if args.nproc < 1 or args.threads < 0:
-        raise InputError("need --nproc >= 1 and --threads >= 0")
     from dmmp_rec.compare.models import select_models
     from dmmp_rec.compare.runner import CompareOptions, run_comparison
     from dmmp_rec.distributed.env import init_distributed, shutdown
@@ -114,8 +116,6 @@ def run(args: argparse.Namespace) -> int:
         select_models(args.models, args.variant)
     except ValueError as e:
         raise InputError(str(e)) from None
-    if args.seeds < 1 or args.teacher_users < 0:
-        raise InputError("need --seeds >= 1 and --teacher-users >= 0")
     options = CompareOptions(
         out=Path(args.out),
         steps=args.steps,

@@ -6,19 +6,13 @@ import argparse
 from pathlib import Path
 
 from dmmp_rec.cli import add_config_arguments, config_from_args
+from dmmp_rec.commands.option_types import positive_int
 from dmmp_rec.data.aliccp.convert import MalformedRowError, convert_aliccp
 from dmmp_rec.data.schema import SPLITS
 from dmmp_rec.errors import InputError
 
 HELP = "convert raw Ali-CCP files (sample_skeleton + common_features) to Parquet"
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "aliccp.yaml"
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
-    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,9 +29,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="stop at a malformed line (naming file and line) or skip and count it",
     )
     parser.add_argument(
-        "--rows-per-group", type=_positive, default=100_000, help="Parquet row group"
+        "--rows-per-group", type=positive_int, default=100_000, help="Parquet row group"
     )
-    parser.add_argument("--rows-per-part", type=_positive, default=1_000_000, help="rows per file")
+    parser.add_argument(
+        "--rows-per-part", type=positive_int, default=1_000_000, help="rows per file"
+    )
     parser.add_argument(
         "--overwrite", action="store_true", help="replace existing Parquet files of the split"
     )

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from dmmp_rec.cli import add_config_arguments, config_from_args
 from dmmp_rec.commands.demo_summary import summary_lines
+from dmmp_rec.commands.option_types import positive_int
 
 HELP = "run the main job: synthetic world, 2-process training via torchx, evaluation, retrieval"
 REPO = Path(__file__).resolve().parents[2]
@@ -24,8 +25,10 @@ REPO = Path(__file__).resolve().parents[2]
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)
-    parser.add_argument("--nproc", type=int, default=2, help="local training processes")
-    parser.add_argument("--users", type=int, default=3, help="users whose candidates to print")
+    parser.add_argument("--nproc", type=positive_int, default=2, help="local training processes")
+    parser.add_argument(
+        "--users", type=positive_int, default=3, help="users whose candidates to print"
+    )
 
 
 def _stage(title: str, argv: list[str], extra_env: dict[str, str] | None = None) -> float:

@@ -6,6 +6,12 @@ from __future__ import annotations
 import argparse
 
 from dmmp_rec.cli import add_config_arguments
+from dmmp_rec.commands.option_types import (
+    non_negative_int,
+    number_list,
+    positive_int,
+    positive_int_list,
+)
 from dmmp_rec.commands.run_config import config_for_checkpoint
 from dmmp_rec.errors import InputError
 from dmmp_rec.eval.frontier import DEFAULT_BETAS
@@ -20,22 +26,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--checkpoint", required=True, help="run dir (train.out), its checkpoints/ or a step dir"
     )
     parser.add_argument("--out", default=None, help="write the report as JSON here")
-    parser.add_argument("--k", default="10,50,100", help="cut-offs K, comma-separated")
+    parser.add_argument(
+        "--k", type=positive_int_list, default=[10, 50, 100], help="cut-offs K, comma-separated"
+    )
     parser.add_argument(
         "--oracle-users",
-        type=int,
+        type=non_negative_int,
         default=2000,
         help="seeded sample of test users for the ground-truth metrics (0: skip them)",
     )
     parser.add_argument(
         "--teacher-users",
-        type=int,
+        type=non_negative_int,
         default=0,
         help="also rank the whole catalogue by the teacher's pCTCVR for this many users of the "
         "sample, and the student on the same users (slow: a teacher forward per pair; 0: skip)",
     )
     parser.add_argument(
-        "--encode-batch", type=int, default=4096, help="rows per call when encoding vectors"
+        "--encode-batch",
+        type=positive_int,
+        default=4096,
+        help="rows per call when encoding vectors",
     )
     parser.add_argument(
         "--split",
@@ -46,6 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--betas",
+        type=number_list,
         default=None,
         help="serving-knob grid for the frontier of three-tower models, comma-separated "
         "(inf / -inf allowed); default: " + ",".join(f"{b:g}" for b in DEFAULT_BETAS),
@@ -53,20 +65,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-def _floats(text: str) -> list[float]:
-    return [float(x) for x in text.split(",") if x.strip()]
-
-
 def run(args: argparse.Namespace) -> int:
     cfg = config_for_checkpoint(args, "eval")
-    try:
-        ks = [int(k) for k in args.k.split(",") if k.strip()]
-    except ValueError:
-        raise InputError(f"--k wants comma-separated integers, got {args.k!r}") from None
-    try:
-        betas = list(DEFAULT_BETAS) if args.betas is None else _floats(args.betas)
-    except ValueError:
-        raise InputError(f"--betas wants comma-separated numbers, got {args.betas!r}") from None
+    ks: list[int] = args.k  # checked while parsing (option_types)
+    betas: list[float] = list(DEFAULT_BETAS) if args.betas is None else args.betas
     from dmmp_rec.distributed.env import init_distributed, shutdown
     from dmmp_rec.eval.report import EvalOptions, evaluate, format_report, write_report
     from dmmp_rec.eval.retrieval_eval import RetrievalOptions

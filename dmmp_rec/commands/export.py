@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from dmmp_rec.cli import add_config_arguments
+from dmmp_rec.commands.option_types import positive_int, probability
 from dmmp_rec.commands.run_config import config_for_checkpoint, run_dir
 
 HELP = "export a trained run for serving: user side (torch.export), item vectors, FAISS indexes"
@@ -18,11 +19,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--out", default=None, help="export directory (default: RUN/export)")
     parser.add_argument(
-        "--recall-queries", type=int, default=1000, help="users that measure HNSW recall"
+        "--recall-queries", type=positive_int, default=1000, help="users that measure HNSW recall"
     )
-    parser.add_argument("--recall-k", type=int, default=100, help="k of the measured recall@k")
     parser.add_argument(
-        "--recall-target", type=float, default=0.95, help="recall@k the HNSW efSearch must reach"
+        "--recall-k", type=positive_int, default=100, help="k of the measured recall@k"
+    )
+    parser.add_argument(
+        "--recall-target",
+        type=probability,
+        default=0.95,
+        help="recall@k the HNSW efSearch must reach",
     )
     parser.add_argument(
         "--quantize",

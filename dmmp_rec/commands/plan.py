@@ -7,6 +7,7 @@ import logging
 from collections.abc import Callable, Sequence
 
 from dmmp_rec.cli import add_config_arguments, config_from_args
+from dmmp_rec.commands.option_types import positive_int
 from dmmp_rec.distributed.plan_config import GIB, PlanConfig, PlanError, load_plan_config
 from dmmp_rec.distributed.plan_io import save_plan
 from dmmp_rec.distributed.planner import PlanResult, RankStats, TableDecision, make_plan
@@ -23,10 +24,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="key.path=value",
         help="override a plan config key, e.g. topology.world_size=256 (repeatable)",
     )
-    parser.add_argument("--world-size", type=int, help="ranks; default: the plan config's")
+    parser.add_argument("--world-size", type=positive_int, help="ranks; default: the plan config's")
     parser.add_argument(
         "--local-world-size",
-        type=int,
+        type=positive_int,
         help="ranks per host (GPUs per node); default: the plan config's, else 8 on cuda",
     )
     parser.add_argument("--device", choices=["cpu", "cuda"], help="default: the plan config's")

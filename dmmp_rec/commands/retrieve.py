@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 
+from dmmp_rec.commands.option_types import number, positive_int
 from dmmp_rec.errors import InputError
 
 HELP = "top-K items for users (JSON lines or Parquet of user features), with gate and scores"
@@ -16,13 +16,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     who = parser.add_mutually_exclusive_group(required=True)
     who.add_argument("--users", help="user features: .parquet, or JSON lines (one user a line)")
     who.add_argument(
-        "--demo-users", type=int, help="N users of the export's world, spread over the gate"
+        "--demo-users",
+        type=positive_int,
+        help="N users of the export's world, spread over the gate",
     )
-    parser.add_argument("-k", type=int, default=10, help="candidates per user")
+    parser.add_argument("-k", type=positive_int, default=10, help="candidates per user")
     parser.add_argument("--index", choices=("exact", "approx"), default="exact")
     parser.add_argument(
         "--conversion-shift",
-        type=float,
+        type=number,
         default=0.0,
         metavar="BETA",
         help="serving knob: add BETA to every user's conversion gate logit, "
@@ -53,10 +55,6 @@ def run(args: argparse.Namespace) -> int:
     from dmmp_rec.serving.requests import read_requests
     from dmmp_rec.serving.retrieve import Retriever, demo_users
 
-    if args.k < 1 or (args.demo_users is not None and args.demo_users < 1):
-        raise InputError("-k and --demo-users must be >= 1")
-    if math.isnan(args.conversion_shift):
-        raise InputError("--conversion-shift must be a number")
     retriever = Retriever(args.export, args.index)
     try:
         if args.users:

@@ -47,6 +47,7 @@ from dmmp_rec.compare.targets import check_targets
 from dmmp_rec.config import DmmpConfig, config_from_dict, to_dict
 from dmmp_rec.config.model import DISTILLING_VARIANTS
 from dmmp_rec.distributed.env import DistEnv
+from dmmp_rec.errors import InputError
 from dmmp_rec.eval.report import EvalOptions, write_report
 from dmmp_rec.eval.retrieval_eval import RetrievalOptions
 
@@ -72,12 +73,12 @@ class CompareOptions:
 
     def validate(self) -> None:
         if self.seeds < 1 or self.nproc < 1 or self.oracle_users < 0 or self.teacher_users < 0:
-            raise ValueError(
+            raise InputError(
                 "need --seeds >= 1, --nproc >= 1, --oracle-users >= 0 and --teacher-users >= 0"
             )
         unknown = [s for s in self.splits if s not in SPLITS]
         if unknown or not self.splits:
-            raise ValueError(f"splits must be among {SPLITS}, got {list(self.splits)}")
+            raise InputError(f"splits must be among {SPLITS}, got {list(self.splits)}")
 
 
 def training_seeds(cfg: DmmpConfig, n: int) -> list[int]:
@@ -268,7 +269,7 @@ def run_comparison(cfg: DmmpConfig, env: DistEnv, opts: CompareOptions) -> dict[
     specs = select_models(opts.models, opts.variants)
     steps = opts.steps or cfg.train.max_steps
     if steps < 1:
-        raise ValueError(f"--steps must be >= 1, got {steps}")
+        raise InputError(f"--steps must be >= 1, got {steps}")
     seeds = training_seeds(cfg, opts.seeds)
     out = Path(opts.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -13,6 +13,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from dmmp_rec.config.features import FeaturesConfig
+from dmmp_rec.errors import MissingInputError
 
 CLICK = "click"
 CONVERSION = "conversion"
@@ -54,7 +55,7 @@ def split_files(root: str | Path, split: str) -> list[Path]:
     """The Parquet files of one split, in a stable order."""
     files = sorted(split_dir(root, split).glob("*.parquet"))
     if not files:
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"no Parquet files in {split_dir(root, split)}; generate data first "
             "(dmmp-rec synth or dmmp-rec convert-aliccp)"
         )

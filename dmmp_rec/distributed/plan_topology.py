@@ -88,10 +88,13 @@ def build_topology(
     )
     local = min(per_host, world_size)  # fewer ranks than one host holds: one partial host
     if world_size % local != 0:
-        raise PlanError(
-            f"{plan_cfg.source}: topology.local_world_size: {world_size} ranks cannot be split "
-            f"into hosts of {local}"
-        )
+        if topo.local_world_size:
+            where = f"{plan_cfg.source}: topology.local_world_size"
+        elif local_world_size:
+            where = "local world size (--local-world-size, or the job's ranks per host)"
+        else:
+            where = f"ranks per host (default {GPUS_PER_HOST} on cuda; give --local-world-size)"
+        raise PlanError(f"{where}: {world_size} ranks cannot be split into hosts of {local}")
     hardware = HardwareConfig(
         intra_host_bw=_gbs_to_bytes_per_ms(topo.intra_host_bw_gbs),
         inter_host_bw=_gbs_to_bytes_per_ms(topo.inter_host_bw_gbs),

@@ -269,7 +269,7 @@ def evaluate_retrieval(
             if cfg.features.group("cross"):
                 source = pair_features_for(cfg)
                 if source is None:
-                    raise ValueError(
+                    raise InputError(
                         "the teacher reads cross features, and this data cannot compute them "
                         "for unlogged pairs: teacher retrieval needs a world with catalogues"
                     )

@@ -170,8 +170,8 @@ def _export(
         raise ExportError(f"bad options {opts}: need queries, recall_k >= 1, target in (0, 1]")
     if opts.quantize not in quantize.MODES:
         raise ExportError(f"--quantize must be one of {quantize.MODES}, got {opts.quantize!r}")
+    step_dir = checkpoint_dir(checkpoint)  # a wrong --checkpoint is named first
     _catalogue(cfg)  # fail before the slow part
-    step_dir = checkpoint_dir(checkpoint)
     log(f"export: loading {step_dir}")
     dmp = load_for_inference(for_one_cpu_process(cfg, log), env, step_dir)
     model = dmp.module

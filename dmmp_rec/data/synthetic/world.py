@@ -23,6 +23,8 @@ from typing import Literal
 
 import numpy as np
 
+from dmmp_rec.errors import MissingInputError
+
 GROUND_TRUTH_FILE = "ground_truth.npz"
 
 # Coefficients of the response model; fixed on their own merits, never tuned per model.
@@ -97,7 +99,7 @@ class GroundTruth:
         """Load `<out>/ground_truth.npz` written by `dmmp-rec synth`."""
         path = Path(out) / GROUND_TRUTH_FILE
         if not path.exists():
-            raise FileNotFoundError(f"{path} not found; generate the world with dmmp-rec synth")
+            raise MissingInputError(f"{path} not found; generate the world with dmmp-rec synth")
         with np.load(path) as z:
             missing = [f.name for f in fields(cls) if f.name not in z.files]
             if missing:
