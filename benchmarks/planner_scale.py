@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from dmmp_rec.config import load_config
-from dmmp_rec.distributed.plan_config import load_plan_config
-from dmmp_rec.distributed.planner import PlanError, make_plan
+from dmmp_rec.distributed.planning.config import load_plan_config
+from dmmp_rec.distributed.planning.planner import PlanError, make_plan
 
 GIB = 2**30
 

@@ -27,7 +27,7 @@ def test_every_project_error_is_a_dmmp_error() -> None:
     from dmmp_rec.data.id_policy import OutOfRangeIdError
     from dmmp_rec.data.loader import DataError
     from dmmp_rec.distributed.checkpoint import CheckpointError
-    from dmmp_rec.distributed.plan_config import PlanError
+    from dmmp_rec.distributed.planning.config import PlanError
     from dmmp_rec.serving.requests import RequestError
     from dmmp_rec.serving.weights import ExportError
 

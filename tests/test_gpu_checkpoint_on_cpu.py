@@ -24,9 +24,9 @@ from test_export import exported  # noqa: F401  (the session fixture: a trained,
 from dmmp_rec.cli import main
 from dmmp_rec.distributed.checkpoint import list_checkpoints
 from dmmp_rec.distributed.env import shutdown
-from dmmp_rec.distributed.plan_config import PlanError
-from dmmp_rec.distributed.plan_io import load_plan, save_plan
-from dmmp_rec.distributed.planner import make_plan
+from dmmp_rec.distributed.planning.config import PlanError
+from dmmp_rec.distributed.planning.io import load_plan, save_plan
+from dmmp_rec.distributed.planning.planner import make_plan
 from dmmp_rec.serving.retrieve import Retriever, demo_users
 
 

@@ -13,9 +13,9 @@ from dmmp_rec.cli import main
 from dmmp_rec.config import load_config
 from dmmp_rec.distributed.env import DistEnv
 from dmmp_rec.distributed.model_parallel import _plan_locally
-from dmmp_rec.distributed.plan_config import PlanError, load_plan_config
-from dmmp_rec.distributed.plan_io import load_plan, save_plan
-from dmmp_rec.distributed.planner import PlanningModel, make_plan
+from dmmp_rec.distributed.planning.config import PlanError, load_plan_config
+from dmmp_rec.distributed.planning.io import load_plan, save_plan
+from dmmp_rec.distributed.planning.planner import PlanningModel, make_plan
 
 ROOT = Path(__file__).resolve().parents[1]
 PRODUCTION = ROOT / "configs/production.yaml"

@@ -15,9 +15,9 @@ from torchrec.distributed.types import EnumerableShardingSpec, ShardingPlan
 
 from dmmp_rec.cli import main
 from dmmp_rec.config import ConfigError, load_config
-from dmmp_rec.distributed.plan_config import GIB, PlanError, load_plan_config
-from dmmp_rec.distributed.plan_io import load_plan, save_plan
-from dmmp_rec.distributed.planner import PlanningModel, make_plan, make_sharders
+from dmmp_rec.distributed.planning.config import GIB, PlanError, load_plan_config
+from dmmp_rec.distributed.planning.io import load_plan, save_plan
+from dmmp_rec.distributed.planning.planner import PlanningModel, make_plan, make_sharders
 
 ROOT = Path(__file__).resolve().parents[1]
 SYNTHETIC = ROOT / "configs/synthetic.yaml"

@@ -18,9 +18,9 @@ from support import CONFIG, spawn_ranks, tiny_config
 from dmmp_rec.cli import main
 from dmmp_rec.config import ConfigError, load_config
 from dmmp_rec.distributed.model_parallel import plan_comms, sharders_for
-from dmmp_rec.distributed.plan_config import GIB, PlanError, load_plan_config
-from dmmp_rec.distributed.plan_io import save_plan
-from dmmp_rec.distributed.planner import make_plan, make_sharders
+from dmmp_rec.distributed.planning.config import GIB, PlanError, load_plan_config
+from dmmp_rec.distributed.planning.io import save_plan
+from dmmp_rec.distributed.planning.planner import make_plan, make_sharders
 
 REPO = Path(__file__).resolve().parents[1]
 CPU_2 = REPO / "configs" / "plans" / "cpu_2.yaml"

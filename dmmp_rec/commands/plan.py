@@ -8,9 +8,9 @@ from collections.abc import Callable, Sequence
 
 from dmmp_rec.cli import add_config_arguments, config_from_args
 from dmmp_rec.commands.option_types import positive_int
-from dmmp_rec.distributed.plan_config import GIB, PlanConfig, PlanError, load_plan_config
-from dmmp_rec.distributed.plan_io import save_plan
-from dmmp_rec.distributed.planner import PlanResult, RankStats, TableDecision, make_plan
+from dmmp_rec.distributed.planning.config import GIB, PlanConfig, PlanError, load_plan_config
+from dmmp_rec.distributed.planning.io import save_plan
+from dmmp_rec.distributed.planning.planner import PlanResult, RankStats, TableDecision, make_plan
 
 HELP = "plan how the embedding tables are sharded (offline, any cluster size) and save the plan"
 

@@ -18,15 +18,15 @@ from torchrec.distributed.types import ModuleSharder, ShardingPlan
 
 from dmmp_rec.config import DmmpConfig
 from dmmp_rec.distributed.env import DistEnv, collective_device
-from dmmp_rec.distributed.plan_config import (
+from dmmp_rec.distributed.planning.config import (
     CommsConfig,
     PlanConfig,
     load_plan_config,
     plan_config_from_dict,
 )
-from dmmp_rec.distributed.plan_io import load_plan, saved_plan_meta
-from dmmp_rec.distributed.plan_topology import hbm_cap
-from dmmp_rec.distributed.planner import make_plan, make_sharders, plan_assumptions
+from dmmp_rec.distributed.planning.io import load_plan, saved_plan_meta
+from dmmp_rec.distributed.planning.planner import make_plan, make_sharders, plan_assumptions
+from dmmp_rec.distributed.planning.topology import hbm_cap
 
 
 def sharders_for(cfg: DmmpConfig, device: str = "cpu") -> list[ModuleSharder[nn.Module]]:

@@ -24,7 +24,7 @@ from dmmp_rec.distributed.checkpoint import CheckpointManager, list_checkpoints
 from dmmp_rec.distributed.env import DistEnv, device_report, init_distributed
 from dmmp_rec.distributed.model_parallel import plan_facts
 from dmmp_rec.distributed.optim import combined_optimizer
-from dmmp_rec.distributed.plan_io import save_plan
+from dmmp_rec.distributed.planning.io import save_plan
 from dmmp_rec.distributed.runtime import build_sharded_model
 from dmmp_rec.errors import InputError
 from dmmp_rec.model.precision import enable_tf32, precision_problem

@@ -32,15 +32,15 @@ from torchrec.optim.apply_optimizer_in_backward import apply_optimizer_in_backwa
 from torchrec.optim.rowwise_adagrad import RowWiseAdagrad
 
 from dmmp_rec.config import DmmpConfig
-from dmmp_rec.distributed.plan_config import (
+from dmmp_rec.distributed.planning.config import (
     GIB,
     CommsConfig,
     PlanConfig,
     PlanError,
     comms_problem,
 )
-from dmmp_rec.distributed.plan_constraints import parameter_constraints
-from dmmp_rec.distributed.plan_result import (
+from dmmp_rec.distributed.planning.constraints import parameter_constraints
+from dmmp_rec.distributed.planning.result import (
     CaptureStats,
     PlanResult,
     RankStats,
@@ -49,7 +49,7 @@ from dmmp_rec.distributed.plan_result import (
     rank_stats,
     table_decisions,
 )
-from dmmp_rec.distributed.plan_topology import (
+from dmmp_rec.distributed.planning.topology import (
     HbmCap,
     build_topology,
     check_job_matches,

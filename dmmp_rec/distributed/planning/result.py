@@ -21,7 +21,7 @@ from torchrec.distributed.planner.types import (
 )
 from torchrec.distributed.types import ModuleSharder, ShardingPlan
 
-from dmmp_rec.distributed.plan_config import GIB, PlanConfig, PlanError
+from dmmp_rec.distributed.planning.config import GIB, PlanConfig, PlanError
 
 
 @dataclass

@@ -17,7 +17,7 @@ from torchrec.distributed.planner.types import (
     TrainerConfig,
 )
 
-from dmmp_rec.distributed.plan_config import GIB, PlanConfig, PlanError
+from dmmp_rec.distributed.planning.config import GIB, PlanConfig, PlanError
 
 GPUS_PER_HOST = 8
 

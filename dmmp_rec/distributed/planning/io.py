@@ -37,7 +37,7 @@ from torchrec.distributed.types import (
     ShardingType,
 )
 
-from dmmp_rec.distributed.plan_config import PlanError
+from dmmp_rec.distributed.planning.config import PlanError
 
 FORMAT = "dmmp-rec-sharding-plan"
 VERSION = 1

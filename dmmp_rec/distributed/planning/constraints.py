@@ -12,7 +12,7 @@ from torchrec.distributed.planner.types import Topology
 from torchrec.distributed.types import CacheAlgorithm, CacheParams, ShardingType
 
 from dmmp_rec.config import DmmpConfig
-from dmmp_rec.distributed.plan_config import (
+from dmmp_rec.distributed.planning.config import (
     DEFAULT_KEY,
     PlanConfig,
     PlanError,
