@@ -9,25 +9,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 from dmmp_rec.config import DmmpConfig, load_config
+from dmmp_rec.config.presets import TINY_WORLD
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs" / "synthetic.yaml"
 
-# A world small enough to generate in ~2 s and train a few steps in seconds, with dims small
-# enough that the two-rank tests stay fast; every table keeps the default feature list.
+# The tiny world (dmmp_rec/config/presets.py), with a short warm-up and frequent logs for tests.
 TINY = [
-    "synthetic.num_users=2000",
-    "synthetic.num_items=3000",
-    "synthetic.num_impressions=60000",
-    "synthetic.num_days=6",
-    "synthetic.chunk_rows=30000",
-    "data.batch_size=128",
-    "data.shuffle_buffer=2048",
-    "model.teacher.expert_dims=[32]",
-    "model.teacher.tower_dims=[16]",
-    "model.student.tower_dims=[32]",
-    "model.student.out_dim=8",
-    "model.student.gate_dims=[8]",
+    *TINY_WORLD,
     "model.loss.distill_warmup_steps=5",
     "train.log_every=5",
     "train.eval_batches=4",

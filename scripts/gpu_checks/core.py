@@ -15,22 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dmmp_rec.config.presets import TINY_WORLD
+
 REPO = Path(__file__).resolve().parents[2]  # paths from this file, not the working directory
 CONFIG = str(REPO / "configs" / "synthetic.yaml")
-SMOKE_WORLD = [  # --cpu-smoke: the test suite's tiny world (tests/support.py)
-    "synthetic.num_users=2000",
-    "synthetic.num_items=3000",
-    "synthetic.num_impressions=60000",
-    "synthetic.num_days=6",
-    "synthetic.chunk_rows=30000",
-    "data.batch_size=128",
-    "data.shuffle_buffer=2048",
-    "model.teacher.expert_dims=[32]",
-    "model.teacher.tower_dims=[16]",
-    "model.student.tower_dims=[32]",
-    "model.student.out_dim=8",
-    "model.student.gate_dims=[8]",
-]
+SMOKE_WORLD = list(TINY_WORLD)  # --cpu-smoke: the test suite's tiny world
 
 
 class CheckFailed(RuntimeError):
