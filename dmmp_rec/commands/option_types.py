@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import argparse
 import math
+from collections.abc import Callable
+from typing import TypeVar
 
 from dmmp_rec.errors import InputError
+
+T = TypeVar("T")
 
 
 class OptionError(InputError):
@@ -64,25 +68,22 @@ def number(text: str) -> float:
     return value
 
 
+def _comma_list(text: str, item: Callable[[str], T], what: str) -> list[T]:
+    """Comma-separated values each passing `item`; one message for the whole list."""
+    try:
+        values = [item(x) for x in text.split(",") if x.strip()]
+    except argparse.ArgumentTypeError:
+        values = []
+    if not values:
+        raise argparse.ArgumentTypeError(f"must be comma-separated {what}, got {text!r}")
+    return values
+
+
 def positive_int_list(text: str) -> list[int]:
     """Comma-separated integers >= 1 (cut-offs K: `10,50,100`)."""
-    try:
-        values = [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        values = []
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"must be comma-separated integers >= 1, got {text!r}")
-    return values
+    return _comma_list(text, positive_int, "integers >= 1")
 
 
 def number_list(text: str) -> list[float]:
     """Comma-separated numbers, `inf` / `-inf` allowed, NaN not."""
-    try:
-        values = [float(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        values = []
-    if not values or any(math.isnan(v) for v in values):
-        raise argparse.ArgumentTypeError(
-            f"must be comma-separated numbers (inf / -inf allowed), got {text!r}"
-        )
-    return values
+    return _comma_list(text, number, "numbers (inf / -inf allowed)")

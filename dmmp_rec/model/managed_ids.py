@@ -66,13 +66,15 @@ def managed_collection(
     return ManagedCollisionCollection(managed_collision_modules=modules, embedding_configs=tables)  # type: ignore[arg-type]
 
 
-def _gather_flat(local: torch.Tensor) -> list[torch.Tensor]:
-    """Every rank's 1-d int64 tensor (sizes may differ), in rank order."""
+def _gather_flat(local: torch.Tensor, counts: list[int] | None = None) -> list[torch.Tensor]:
+    """Every rank's 1-d int64 tensor (sizes may differ), in rank order; `counts`, every rank's
+    size when the caller knows them already, saves the exchange of sizes."""
     world = dist.get_world_size()
-    size = torch.tensor([local.numel()], dtype=torch.int64, device=local.device)
-    sizes = [torch.empty_like(size) for _ in range(world)]
-    dist.all_gather(sizes, size)
-    counts = [int(s.item()) for s in sizes]
+    if counts is None:
+        size = torch.tensor([local.numel()], dtype=torch.int64, device=local.device)
+        sizes = [torch.empty_like(size) for _ in range(world)]
+        dist.all_gather(sizes, size)
+        counts = [int(s.item()) for s in sizes]
     padded = local.new_zeros(max(counts))
     padded[: local.numel()] = local
     parts = [torch.empty_like(padded) for _ in range(world)]
@@ -109,11 +111,12 @@ class ManagedIds(nn.Module):
         """Feed the global batch to the modules (same updates on every rank), keep our rows."""
         keys = mine.keys()
         lengths = _gather_flat(mine.lengths().to(torch.int64))
-        values = _gather_flat(mine.values().to(torch.int64))
         rank, world = dist.get_rank(), dist.get_world_size()
         per_rank = [ln.view(len(keys), -1) for ln in lengths]  # [keys, batch] per rank
         # the global KJT is key-major: for each key, every rank's values in rank order
-        splits = [list(ln.sum(dim=1).tolist()) for ln in per_rank]
+        splits: list[list[int]] = torch.stack([ln.sum(dim=1) for ln in per_rank]).tolist()
+        # the lengths say how many values each rank sends: no second exchange of sizes
+        values = _gather_flat(mine.values().to(torch.int64), [sum(s) for s in splits])
         chunks = [v.split(s) for v, s in zip(values, splits, strict=True)]
         global_kjt = KeyedJaggedTensor(
             keys=keys,

@@ -269,15 +269,20 @@ def _shape(world_size: int, local_world_size: int) -> str:
     return f"{world_size} ranks as {hosts} host(s) x {local_world_size}"
 
 
-def saved_plan_meta(path: str | Path) -> dict[str, Any]:
-    """The `meta` of a saved plan ({} when it has none); PlanError when it cannot be read."""
-    path = Path(path)
+def _read_json(path: Path) -> Any:
+    """The JSON of a plan file; PlanError naming the file when it is missing or not JSON."""
     try:
-        data = json.loads(path.read_text())
+        return json.loads(path.read_text())
     except FileNotFoundError:
         raise PlanError(f"{path}: plan file not found") from None
     except json.JSONDecodeError as e:
         raise PlanError(f"{path}: not valid JSON: {e}") from None
+
+
+def saved_plan_meta(path: str | Path) -> dict[str, Any]:
+    """The `meta` of a saved plan ({} when it has none); PlanError when it cannot be read."""
+    path = Path(path)
+    data = _read_json(path)
     meta = data.get("meta") if isinstance(data, dict) else None
     return meta if isinstance(meta, dict) else {}
 
@@ -298,12 +303,7 @@ def load_plan(
     table -> (rows, dim)) was made for tables of another size.
     """
     path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise PlanError(f"{path}: plan file not found") from None
-    except json.JSONDecodeError as e:
-        raise PlanError(f"{path}: not valid JSON: {e}") from None
+    data = _read_json(path)
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise PlanError(f"{path}: not a dmmp-rec sharding plan (format is not {FORMAT!r})")
     if data.get("version") != VERSION:
