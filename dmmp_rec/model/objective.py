@@ -54,6 +54,25 @@ class DenseArch(DenseScorer):
         item_ids: torch.Tensor | None,
         clicked_rows: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, TrainOutput]:
+        """One training step's objective: scores, loss terms and their weighting; counts the step.
+
+        Networks run under train.precision's autocast, losses in fp32. In training mode the
+        `train_step` buffer advances by one.
+
+        Args:
+            groups (dict[str, torch.Tensor]): pooled embeddings by feature group: "user", "item"
+                ([B, width] each), "context" and "cross" when the model has them, and "cross@r"
+                ([B, width], the cross features of each candidate pair r) when candidates are on.
+            click (torch.Tensor): 0/1 click labels, [B].
+            conversion (torch.Tensor): 0/1 conversion labels, [B].
+            item_ids (torch.Tensor | None): each row's item id, [B]; needed by student/inbatch.
+            clicked_rows (torch.Tensor | None): the clicked rows' indices, [P], found on the host
+                (`Batch.clicked_rows`); None: the in-batch softmax uses its [B, B] form.
+
+        Returns:
+            tuple[torch.Tensor, TrainOutput]: the scalar objective the optimiser minimises (with
+            gradient), and the step's detached scores, losses, weights and scales.
+        """
         with dense_autocast(groups["user"].device.type, self.autocast_dtype):
             networks = self._networks(groups)
         t, s, candidates, s_distill = as_float32(networks)  # losses in fp32 (precision.py)
