@@ -72,6 +72,17 @@ class UserSide(nn.Module):
     def forward(
         self, values: list[torch.Tensor], offsets: list[torch.Tensor], beta: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Queries and gates of B users at the knob `beta`.
+
+        Args:
+            values (list[torch.Tensor]): per feature (`feature_names` order), its ids, 1-D int64.
+            offsets (list[torch.Tensor]): per feature, each user's bag start, [B] int64.
+            beta (torch.Tensor): the serving knob, float32 [1]; 0 is the gate as trained.
+
+        Returns:
+            tuple[torch.Tensor, torch.Tensor]: the query, [B, 2d] ([B, d] for the two-tower
+            baseline), and the gate (click, conversion), [B, 2].
+        """
         pooled = [bag(v, o) for bag, v, o in zip(self.bags, values, offsets, strict=True)]
         user = torch.cat(pooled[: self.num_user], dim=1)
         u_tau = F.normalize(self.user_tower(torch.cat(pooled, dim=1)), dim=-1) / self.tau
