@@ -35,12 +35,19 @@ EvictionPolicyName = Literal["lfu", "lru", "distance_lfu"]
 
 @dataclass
 class ManagedIdsSpec:
-    """Managed collisions for one table (torchrec's MCHManagedCollisionModule): raw ids are
-    admitted into rows by the eviction policy instead of folded by a hash. `eviction_interval`
-    is in training steps; admission of new ids happens only at an eviction, so 1 admits a new id
-    on the step it first appears. Defaults chosen on the validation day (docs/ids.md): the lowest
-    collision rate of torchrec's three policies, and 50 steps, which collides no more than 1 and
-    costs a fraction of its per-step bookkeeping."""
+    """Managed collisions for one table (torchrec's MCHManagedCollisionModule) (`managed:`).
+
+    Raw ids are admitted into rows by the eviction policy instead of folded by a hash. Admission
+    of new ids happens only at an eviction, so an interval of 1 admits a new id on the step it
+    first appears. Defaults chosen on the validation day (docs/ids.md): the lowest collision rate
+    of torchrec's three policies, and 50 steps, which collides no more than 1 and costs a
+    fraction of its per-step bookkeeping.
+
+    Args:
+        eviction_policy (str): "lfu", "lru" or "distance_lfu" (default).
+        eviction_interval (int): training steps between evictions (and admissions), >= 1;
+            default 50.
+    """
 
     eviction_policy: EvictionPolicyName = "distance_lfu"
     eviction_interval: int = 50
@@ -55,20 +62,33 @@ class ManagedIdsSpec:
 
 @dataclass
 class FeatureSpec:
-    """One sparse feature and its embedding table."""
+    """One sparse feature and its embedding table (an entry of `features.<group>:`).
+
+    Args:
+        name (str): a Python identifier, unique over all groups; the Parquet column and KJT
+            key. Its table is `t_<name>`.
+        cardinality (int): rows of the table, > 0 (>= 2 for managed ids: the last row takes
+            ids not admitted yet). Required.
+        dim (int): embedding width, > 0. Required.
+        pooling (str): "sum" (default) or "mean" over a bag.
+        multi_valued (bool): a row holds a list of ids (a bag) rather than one; default false.
+        out_of_range (str): what an id outside [0, cardinality) does: "hash" (default) folds it
+            into rows 1..cardinality-1 by SplitMix64 (counted; the one mapping of
+            dmmp_rec.data.id_policy, from conversion to serving); "error" stops, naming the
+            feature, file and row.
+        ids (str): "hash" (default): ids are folded as `out_of_range` says; "managed": raw ids
+            of any 64-bit value are remapped by torchrec's managed collisions
+            (dmmp_rec.model.managed_ids) with the policy in `managed`, trained, checkpointed and
+            served as one state. Cross features must keep "hash".
+        managed (ManagedIdsSpec): the managed-collision settings, read when ids is "managed".
+    """
 
     name: str
     cardinality: int
     dim: int
     pooling: Literal["sum", "mean"] = "sum"
     multi_valued: bool = False
-    # hash: fold out-of-range ids into rows 1..cardinality-1 by SplitMix64 (counted; the one
-    # mapping of dmmp_rec.data.id_policy, from conversion to serving);
-    # error: stop, naming the feature, file and row.
     out_of_range: Literal["hash", "error"] = "hash"
-    # hash (default): ids outside the table are folded as `out_of_range` says; managed: raw ids
-    # of any 64-bit value are remapped by torchrec's managed collisions (dmmp_rec.model.managed_ids)
-    # with the policy in `managed`, trained, checkpointed and served as one state
     ids: Literal["hash", "managed"] = "hash"
     managed: ManagedIdsSpec = field(default_factory=ManagedIdsSpec)
     group: Group = field(default="user", init=False)
@@ -109,12 +129,23 @@ class FeatureSpec:
 
 @dataclass
 class FeaturesConfig:
-    """Features by group. User and item groups are required; context and cross may be omitted."""
+    """Features by group (`features:`); KJT key order is user, item, context, then cross.
+
+    Args:
+        user (list[FeatureSpec]): user features, non-empty; read by the teacher, the user
+            tower and the gate. Required.
+        item (list[FeatureSpec]): item features, non-empty; read by the teacher and the item
+            towers. Required.
+        context (list[FeatureSpec] | None): context features (the request's), non-empty when
+            given; read by the teacher and the user tower. Default null: none.
+        cross (list[FeatureSpec] | None): (user, item) pair features, non-empty when given,
+            ids "hash"; read by the teacher only. Default null: none.
+    """
 
     user: list[FeatureSpec]
     item: list[FeatureSpec]
     context: list[FeatureSpec] | None = None
-    cross: list[FeatureSpec] | None = None  # pair features, read by the teacher only
+    cross: list[FeatureSpec] | None = None
 
     def validate(self, path: str) -> None:
         seen: dict[str, str] = {}

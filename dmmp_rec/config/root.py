@@ -19,6 +19,19 @@ from dmmp_rec.config.train import TrainConfig
 
 @dataclass
 class DmmpConfig:
+    """The whole job config (configs/*.yaml), validated on load; `source` is the file it came from.
+
+    Args:
+        features (FeaturesConfig): the sparse-feature schema. Required.
+        seed (int): seed of the synthetic world, and of training unless train.seed is set;
+            >= 0, default 0.
+        data (DataConfig): where the Parquet data lives and how it is batched.
+        synthetic (SyntheticConfig): sizes of the synthetic world (`dmmp-rec synth`).
+        model (ModelConfig): variant, teacher, student and losses.
+        train (TrainConfig): optimisation, checkpointing, validation and devices.
+        sharding (ShardingConfig): the sharding plan.
+    """
+
     features: FeaturesConfig
     seed: int = 0
     data: DataConfig = field(default_factory=DataConfig)

@@ -41,7 +41,7 @@ class DistEnv:
     local_rank: int
     device: torch.device
     backend: str
-    local_world_size: int = 1  # ranks on this host (one per GPU on GPU hosts)
+    local_world_size: int = 1
 
     @property
     def is_main(self) -> bool:

@@ -45,7 +45,6 @@ class UserFeature:
     pooling: Literal["sum", "mean"]
     multi_valued: bool
     out_of_range: Literal["hash", "error"]
-    # managed: raw ids go through the trained remapping (files.managed_ids) before the table
     ids: Literal["hash", "managed"] = "hash"
     managed: ManagedIdsSpec = field(default_factory=ManagedIdsSpec)
 
@@ -99,7 +98,7 @@ class FileEntry:
         sha256 (str): hex digest of its contents.
     """
 
-    path: str  # relative to the export directory
+    path: str
     bytes: int
     sha256: str
 
@@ -141,11 +140,11 @@ class ApproxIndex:
     m: int
     ef_construction: int
     ef_search: int
-    recall: float  # recall@k against the exact index, measured on `queries` real user queries
+    recall: float
     k: int
     queries: int
     target: float
-    tried: dict[str, float] = field(default_factory=dict)  # efSearch -> recall@k
+    tried: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -167,13 +166,13 @@ class Quantization:
     """
 
     tables: Literal["int8_rowwise"]
-    table_bytes: dict[str, int]  # user_side / item_side: int8 rows with their scales
+    table_bytes: dict[str, int]
     fp32_table_bytes: dict[str, int]
     top_k: int
     users: int
     top_k_overlap_mean: float
     top_k_overlap_min: float
-    query_max_abs_diff: float  # int8 vs fp32 queries
+    query_max_abs_diff: float
 
 
 @dataclass
@@ -205,21 +204,20 @@ class Manifest:
     format: int
     versions: dict[str, str]
     variant: str
-    vector_dim: int  # query and item vector width D (2d, or d for two_tower)
-    tower_dim: int  # d
+    vector_dim: int
+    tower_dim: int
     tau: float
     num_items: int
     item_id_feature: str
     user_features: list[UserFeature]
-    files: dict[str, FileEntry]  # role -> file: user_side, item_vectors, item_ids, exact, approx
+    files: dict[str, FileEntry]
     approx: ApproxIndex
     checkpoint: str
     train_step: int
-    data_path: str  # the world the catalogue came from (its users.parquet serves demo users)
-    query_max_abs_diff: float  # exported user side vs the training model (int8: vs its eager
-    # int8 module; `quantization` has int8 vs fp32), on the recall users
+    data_path: str
+    query_max_abs_diff: float
     export_seconds: float = 0.0
-    quantization: Quantization | None = None  # None: fp32 tables
+    quantization: Quantization | None = None
 
     def write(self, root: str | Path) -> Path:
         """Write the manifest as JSON into the export directory.

@@ -59,10 +59,10 @@ class UserRequests:
     """
 
     features: list[UserFeature]
-    values: list[np.ndarray]  # int64 ids, folded into [0, cardinality)
-    offsets: list[np.ndarray]  # int64 [B + 1]: user b's ids are values[offsets[b]:offsets[b+1]]
-    labels: list[str]  # "line 3" / "row 2": where each user came from
-    folded: dict[str, np.ndarray]  # feature -> ids folded per user (only features with any)
+    values: list[np.ndarray]
+    offsets: list[np.ndarray]
+    labels: list[str]
+    folded: dict[str, np.ndarray]
 
     def __len__(self) -> int:
         return len(self.labels)

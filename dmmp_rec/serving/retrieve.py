@@ -45,8 +45,8 @@ class Candidate:
 
     item: int
     fused: float
-    click: float  # s_c = <u, i_c> / tau
-    conversion: float  # s_v = <u, i_v> / tau
+    click: float
+    conversion: float
 
 
 @dataclass(frozen=True)
@@ -61,11 +61,11 @@ class UserResult:
         folded (dict[str, int]): out-of-range ids folded by hash, per feature.
     """
 
-    label: str  # where the user came from ("line 3", "row 2", "user 17")
+    label: str
     gate_click: float
     gate_conversion: float
     candidates: list[Candidate]
-    folded: dict[str, int]  # out-of-range ids folded by hash, per feature
+    folded: dict[str, int]
 
     def leaning(self) -> str:
         """The gate in words.

@@ -72,16 +72,16 @@ class TopologyConfig:
             (default): torchrec's default.
     """
 
-    world_size: int | None = None  # null: any; the job's (or --world-size) decides
-    local_world_size: int | None = None  # ranks per host; null: world size (cpu), 8 (cuda)
-    device: Device | None = None  # null: any; a plan made for cuda refuses a cpu job
-    hbm_cap_gb: float | None = None  # per GPU, GiB; null: torchrec's default (32)
-    ddr_cap_gb: float | None = None  # per rank, GiB; null: torchrec's default (128)
-    batch_size: int | None = None  # per rank; null: data.batch_size of the job config
-    reserve_fraction: float = 0.15  # of each rank's memory, kept free as margin of error
-    dense_reserve_gb: float | None = None  # per rank for dense params + optimizer + DDP
-    intra_host_bw_gbs: float | None = None  # GiB/s within a host; null: torchrec's default
-    inter_host_bw_gbs: float | None = None  # GiB/s between hosts; null: torchrec's default
+    world_size: int | None = None
+    local_world_size: int | None = None
+    device: Device | None = None
+    hbm_cap_gb: float | None = None
+    ddr_cap_gb: float | None = None
+    batch_size: int | None = None
+    reserve_fraction: float = 0.15
+    dense_reserve_gb: float | None = None
+    intra_host_bw_gbs: float | None = None
+    inter_host_bw_gbs: float | None = None
 
     def validate(self, path: str) -> None:
         """Check the section's values on load (`build` calls it); ConfigError names the key.
@@ -138,10 +138,10 @@ class TableConstraint:
 
     sharding_types: list[ShardingTypeName] | None = None
     compute_kernels: list[ComputeKernelName] | None = None
-    min_partition: int | None = None  # column_wise shards are at least this wide (default 128)
-    caching_ratio: float | None = None  # fused_uvm_caching: share of rows cached in HBM
+    min_partition: int | None = None
+    caching_ratio: float | None = None
     cache_algorithm: Literal["lru", "lfu"] | None = None
-    pooling_factor: float | None = None  # mean ids per sample (multi-valued features)
+    pooling_factor: float | None = None
 
     def validate(self, path: str) -> None:
         """Check the section's values on load (`build` calls it); ConfigError names the key.
