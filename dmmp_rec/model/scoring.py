@@ -91,6 +91,6 @@ class DenseScorer(nn.Module):
                 and "context" / "cross" when the model has them), [B, width] each.
 
         Returns:
-            DMMPOutput: the per-row scores (with gradient; callers run it under no_grad).
+            DMMPOutput: the per-row scores, [B] each; no loss is computed, no step counted.
         """
         return DMMPOutput.from_parts(*self.teacher_and_student(groups))
