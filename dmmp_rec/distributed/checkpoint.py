@@ -150,8 +150,15 @@ def read_trainer_state(path: Path) -> dict[str, Any]:
 
 
 class CheckpointManager:
-    """Saves and restores DCP checkpoints under one root, keeping the newest `keep` and the
-    step in `protected` (the best one by validation, when training selects one)."""
+    """Saves and restores DCP checkpoints under one root.
+
+    It keeps the newest `keep` and the step in `protected` (the best one by validation, when
+    training selects one).
+
+    Args:
+        root (str | Path): the checkpoint root (made on the first save).
+        keep (int): newest checkpoints kept, >= 1 (ValueError otherwise); default 2.
+    """
 
     def __init__(self, root: str | Path, keep: int = 2) -> None:
         if keep < 1:

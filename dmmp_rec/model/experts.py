@@ -49,9 +49,21 @@ def _mlps(modules: nn.ModuleList) -> list[MLP]:
 
 
 class CGCLevel(nn.Module):
-    """One customised gate control level: per-task experts and shared experts; task k's gate
-    mixes its own and the shared experts. A level feeding another level (PLE) also has a shared
-    gate over all experts, producing the next level's shared input."""
+    """One customised gate control level: per-task experts and shared experts.
+
+    Task k's gate mixes its own and the shared experts. A level feeding another level (PLE) also
+    has a shared gate over all experts, producing the next level's shared input.
+
+    Args:
+        in_dim (int): width of the level's inputs.
+        num_tasks (int): tasks, each with its own experts and gate.
+        shared_experts (int): experts every task's gate may mix.
+        task_experts (int): experts of each task (0 makes the level an MMoE).
+        expert_dims (list[int]): each expert's layer widths; the last is the output width.
+        shared_output (bool): whether the level has a shared gate (every level of a PLE but
+            the last).
+        device (torch.device | str | None): where the parameters are created.
+    """
 
     def __init__(
         self,
@@ -146,7 +158,17 @@ class CGCLevel(nn.Module):
 
 
 class PLE(nn.Module):
-    """Progressive layered extraction: `num_levels` CGC levels; one level is CGC itself."""
+    """Progressive layered extraction: `num_levels` CGC levels; one level is CGC itself.
+
+    Args:
+        in_dim (int): width of the teacher input.
+        num_tasks (int): tasks (2 in the teacher: CTR and CVR).
+        num_levels (int): CGC levels, >= 1.
+        shared_experts (int): shared experts per level.
+        task_experts (int): experts of each task per level.
+        expert_dims (list[int]): each expert's layer widths; the last is the output width.
+        device (torch.device | str | None): where the parameters are created.
+    """
 
     def __init__(
         self,
@@ -213,8 +235,17 @@ class PLE(nn.Module):
 
 
 class MMoE(nn.Module):
-    """Multi-gate mixture of experts: every expert shared, one softmax gate per task. It gets as
-    many experts as the CGC it is compared with (shared + tasks * task-specific)."""
+    """Multi-gate mixture of experts: every expert shared, one softmax gate per task.
+
+    It gets as many experts as the CGC it is compared with (shared + tasks * task-specific).
+
+    Args:
+        in_dim (int): width of the teacher input.
+        num_tasks (int): tasks, one gate each.
+        num_experts (int): experts, all shared.
+        expert_dims (list[int]): each expert's layer widths; the last is the output width.
+        device (torch.device | str | None): where the parameters are created.
+    """
 
     def __init__(
         self,
@@ -262,7 +293,14 @@ class MMoE(nn.Module):
 
 
 class SharedBottom(nn.Module):
-    """One MLP shared by all tasks (the ESMM paper's architecture)."""
+    """One MLP shared by all tasks (the ESMM paper's architecture).
+
+    Args:
+        in_dim (int): width of the teacher input.
+        num_tasks (int): tasks; each gets the same output.
+        expert_dims (list[int]): the MLP's layer widths; the last is the output width.
+        device (torch.device | str | None): where the parameters are created.
+    """
 
     def __init__(
         self,

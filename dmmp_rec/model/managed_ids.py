@@ -103,7 +103,12 @@ def _distributed() -> bool:
 
 
 class ManagedIds(nn.Module):
-    """Remaps the managed features of a KJT (other keys pass through, in their order)."""
+    """Remaps the managed features of a KJT (other keys pass through, in their order).
+
+    Args:
+        specs (list[FeatureSpec]): the features with `ids: managed`, one table each.
+        device (torch.device | str): where the remapping buffers live; default "cpu".
+    """
 
     def __init__(self, specs: list[FeatureSpec], device: torch.device | str = "cpu") -> None:
         super().__init__()

@@ -60,8 +60,15 @@ class _TwoStreams(torch.autograd.Function):
 
 
 class MLP(nn.Module):
-    """Linear + ReLU layers of widths `dims`; `out_dim` adds a final linear layer without an
-    activation (a logit or an embedding). With no layers at all it is the identity."""
+    """Linear + ReLU layers of widths `dims`, then optionally a linear output layer.
+
+    Args:
+        in_dim (int): input width.
+        dims (list[int]): widths of the Linear + ReLU layers (may be empty).
+        out_dim (int | None): adds a final linear layer of this width without an activation
+            (a logit or an embedding); None: none. With no layers at all it is the identity.
+        device (torch.device | str | None): where the parameters are created.
+    """
 
     def __init__(
         self,

@@ -17,9 +17,17 @@ from dmmp_rec.model.weighting import build_weighting
 
 
 class DenseArch(DenseScorer):
-    """Teacher, student and loss weighting over the pooled group embeddings; `forward` is one
-    training step's objective. A subclass of the scorer (not a wrapper) so that the state keeps
-    its paths: `dense.teacher`, `dense.student`, `dense.weighting`, `dense.train_step`."""
+    """Teacher, student and loss weighting over the pooled group embeddings.
+
+    `forward` is one training step's objective. A subclass of the scorer (not a wrapper) so that
+    the state keeps its paths: `dense.teacher`, `dense.student`, `dense.weighting`,
+    `dense.train_step`.
+
+    Args:
+        group_dims (dict[str, int]): width of each group's pooled embeddings ("user", "item",
+            and "context" / "cross" when the features have them).
+        cfg (ModelConfig): the model section (variant, teacher, student, loss).
+    """
 
     train_step: torch.Tensor  # buffer
 

@@ -18,7 +18,13 @@ from dmmp_rec.model.teacher import Teacher, TeacherOutput
 
 
 class DenseScorer(nn.Module):
-    """Teacher and student; `score(groups)` is the model's scoring forward."""
+    """Teacher and student; `score(groups)` is the model's scoring forward.
+
+    Args:
+        group_dims (dict[str, int]): width of each group's pooled embeddings ("user", "item",
+            and "context" / "cross" when the features have them).
+        cfg (ModelConfig): the model section (variant, teacher, student).
+    """
 
     def __init__(self, group_dims: dict[str, int], cfg: ModelConfig) -> None:
         super().__init__()

@@ -24,9 +24,20 @@ EBC_PATH = "sparse.ebc"
 
 
 class SharedSparseArch(nn.Module):
-    """Holds the EBC at attribute `ebc`; returns the pooled embeddings of each non-empty group,
-    and with `candidates` > 0 the cross features of the R in-batch candidate pairs as groups
-    `cross@1` .. `cross@R` (their keys share the cross tables)."""
+    """Holds the EBC at attribute `ebc`; returns the pooled embeddings of each non-empty group.
+
+    With `candidates` > 0 it also returns the cross features of the R in-batch candidate pairs as
+    groups `cross@1` .. `cross@R` (their keys share the cross tables).
+
+    Args:
+        features (FeaturesConfig): the feature schema (one table per feature).
+        device (torch.device | str): where the EBC is created ("meta" before sharding);
+            default "cpu".
+        candidates (int): R, the candidate pairs whose cross features each batch carries;
+            default 0.
+        managed_device (torch.device | str | None): where the managed-id remapper's buffers
+            live (a real device even when the EBC starts on meta); None: `device`.
+    """
 
     def __init__(
         self,

@@ -75,8 +75,19 @@ def compose_query(
 
 
 class Student(nn.Module):
-    """Towers and gate of one variant: `two_tower` has no conversion tower and no gate,
-    `no_gate` has a fixed 0.5/0.5 gate; `dmmp` and `no_distill` have all parts."""
+    """Towers and gate of one variant.
+
+    `two_tower` has no conversion tower and no gate, `no_gate` has a fixed 0.5/0.5 gate; `dmmp`
+    and `no_distill` have all parts.
+
+    Args:
+        user_dim (int): width of the user tower's input (user and context groups).
+        item_dim (int): width of the item towers' input (the item group).
+        gate_dim (int): width of the gate's input (the user group).
+        cfg (StudentConfig): the student section (towers, tau, gate).
+        variant (str): model.variant.
+        device (torch.device | str | None): where the parameters are created.
+    """
 
     fixed_tau: torch.Tensor  # buffer
 

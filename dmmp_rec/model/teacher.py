@@ -147,8 +147,12 @@ class FirstLayer(NamedTuple):
 class Teacher(nn.Module):
     """Extractor -> CTR tower and CVR tower -> entire-space probabilities.
 
-    `blocks`: the input's named blocks and widths in concatenation order (a plain width is one
-    block named "input")."""
+    Args:
+        blocks (int | Mapping[str, int]): the input's named blocks and widths in concatenation
+            order (a plain width is one block named "input").
+        cfg (TeacherConfig): the teacher section (extractor kind, experts, towers).
+        device (torch.device | str | None): where the parameters are created.
+    """
 
     def __init__(
         self,

@@ -66,7 +66,12 @@ def save_managed(trained: ManagedIds | None, features: list[UserFeature], out: P
 
 
 class ServingIdMap:
-    """The remapping of the user-side managed features, loaded from an export."""
+    """The remapping of the user-side managed features, loaded from an export.
+
+    Args:
+        features (list[UserFeature]): the manifest's user-side features.
+        path (Path): the export's managed_ids.npz (ExportError when it does not match them).
+    """
 
     def __init__(self, features: list[UserFeature], path: Path) -> None:
         managed = managed_features(features)

@@ -45,7 +45,13 @@ ITEM_SIDE_FILE = "item_side.pt2"
 
 
 class Int8RowwiseBag(nn.Module):
-    """`nn.EmbeddingBag(values, offsets)` (sum or mean, B bag starts) over an int8 table."""
+    """`nn.EmbeddingBag(values, offsets)` (sum or mean, B bag starts) over an int8 table.
+
+    Args:
+        weight (torch.Tensor): the fp32 table, [rows, dim]; packed to int8 rows with an fp32
+            scale and offset each.
+        mode (str): "sum" or "mean" (ExportError otherwise).
+    """
 
     packed: torch.Tensor  # buffer
 

@@ -27,8 +27,17 @@ from dmmp_rec.serving.manifest import UserFeature
 
 
 class RequestError(DataError):
-    """Bad request input, located by file, line or row, and field. A DataError: Parquet columns
-    are decoded by `data.kjt.decode_ids`, whose errors are re-located here by field."""
+    """Bad request input, located by file, line or row, and field.
+
+    A DataError: Parquet columns are decoded by `data.kjt.decode_ids`, whose errors are
+    re-located here by field.
+
+    Args:
+        message (str): what is wrong.
+        file (str | None): the requests file.
+        where (str | None): "line N" (JSON lines, 1-based) or "row N" (Parquet, 0-based).
+        field (str | None): the feature.
+    """
 
     def __init__(
         self,

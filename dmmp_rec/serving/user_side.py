@@ -39,7 +39,16 @@ def _bag(spec: FeatureSpec, table: torch.Tensor) -> nn.EmbeddingBag:
 
 
 class UserSide(nn.Module):
-    """query = [g_c u, g_v u] / tau (u / tau for the two-tower baseline), gate = (g_c, g_v)."""
+    """query = [g_c u, g_v u] / tau (u / tau for the two-tower baseline), gate = (g_c, g_v).
+
+    Args:
+        user (list[FeatureSpec]): the user features, first in the input order.
+        context (list[FeatureSpec]): the context features, after them.
+        tables (dict[str, torch.Tensor]): trained tables by table name (ExportError when one
+            is missing or of the wrong shape).
+        student (Student): the trained student; its user tower and gate are deep-copied, tau
+            frozen at its trained value.
+    """
 
     fixed_logit: torch.Tensor  # buffers
     tau: torch.Tensor
