@@ -1,9 +1,9 @@
 """The public API documents its arguments the way torchrec's does (issue 20, item 6).
 
 Every public function and method (dunders and argument-less property getters aside) of
-dmmp_rec/model, dmmp_rec/distributed, dmmp_rec/inference and dmmp_rec/serving has a docstring
-whose first line says what it is for, an `Args:` section naming each parameter (self/cls aside)
-and a `Returns:` section unless it is annotated `-> None` or is a generator. Every config
+dmmp_rec/config, model, distributed, inference and serving has a docstring whose first line
+says what it is for, an `Args:` section naming each parameter (self/cls aside) and a
+`Returns:` section unless it is annotated `-> None` or is a generator. Every config
 dataclass (the job config's sections in dmmp_rec/config, the plan config's) names each field
 in an `Args:` section of its class docstring, so a user reading a YAML key finds its meaning,
 default and allowed values in one place.
@@ -19,10 +19,10 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-API_PARTS = ("model", "distributed", "inference", "serving")
+API_PARTS = ("config", "model", "distributed", "inference", "serving")
 # parts that must exist (inference, the layer for encoding and scoring with the sharded model,
 # is checked wherever it is present)
-REQUIRED_PARTS = ("model", "distributed", "serving")
+REQUIRED_PARTS = ("config", "model", "distributed", "serving")
 # the YAML sections: the job config, and the plan config that `dmmp-rec plan` reads
 CONFIG_MODULES = ("config/*.py", "distributed/planning/config.py")
 

@@ -30,6 +30,11 @@ class DataConfig:
     prefetch_batches: int | None = None
 
     def validate(self, path: str) -> None:
+        """Check the section's values on load (`build` calls it); ConfigError names the key.
+
+        Args:
+            path (str): the section's dotted key path, for the error messages.
+        """
         require(self.batch_size > 0, f"{path}.batch_size", f"must be > 0, got {self.batch_size}")
         require(
             self.shuffle_buffer >= 0,

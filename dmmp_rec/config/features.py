@@ -26,7 +26,15 @@ STUDENT_GROUPS: tuple[Group, ...] = ("user", "item", "context")  # what a retrie
 
 
 def candidate_name(name: str, shift: int) -> str:
-    """The KJT key of cross feature `name` for the candidate pair at batch shift `shift`."""
+    """The KJT key of cross feature `name` for the candidate pair at batch shift `shift`.
+
+    Args:
+        name (str): a cross feature's name.
+        shift (int): r, the candidate pair's batch shift, >= 1.
+
+    Returns:
+        str: "<name>@<shift>".
+    """
     return f"{name}@{shift}"
 
 
@@ -53,6 +61,11 @@ class ManagedIdsSpec:
     eviction_interval: int = 50
 
     def validate(self, path: str) -> None:
+        """Check the section's values on load (`build` calls it); ConfigError names the key.
+
+        Args:
+            path (str): the section's dotted key path, for the error messages.
+        """
         require(
             self.eviction_interval >= 1,
             f"{path}.eviction_interval",
@@ -94,6 +107,11 @@ class FeatureSpec:
     group: Group = field(default="user", init=False)
 
     def validate(self, path: str) -> None:
+        """Check the section's values on load (`build` calls it); ConfigError names the key.
+
+        Args:
+            path (str): the section's dotted key path, for the error messages.
+        """
         require(
             bool(self.name) and self.name.isidentifier(),
             f"{path}.name",
@@ -116,7 +134,15 @@ class FeatureSpec:
         return f"t_{self.name}"
 
     def embedding_bag_config(self, candidates: int = 0) -> EmbeddingBagConfig:
-        """Its table; a cross feature's table also serves its `candidates` candidate keys."""
+        """Its table; a cross feature's table also serves its `candidates` candidate keys.
+
+        Args:
+            candidates (int): R, candidate pairs per row whose cross keys share this table; 0 for
+                none (non-cross features ignore it).
+
+        Returns:
+            EmbeddingBagConfig: table `t_<name>`, cardinality x dim, pooled as configured.
+        """
         extra = [candidate_name(self.name, r) for r in range(1, candidates + 1)]
         return EmbeddingBagConfig(
             name=self.table_name,
@@ -148,6 +174,14 @@ class FeaturesConfig:
     cross: list[FeatureSpec] | None = None
 
     def validate(self, path: str) -> None:
+        """Check names and groups on load, and set each feature's `group`.
+
+        Feature names must be unique over all groups, no group given may be empty, and cross
+        features keep `ids: hash`. An omitted context or cross group becomes an empty list.
+
+        Args:
+            path (str): the section's dotted key path, for the error messages.
+        """
         seen: dict[str, str] = {}
         for group in GROUPS:
             specs = getattr(self, group)
@@ -177,6 +211,14 @@ class FeaturesConfig:
             self.cross = []
 
     def group(self, name: Group) -> list[FeatureSpec]:
+        """The features of one group (empty for an omitted group).
+
+        Args:
+            name (Group): "user", "item", "context" or "cross".
+
+        Returns:
+            list[FeatureSpec]: a new list, in config order.
+        """
         return list(getattr(self, name) or [])
 
     @property
@@ -189,7 +231,14 @@ class FeaturesConfig:
         return [s.name for s in self.all]
 
     def candidate_names(self, candidates: int) -> list[list[str]]:
-        """Per shift r = 1..candidates, the keys of the cross features of candidate pairs."""
+        """Per shift r = 1..candidates, the keys of the cross features of candidate pairs.
+
+        Args:
+            candidates (int): R, candidate pairs per row.
+
+        Returns:
+            list[list[str]]: R lists of "<name>@<r>" keys; empty without cross features.
+        """
         cross = [s.name for s in self.group("cross")]
         return (
             [[candidate_name(n, r) for n in cross] for r in range(1, candidates + 1)]
@@ -198,10 +247,25 @@ class FeaturesConfig:
         )
 
     def keys(self, candidates: int = 0) -> list[str]:
-        """The KJT keys of a training batch: every feature, then the candidate cross keys."""
+        """The KJT keys of a training batch: every feature, then the candidate cross keys.
+
+        Args:
+            candidates (int): R, candidate pairs per row; default 0.
+
+        Returns:
+            list[str]: feature names in KJT key order, then candidate_names flattened.
+        """
         return self.names + [n for names in self.candidate_names(candidates) for n in names]
 
     def by_name(self, name: str) -> FeatureSpec:
+        """The feature of that name; KeyError listing the known names otherwise.
+
+        Args:
+            name (str): a feature's name.
+
+        Returns:
+            FeatureSpec: the feature.
+        """
         for spec in self.all:
             if spec.name == name:
                 return spec
@@ -213,8 +277,24 @@ class FeaturesConfig:
         return [s for s in self.all if s.ids == "managed"]
 
     def group_dim(self, name: Group) -> int:
-        """Width of the concatenated pooled embeddings of one group."""
+        """Width of the concatenated pooled embeddings of one group.
+
+        Args:
+            name (Group): "user", "item", "context" or "cross".
+
+        Returns:
+            int: the sum of its features' dims; 0 for an empty group.
+        """
         return sum(s.dim for s in self.group(name))
 
     def embedding_bag_configs(self, candidates: int = 0) -> list[EmbeddingBagConfig]:
+        """Every feature's table, in KJT key order (the EBC's and the planner's tables).
+
+        Args:
+            candidates (int): R, candidate pairs per row (cross tables serve their keys too);
+                default 0.
+
+        Returns:
+            list[EmbeddingBagConfig]: one per feature.
+        """
         return [s.embedding_bag_config(candidates) for s in self.all]

@@ -55,6 +55,11 @@ class TeacherConfig:
     tower_dims: list[int] = field(default_factory=lambda: [32])
 
     def validate(self, path: str) -> None:
+        """Check the section's values on load (`build` calls it); ConfigError names the key.
+
+        Args:
+            path (str): the section's dotted key path, for the error messages.
+        """
         require(self.num_levels >= 1, f"{path}.num_levels", f"must be >= 1, got {self.num_levels}")
         require(
             self.shared_experts >= 1,
@@ -100,6 +105,11 @@ class StudentConfig:
     gate_training: Literal["fused", "teacher_cvr"] = "fused"
 
     def validate(self, path: str) -> None:
+        """Check the section's values on load (`build` calls it); ConfigError names the key.
+
+        Args:
+            path (str): the section's dotted key path, for the error messages.
+        """
         require(
             self.gate_training in ("fused", "teacher_cvr"),
             f"{path}.gate_training",
@@ -162,6 +172,11 @@ class LossConfig:
     dwa_window: int = 50
 
     def validate(self, path: str) -> None:
+        """Check the section's values on load (`build` calls it); ConfigError names the key.
+
+        Args:
+            path (str): the section's dotted key path, for the error messages.
+        """
         require(
             self.distill_warmup_steps >= 0,
             f"{path}.distill_warmup_steps",

@@ -44,6 +44,11 @@ class SyntheticConfig:
     purchase_rho_sd: float = 0.2
 
     def validate(self, path: str) -> None:
+        """Check the section's values on load (`build` calls it); ConfigError names the key.
+
+        Args:
+            path (str): the section's dotted key path, for the error messages.
+        """
         for name in ("num_users", "num_items", "num_impressions", "num_days", "chunk_rows"):
             require(
                 getattr(self, name) > 0, f"{path}.{name}", f"must be > 0, got {getattr(self, name)}"

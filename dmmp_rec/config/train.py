@@ -83,6 +83,11 @@ class TrainConfig:
     nan_at_step: int | None = None
 
     def validate(self, path: str) -> None:
+        """Check the section's values on load (`build` calls it); ConfigError names the key.
+
+        Args:
+            path (str): the section's dotted key path, for the error messages.
+        """
         if self.seed is not None:
             require(self.seed >= 0, f"{path}.seed", f"must be >= 0 or null, got {self.seed}")
         for name in ("max_steps", "checkpoint_every", "keep_checkpoints", "log_every"):

@@ -132,6 +132,13 @@ class Retriever:
     Args:
         export_dir (str | Path): the export directory.
         index (IndexKind): "exact" (default) or "approx" (HNSW at the manifest's efSearch).
+
+    Example::
+
+        retriever = Retriever("runs/export", index="approx")
+        requests = read_requests("users.jsonl", retriever.features)
+        for user in retriever.search(requests, k=100, beta=0.5):  # lean to conversions
+            print(user.label, user.leaning(), [c.item for c in user.candidates[:5]])
     """
 
     def __init__(self, export_dir: str | Path, index: IndexKind = "exact") -> None:

@@ -97,6 +97,14 @@ def load_user_side(path: str | Path) -> nn.Module:
 
     Returns:
         nn.Module: call it as module(values, offsets, beta) (see the module docstring).
+
+    Example::
+
+        user_side = load_user_side("runs/export/user_side.pt2")
+        # per user-side feature (manifest order): int64 ids inside its table, and bag starts
+        values = [torch.tensor([0]) for _ in range(num_features)]
+        offsets = [torch.tensor([0]) for _ in range(num_features)]
+        query, gate = user_side(values, offsets, torch.zeros(1))  # [1, D], [1, 2]
     """
     check_pickle_free(path)
     return torch.export.load(str(path)).module()
