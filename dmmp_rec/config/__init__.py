@@ -1,4 +1,15 @@
-"""Typed, validated configuration (YAML -> dataclasses)."""
+"""Typed, validated configuration (YAML -> dataclasses).
+
+- `root`: `DmmpConfig`, the whole job config, loaded with dotted overrides (`load_config`);
+  its sections: `features` (the sparse-feature schema), `data` (Parquet and batching),
+  `synthetic` (the synthetic world's sizes), `model` (variant, teacher, student, losses),
+  `train` (optimisation, checkpoints, validation, device) and `sharding` (the plan).
+- `base`: `build` maps a raw mapping onto a dataclass, rejecting unknown keys and bad values
+  with a `ConfigError` that names the file and the dotted key; `to_dict` is its inverse.
+- `presets`: named override lists (`TINY_WORLD`, the world the tests use).
+
+Each section's class docstring lists its keys with their defaults and allowed values.
+"""
 
 from dmmp_rec.config.base import ConfigError, build, to_dict
 from dmmp_rec.config.features import FeaturesConfig, FeatureSpec

@@ -29,6 +29,14 @@ class ConfigError(DmmpError, ValueError):
         super().__init__(f"{where}{key}{message}")
 
     def with_source(self, source: str) -> ConfigError:
+        """The same error, located in file `source` (raised again by the loaders).
+
+        Args:
+            source (str): the config file's path.
+
+        Returns:
+            ConfigError: a new error with the same key path and message.
+        """
         return ConfigError(self.path, self.message, source)
 
 
@@ -110,7 +118,18 @@ def _convert(value: Any, tp: Any, path: str) -> Any:
 
 
 def build(cls: type[T], raw: Any, path: str = "") -> T:
-    """Build dataclass `cls` from a raw mapping; unknown keys and bad types raise ConfigError."""
+    """Build dataclass `cls` from a raw mapping; unknown keys and bad types raise ConfigError.
+
+    Nested dataclasses are built recursively, and each built object's `validate(path)` runs.
+
+    Args:
+        cls (type[T]): the dataclass to build.
+        raw (Any): the parsed YAML mapping (None is an empty one).
+        path (str): the dotted key path of `raw` in the whole config ("" at the top).
+
+    Returns:
+        T: the validated instance.
+    """
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -137,7 +156,15 @@ def build(cls: type[T], raw: Any, path: str = "") -> T:
 
 
 def to_dict(obj: Any) -> Any:
-    """The inverse of `build`: plain dicts and lists, ready for YAML or JSON."""
+    """The inverse of `build`: plain dicts and lists, ready for YAML or JSON.
+
+    Args:
+        obj (Any): a config dataclass, or any value inside one.
+
+    Returns:
+        Any: dicts for dataclasses (their init fields only), lists for lists and tuples, other
+        values as they are.
+    """
     if dataclasses.is_dataclass(obj):
         return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj) if f.init}
     if isinstance(obj, list | tuple):
@@ -148,6 +175,12 @@ def to_dict(obj: Any) -> Any:
 
 
 def require(condition: bool, path: str, message: str) -> None:
-    """Raise ConfigError(path, message) unless `condition` holds; the idiom of `validate`."""
+    """Raise ConfigError(path, message) unless `condition` holds; the idiom of `validate`.
+
+    Args:
+        condition (bool): what must hold.
+        path (str): the dotted key the error names.
+        message (str): what is wrong, in one line.
+    """
     if not condition:
         raise ConfigError(path, message)

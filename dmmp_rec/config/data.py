@@ -9,17 +9,32 @@ from dmmp_rec.config.base import require
 
 @dataclass
 class DataConfig:
-    """Parquet layout produced by `synth` or `convert-aliccp` and read by the loader."""
+    """Parquet layout produced by `synth` or `convert-aliccp` and read by the loader (`data:`).
 
-    path: str = "data/synthetic"  # directory with train/, val/, test/ Parquet splits
-    batch_size: int = 512  # per rank
-    shuffle_buffer: int = 16384  # rows; 0 disables shuffling
+    Args:
+        path (str): directory with the train/, val/, test/ Parquet splits; default
+            "data/synthetic".
+        batch_size (int): rows per batch per rank, > 0; default 512.
+        shuffle_buffer (int): rows of the training shuffle buffer, >= 0; 0 disables shuffling.
+            Default 16384.
+        drop_last (bool): drop each rank's last, incomplete training batch; default true.
+        prefetch_batches (int | None): training batches a worker process prepares ahead
+            (Parquet decode, KJT build), >= 0; 0 reads them in the trainer's thread; null
+            (default): 2 on a GPU, 0 on the CPU (data/prefetch.py).
+    """
+
+    path: str = "data/synthetic"
+    batch_size: int = 512
+    shuffle_buffer: int = 16384
     drop_last: bool = True
-    # training batches a worker process prepares ahead (Parquet decode, KJT build); 0 reads
-    # them in the trainer's thread; null: 2 on a GPU, 0 on the CPU (data/prefetch.py)
     prefetch_batches: int | None = None
 
     def validate(self, path: str) -> None:
+        """Check the section's values on load (`build` calls it); ConfigError names the key.
+
+        Args:
+            path (str): the section's dotted key path, for the error messages.
+        """
         require(self.batch_size > 0, f"{path}.batch_size", f"must be > 0, got {self.batch_size}")
         require(
             self.shuffle_buffer >= 0,

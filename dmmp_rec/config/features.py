@@ -26,7 +26,15 @@ STUDENT_GROUPS: tuple[Group, ...] = ("user", "item", "context")  # what a retrie
 
 
 def candidate_name(name: str, shift: int) -> str:
-    """The KJT key of cross feature `name` for the candidate pair at batch shift `shift`."""
+    """The KJT key of cross feature `name` for the candidate pair at batch shift `shift`.
+
+    Args:
+        name (str): a cross feature's name.
+        shift (int): r, the candidate pair's batch shift, >= 1.
+
+    Returns:
+        str: "<name>@<shift>".
+    """
     return f"{name}@{shift}"
 
 
@@ -35,17 +43,29 @@ EvictionPolicyName = Literal["lfu", "lru", "distance_lfu"]
 
 @dataclass
 class ManagedIdsSpec:
-    """Managed collisions for one table (torchrec's MCHManagedCollisionModule): raw ids are
-    admitted into rows by the eviction policy instead of folded by a hash. `eviction_interval`
-    is in training steps; admission of new ids happens only at an eviction, so 1 admits a new id
-    on the step it first appears. Defaults chosen on the validation day (docs/ids.md): the lowest
-    collision rate of torchrec's three policies, and 50 steps, which collides no more than 1 and
-    costs a fraction of its per-step bookkeeping."""
+    """Managed collisions for one table (torchrec's MCHManagedCollisionModule) (`managed:`).
+
+    Raw ids are admitted into rows by the eviction policy instead of folded by a hash. Admission
+    of new ids happens only at an eviction, so an interval of 1 admits a new id on the step it
+    first appears. Defaults chosen on the validation day (docs/ids.md): the lowest collision rate
+    of torchrec's three policies, and 50 steps, which collides no more than 1 and costs a
+    fraction of its per-step bookkeeping.
+
+    Args:
+        eviction_policy (str): "lfu", "lru" or "distance_lfu" (default).
+        eviction_interval (int): training steps between evictions (and admissions), >= 1;
+            default 50.
+    """
 
     eviction_policy: EvictionPolicyName = "distance_lfu"
     eviction_interval: int = 50
 
     def validate(self, path: str) -> None:
+        """Check the section's values on load (`build` calls it); ConfigError names the key.
+
+        Args:
+            path (str): the section's dotted key path, for the error messages.
+        """
         require(
             self.eviction_interval >= 1,
             f"{path}.eviction_interval",
@@ -55,25 +75,43 @@ class ManagedIdsSpec:
 
 @dataclass
 class FeatureSpec:
-    """One sparse feature and its embedding table."""
+    """One sparse feature and its embedding table (an entry of `features.<group>:`).
+
+    Args:
+        name (str): a Python identifier, unique over all groups; the Parquet column and KJT
+            key. Its table is `t_<name>`.
+        cardinality (int): rows of the table, > 0 (>= 2 for managed ids: the last row takes
+            ids not admitted yet). Required.
+        dim (int): embedding width, > 0. Required.
+        pooling (str): "sum" (default) or "mean" over a bag.
+        multi_valued (bool): a row holds a list of ids (a bag) rather than one; default false.
+        out_of_range (str): what an id outside [0, cardinality) does: "hash" (default) folds it
+            into rows 1..cardinality-1 by SplitMix64 (counted; the one mapping of
+            dmmp_rec.data.id_policy, from conversion to serving); "error" stops, naming the
+            feature, file and row.
+        ids (str): "hash" (default): ids are folded as `out_of_range` says; "managed": raw ids
+            of any 64-bit value are remapped by torchrec's managed collisions
+            (dmmp_rec.model.managed_ids) with the policy in `managed`, trained, checkpointed and
+            served as one state. Cross features must keep "hash".
+        managed (ManagedIdsSpec): the managed-collision settings, read when ids is "managed".
+    """
 
     name: str
     cardinality: int
     dim: int
     pooling: Literal["sum", "mean"] = "sum"
     multi_valued: bool = False
-    # hash: fold out-of-range ids into rows 1..cardinality-1 by SplitMix64 (counted; the one
-    # mapping of dmmp_rec.data.id_policy, from conversion to serving);
-    # error: stop, naming the feature, file and row.
     out_of_range: Literal["hash", "error"] = "hash"
-    # hash (default): ids outside the table are folded as `out_of_range` says; managed: raw ids
-    # of any 64-bit value are remapped by torchrec's managed collisions (dmmp_rec.model.managed_ids)
-    # with the policy in `managed`, trained, checkpointed and served as one state
     ids: Literal["hash", "managed"] = "hash"
     managed: ManagedIdsSpec = field(default_factory=ManagedIdsSpec)
     group: Group = field(default="user", init=False)
 
     def validate(self, path: str) -> None:
+        """Check the section's values on load (`build` calls it); ConfigError names the key.
+
+        Args:
+            path (str): the section's dotted key path, for the error messages.
+        """
         require(
             bool(self.name) and self.name.isidentifier(),
             f"{path}.name",
@@ -96,7 +134,15 @@ class FeatureSpec:
         return f"t_{self.name}"
 
     def embedding_bag_config(self, candidates: int = 0) -> EmbeddingBagConfig:
-        """Its table; a cross feature's table also serves its `candidates` candidate keys."""
+        """Its table; a cross feature's table also serves its `candidates` candidate keys.
+
+        Args:
+            candidates (int): R, candidate pairs per row whose cross keys share this table; 0 for
+                none (non-cross features ignore it).
+
+        Returns:
+            EmbeddingBagConfig: table `t_<name>`, cardinality x dim, pooled as configured.
+        """
         extra = [candidate_name(self.name, r) for r in range(1, candidates + 1)]
         return EmbeddingBagConfig(
             name=self.table_name,
@@ -109,14 +155,33 @@ class FeatureSpec:
 
 @dataclass
 class FeaturesConfig:
-    """Features by group. User and item groups are required; context and cross may be omitted."""
+    """Features by group (`features:`); KJT key order is user, item, context, then cross.
+
+    Args:
+        user (list[FeatureSpec]): user features, non-empty; read by the teacher, the user
+            tower and the gate. Required.
+        item (list[FeatureSpec]): item features, non-empty; read by the teacher and the item
+            towers. Required.
+        context (list[FeatureSpec] | None): context features (the request's), non-empty when
+            given; read by the teacher and the user tower. Default null: none.
+        cross (list[FeatureSpec] | None): (user, item) pair features, non-empty when given,
+            ids "hash"; read by the teacher only. Default null: none.
+    """
 
     user: list[FeatureSpec]
     item: list[FeatureSpec]
     context: list[FeatureSpec] | None = None
-    cross: list[FeatureSpec] | None = None  # pair features, read by the teacher only
+    cross: list[FeatureSpec] | None = None
 
     def validate(self, path: str) -> None:
+        """Check names and groups on load, and set each feature's `group`.
+
+        Feature names must be unique over all groups, no group given may be empty, and cross
+        features keep `ids: hash`. An omitted context or cross group becomes an empty list.
+
+        Args:
+            path (str): the section's dotted key path, for the error messages.
+        """
         seen: dict[str, str] = {}
         for group in GROUPS:
             specs = getattr(self, group)
@@ -146,6 +211,14 @@ class FeaturesConfig:
             self.cross = []
 
     def group(self, name: Group) -> list[FeatureSpec]:
+        """The features of one group (empty for an omitted group).
+
+        Args:
+            name (Group): "user", "item", "context" or "cross".
+
+        Returns:
+            list[FeatureSpec]: a new list, in config order.
+        """
         return list(getattr(self, name) or [])
 
     @property
@@ -158,7 +231,14 @@ class FeaturesConfig:
         return [s.name for s in self.all]
 
     def candidate_names(self, candidates: int) -> list[list[str]]:
-        """Per shift r = 1..candidates, the keys of the cross features of candidate pairs."""
+        """Per shift r = 1..candidates, the keys of the cross features of candidate pairs.
+
+        Args:
+            candidates (int): R, candidate pairs per row.
+
+        Returns:
+            list[list[str]]: R lists of "<name>@<r>" keys; empty without cross features.
+        """
         cross = [s.name for s in self.group("cross")]
         return (
             [[candidate_name(n, r) for n in cross] for r in range(1, candidates + 1)]
@@ -167,10 +247,25 @@ class FeaturesConfig:
         )
 
     def keys(self, candidates: int = 0) -> list[str]:
-        """The KJT keys of a training batch: every feature, then the candidate cross keys."""
+        """The KJT keys of a training batch: every feature, then the candidate cross keys.
+
+        Args:
+            candidates (int): R, candidate pairs per row; default 0.
+
+        Returns:
+            list[str]: feature names in KJT key order, then candidate_names flattened.
+        """
         return self.names + [n for names in self.candidate_names(candidates) for n in names]
 
     def by_name(self, name: str) -> FeatureSpec:
+        """The feature of that name; KeyError listing the known names otherwise.
+
+        Args:
+            name (str): a feature's name.
+
+        Returns:
+            FeatureSpec: the feature.
+        """
         for spec in self.all:
             if spec.name == name:
                 return spec
@@ -182,8 +277,24 @@ class FeaturesConfig:
         return [s for s in self.all if s.ids == "managed"]
 
     def group_dim(self, name: Group) -> int:
-        """Width of the concatenated pooled embeddings of one group."""
+        """Width of the concatenated pooled embeddings of one group.
+
+        Args:
+            name (Group): "user", "item", "context" or "cross".
+
+        Returns:
+            int: the sum of its features' dims; 0 for an empty group.
+        """
         return sum(s.dim for s in self.group(name))
 
     def embedding_bag_configs(self, candidates: int = 0) -> list[EmbeddingBagConfig]:
+        """Every feature's table, in KJT key order (the EBC's and the planner's tables).
+
+        Args:
+            candidates (int): R, candidate pairs per row (cross tables serve their keys too);
+                default 0.
+
+        Returns:
+            list[EmbeddingBagConfig]: one per feature.
+        """
         return [s.embedding_bag_config(candidates) for s in self.all]

@@ -33,16 +33,33 @@ def _positive_dims(dims: list[int], path: str) -> None:
 
 @dataclass
 class TeacherConfig:
-    """Multi-task ranker: PLE/CGC by default; MMoE and shared-bottom ESMM as baselines."""
+    """Multi-task ranker: PLE/CGC by default; MMoE and shared-bottom ESMM as baselines (`teacher:`).
+
+    Args:
+        kind (str): "ple" (default), "mmoe" (shared_experts + 2 * task_experts experts, all
+            shared) or "shared_bottom" (one MLP of expert_dims).
+        num_levels (int): PLE extraction levels, >= 1; 1 is CGC. Default 1.
+        shared_experts (int): experts shared by both tasks, >= 1; default 2.
+        task_experts (int): experts of each task (CTR, CVR), >= 0; default 1.
+        expert_dims (list[int]): each expert's layer widths, at least one, each > 0; the last
+            is the extractor's output width. Default [128, 64].
+        tower_dims (list[int]): hidden widths of the CTR and CVR towers above the extractor,
+            each > 0 (empty: one linear layer); default [32].
+    """
 
     kind: Literal["ple", "mmoe", "shared_bottom"] = "ple"
-    num_levels: int = 1  # PLE extraction levels; 1 is CGC
+    num_levels: int = 1
     shared_experts: int = 2
     task_experts: int = 1
     expert_dims: list[int] = field(default_factory=lambda: [128, 64])
     tower_dims: list[int] = field(default_factory=lambda: [32])
 
     def validate(self, path: str) -> None:
+        """Check the section's values on load (`build` calls it); ConfigError names the key.
+
+        Args:
+            path (str): the section's dotted key path, for the error messages.
+        """
         require(self.num_levels >= 1, f"{path}.num_levels", f"must be >= 1, got {self.num_levels}")
         require(
             self.shared_experts >= 1,
@@ -59,22 +76,40 @@ class TeacherConfig:
 
 @dataclass
 class StudentConfig:
-    """Three-tower retriever: user, click-item and conversion-item towers plus a user gate."""
+    """Three-tower retriever: user, click-item and conversion-item towers plus a user gate.
+
+    The `student:` section.
+
+    Args:
+        tower_dims (list[int]): hidden widths of each tower, each > 0; default [128, 64].
+        out_dim (int): d, the width of the L2-normalised tower vectors, > 0; default 32.
+        tau (float): the score temperature (scores are cosines / tau), > 0; the initial value
+            when learn_tau. Default 0.05.
+        learn_tau (bool): learn tau (clamped at >= 0.01); default true.
+        gate_dims (list[int]): hidden widths of the gate network over the user features, each
+            > 0; default [32].
+        in_batch_negatives (bool): also train the click tower with a softmax over the batch's
+            items (log-q corrected) on clicked rows, so it sees items outside each user's
+            impressions (docs/model.md); default true.
+        gate_training (str): what trains the gate: "fused" (default; only the fused score's
+            terms) or "teacher_cvr" (regressed on the teacher's pCVR, term distill/gate; the
+            fused terms see it detached); dmmp_rec.model.gate_targets, docs/model.md.
+    """
 
     tower_dims: list[int] = field(default_factory=lambda: [128, 64])
     out_dim: int = 32
     tau: float = 0.05
     learn_tau: bool = True
     gate_dims: list[int] = field(default_factory=lambda: [32])
-    # Also train the click tower with a softmax over the batch's items (log-q corrected) on
-    # clicked rows, so it sees items outside each user's impressions (docs/model.md).
     in_batch_negatives: bool = True
-    # What trains the gate: `fused` (only the fused score's terms) or `teacher_cvr` (regressed
-    # on the teacher's pCVR, the fused terms see it detached); dmmp_rec.model.gate_targets,
-    # chosen on the validation day (docs/model.md)
     gate_training: Literal["fused", "teacher_cvr"] = "fused"
 
     def validate(self, path: str) -> None:
+        """Check the section's values on load (`build` calls it); ConfigError names the key.
+
+        Args:
+            path (str): the section's dotted key path, for the error messages.
+        """
         require(
             self.gate_training in ("fused", "teacher_cvr"),
             f"{path}.gate_training",
@@ -88,35 +123,60 @@ class StudentConfig:
 
 @dataclass
 class LossConfig:
-    """How the loss terms are combined, and the distillation settings."""
+    """How the loss terms are combined, and the distillation settings (`loss:`).
 
-    # anchored: Kendall's learnable weights with each regulariser scaled by a detached running
-    # estimate of its term's loss, so they settle near 1 and keep the raw terms' balance;
-    # scaled: each term divided by that running scale before Kendall's weights; uncertainty:
-    # Kendall et al.'s plain form; fixed; dwa (docs/model.md)
+    Args:
+        weighting (str): "anchored" (default): Kendall's learnable weights with each
+            regulariser scaled by a detached running estimate of its term's loss, so they
+            settle near 1 and keep the raw terms' balance; "scaled": each term divided by that
+            running scale before Kendall's weights; "uncertainty": Kendall et al.'s plain form;
+            "fixed": constant `fixed_weights`; "dwa": dynamic weight average (docs/model.md).
+        fixed_weights (dict[str, float]): term (one of LOSS_TERMS) -> weight >= 0, for
+            weighting "fixed"; unnamed terms weigh 1. Default empty.
+        distill_warmup_steps (int): distillation weights are multiplied by
+            distill_warmup_start for this many first steps, >= 0; default 200.
+        distill_warmup_start (float): that multiplier, in [0, 1]; default 0.
+        distill_ramp_steps (int): then it ramps linearly to 1 over this many steps, >= 0;
+            default 100.
+        distill_temperature (float): T of every distillation term, > 0; default 1.
+        distill_candidates (int): R, other in-batch items whose teacher ranking (with the
+            row's own item) the conversion tower learns (distill/ctcvr_rank,
+            dmmp_rec.model.candidates), >= 0; 0: off. Default 4.
+        click_credit (float): c, the fused label of a click without conversion, in [0, 1];
+            default 0.3.
+        uncertainty_init (float): initial log-variance s_k of every term (anchored, scaled,
+            uncertainty); default 0.
+        scale_decay (float): anchored / scaled running scale c_k <- decay * c_k + (1 - decay)
+            * L_k (rank mean), in (0, 1); 0.9 (about 10 steps, default) tracks a falling loss
+            closely enough that the weights settle.
+        distill_to_tables (bool): false: the distillation terms train the student towers only
+            (computed again on detached embeddings), so no distillation gradient reaches the
+            shared tables; default true.
+        dwa_temperature (float): DWA's softmax temperature, > 0; default 2.
+        dwa_window (int): DWA compares mean losses of consecutive windows of this many steps,
+            > 0; default 50.
+    """
+
     weighting: Literal["anchored", "scaled", "uncertainty", "fixed", "dwa"] = "anchored"
-    fixed_weights: dict[str, float] = field(default_factory=dict)  # term -> weight, default 1
-    # Distillation weights are multiplied by `distill_warmup_start` for the first
-    # `distill_warmup_steps` training steps, then ramp linearly to 1 over `distill_ramp_steps`.
+    fixed_weights: dict[str, float] = field(default_factory=dict)
     distill_warmup_steps: int = 200
     distill_warmup_start: float = 0.0
     distill_ramp_steps: int = 100
     distill_temperature: float = 1.0
-    # distill/ctcvr also teaches the conversion tower the teacher's ranking of each user's own
-    # item and this many other items of the batch (dmmp_rec.model.candidates.py); 0: off.
     distill_candidates: int = 4
     click_credit: float = 0.3
-    uncertainty_init: float = 0.0  # initial log-variance s_k of every term
-    # `anchored` / `scaled`: the running scale c_k <- decay * c_k + (1 - decay) * L_k (rank
-    # mean); 0.9 (about 10 steps) tracks a falling loss closely enough that the weights settle
+    uncertainty_init: float = 0.0
     scale_decay: float = 0.9
-    # false: the distillation terms train the student towers only (computed again on detached
-    # embeddings), so no distillation gradient reaches the shared tables
     distill_to_tables: bool = True
     dwa_temperature: float = 2.0
-    dwa_window: int = 50  # DWA compares mean losses of consecutive windows of this many steps
+    dwa_window: int = 50
 
     def validate(self, path: str) -> None:
+        """Check the section's values on load (`build` calls it); ConfigError names the key.
+
+        Args:
+            path (str): the section's dotted key path, for the error messages.
+        """
         require(
             self.distill_warmup_steps >= 0,
             f"{path}.distill_warmup_steps",
@@ -169,7 +229,16 @@ class LossConfig:
 
 @dataclass
 class ModelConfig:
-    """`variant` picks DMMP or a baseline that differs only in what its name says."""
+    """The `model:` section: `variant` picks DMMP or a baseline differing only as named.
+
+    Args:
+        variant (str): "dmmp" (default), "two_tower" (no conversion tower, no gate, no
+            distillation), "no_distill" (no distillation terms) or "no_gate" (a fixed 0.5/0.5
+            gate).
+        teacher (TeacherConfig): the multi-task teacher.
+        student (StudentConfig): the three-tower student.
+        loss (LossConfig): loss weighting and distillation.
+    """
 
     variant: Literal["dmmp", "two_tower", "no_distill", "no_gate"] = "dmmp"
     teacher: TeacherConfig = field(default_factory=TeacherConfig)

@@ -19,6 +19,19 @@ from dmmp_rec.config.train import TrainConfig
 
 @dataclass
 class DmmpConfig:
+    """The whole job config (configs/*.yaml), validated on load; `source` is the file it came from.
+
+    Args:
+        features (FeaturesConfig): the sparse-feature schema. Required.
+        seed (int): seed of the synthetic world, and of training unless train.seed is set;
+            >= 0, default 0.
+        data (DataConfig): where the Parquet data lives and how it is batched.
+        synthetic (SyntheticConfig): sizes of the synthetic world (`dmmp-rec synth`).
+        model (ModelConfig): variant, teacher, student and losses.
+        train (TrainConfig): optimisation, checkpointing, validation and devices.
+        sharding (ShardingConfig): the sharding plan.
+    """
+
     features: FeaturesConfig
     seed: int = 0
     data: DataConfig = field(default_factory=DataConfig)
@@ -29,6 +42,11 @@ class DmmpConfig:
     source: str = field(default="<dict>", init=False, compare=False)
 
     def validate(self, path: str) -> None:
+        """Check the top-level values on load (`build` calls it); ConfigError names the key.
+
+        Args:
+            path (str): "" (the top level), for the error messages.
+        """
         require(self.seed >= 0, "seed", f"must be >= 0, got {self.seed}")
 
     @property
@@ -62,8 +80,17 @@ def _parse_override(text: str) -> tuple[list[str], Any]:
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Set dotted keys (`train.max_steps=20`, `features.user.0.dim=8`) in a raw config dict.
 
-    A missing intermediate mapping is created so the unknown key is reported by `build`,
-    with the list of allowed keys, exactly as it would be for the same key in the file.
+    A missing intermediate mapping is created so the unknown key is reported by `build`, with
+    the list of allowed keys, exactly as it would be for the same key in the file. Values are
+    parsed as YAML (`=20` is an int, `=null` None).
+
+    Args:
+        raw (dict[str, Any]): the parsed YAML mapping; modified in place.
+        overrides (list[str]): "dotted.key=value" strings, applied in order; a malformed one
+            raises ConfigError.
+
+    Returns:
+        dict[str, Any]: `raw`.
     """
     for text in overrides:
         parts, value = _parse_override(text)
@@ -95,7 +122,16 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
 def config_from_dict(
     raw: dict[str, Any], overrides: list[str] | None = None, source: str = "<dict>"
 ) -> DmmpConfig:
-    """Build and validate a config from a raw dict; errors name `source` and the key."""
+    """Build and validate a config from a raw dict; errors name `source` and the key.
+
+    Args:
+        raw (dict[str, Any]): the parsed YAML mapping.
+        overrides (list[str] | None): dotted `key=value` overrides applied first; None for none.
+        source (str): where the dict came from (a file path), for errors and `DmmpConfig.source`.
+
+    Returns:
+        DmmpConfig: the validated config.
+    """
     try:
         raw = apply_overrides(raw, list(overrides or []))
         cfg = build(DmmpConfig, raw)
@@ -106,7 +142,22 @@ def config_from_dict(
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> DmmpConfig:
-    """Load a YAML config file, apply dotted overrides and validate everything."""
+    """Load a YAML config file, apply dotted overrides and validate everything.
+
+    Args:
+        path (str | Path): the YAML file; ConfigError naming it when missing, not YAML or not
+            a mapping.
+        overrides (list[str] | None): dotted `key=value` overrides (the CLI's trailing
+            arguments); None for none.
+
+    Returns:
+        DmmpConfig: the validated config, its `source` the path.
+
+    Example::
+
+        cfg = load_config("configs/synthetic.yaml", ["train.max_steps=20", "data.batch_size=256"])
+        cfg.train.max_steps, cfg.data.batch_size, cfg.features.group_dim("user")
+    """
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text())

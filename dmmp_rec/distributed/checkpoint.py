@@ -43,6 +43,13 @@ class CheckpointError(DmmpError, RuntimeError):
 
 @dataclass(frozen=True)
 class CheckpointInfo:
+    """One checkpoint directory found under a root.
+
+    Args:
+        path (Path): the `step-XXXXXXXX` directory.
+        step (int): the training step it holds, from its name.
+    """
+
     path: Path
     step: int
 
@@ -76,11 +83,27 @@ def _all_ok(ok: bool) -> bool:
 
 
 def step_dir(root: Path, step: int) -> Path:
+    """The directory the checkpoint of `step` has (or will have) under `root`.
+
+    Args:
+        root (Path): the checkpoint root.
+        step (int): the training step, >= 0.
+
+    Returns:
+        Path: root / "step-XXXXXXXX" (zero-padded to 8 digits, so names sort by step).
+    """
     return root / f"{PREFIX}{step:08d}"
 
 
 def list_checkpoints(root: str | Path) -> list[CheckpointInfo]:
-    """Complete-looking checkpoints (name and manifest present), newest first."""
+    """Checkpoint directories (`step-<digits>`) under `root`, newest first; none is verified.
+
+    Args:
+        root (str | Path): the checkpoint root (need not exist).
+
+    Returns:
+        list[CheckpointInfo]: sorted by step, descending; empty when there are none.
+    """
     root = Path(root)
     found = []
     for path in root.glob(f"{PREFIX}*"):
@@ -91,7 +114,11 @@ def list_checkpoints(root: str | Path) -> list[CheckpointInfo]:
 
 
 def verify(path: Path) -> None:
-    """Raise CheckpointError unless every file in the manifest is there with its size."""
+    """Raise CheckpointError unless every file in the manifest is there with its recorded size.
+
+    Args:
+        path (Path): a checkpoint directory.
+    """
     manifest_path = path / MANIFEST
     if not manifest_path.is_file():
         raise CheckpointError(f"{path}: no {MANIFEST} (the write did not finish)")
@@ -111,12 +138,27 @@ def verify(path: Path) -> None:
 
 
 def read_trainer_state(path: Path) -> dict[str, Any]:
+    """The trainer state a checkpoint was saved with (step, world size, loader position, config).
+
+    Args:
+        path (Path): a checkpoint directory.
+
+    Returns:
+        dict[str, Any]: the parsed trainer_state.json.
+    """
     return json.loads((path / TRAINER_STATE).read_text())
 
 
 class CheckpointManager:
-    """Saves and restores DCP checkpoints under one root, keeping the newest `keep` and the
-    step in `protected` (the best one by validation, when training selects one)."""
+    """Saves and restores DCP checkpoints under one root.
+
+    It keeps the newest `keep` and the step in `protected` (the best one by validation, when
+    training selects one).
+
+    Args:
+        root (str | Path): the checkpoint root (made on the first save).
+        keep (int): newest checkpoints kept, >= 1 (ValueError otherwise); default 2.
+    """
 
     def __init__(self, root: str | Path, keep: int = 2) -> None:
         if keep < 1:
@@ -126,7 +168,22 @@ class CheckpointManager:
         self.protected: int | None = None
 
     def save(self, step: int, state: dict[str, Any], trainer_state: dict[str, Any]) -> Path:
-        """Collective: every rank calls it. Writes to a temporary directory, then renames."""
+        """Write the checkpoint of `step` atomically. Collective: every rank calls it.
+
+        DCP writes into a temporary directory; rank 0 then adds trainer_state.json and the manifest,
+        renames it into place (replacing a checkpoint of the same step) and prunes all but the
+        newest `keep` and the protected step.
+
+        Args:
+            step (int): the training step; names the directory.
+            state (dict[str, Any]): the state dict DCP saves (model, optimizers; sharded tensors
+                included).
+            trainer_state (dict[str, Any]): JSON-serialisable trainer state, saved beside it with
+                `step` added.
+
+        Returns:
+            Path: the final checkpoint directory.
+        """
         final = step_dir(self.root, step)
         tmp = self.root / f"{TMP_PREFIX}{step:08d}"
         if _rank() == 0:
@@ -157,11 +214,22 @@ class CheckpointManager:
     def restore_latest(
         self, build_state: Callable[[dict[str, Any]], dict[str, Any]], log: Any = print
     ) -> tuple[CheckpointInfo, dict[str, Any], dict[str, Any]] | None:
-        """Load the newest usable checkpoint, trying older ones when the newest is truncated or
-        corrupt. `build_state(trainer_state)` returns the state dict to load into (in place); it
-        sees the checkpoint's trainer state, so it can leave out what does not carry over.
-        Returns (info, trainer_state, state) or None. Collective: rank 0 chooses, every rank
-        loads the same directory."""
+        """Load the newest usable checkpoint; older ones when it is truncated or corrupt.
+
+        Collective: rank 0 verifies and chooses, every rank loads the same directory, and a load
+        that fails on any rank moves all ranks on to the next older one.
+
+        Args:
+            build_state (Callable[[dict[str, Any]], dict[str, Any]]): given the checkpoint's
+                trainer state, returns the state dict to load into (in place), so it can leave out
+                what does not carry over.
+            log (Any): called with one line for each unusable checkpoint (on rank 0); print by
+                default.
+
+        Returns:
+            tuple[CheckpointInfo, dict[str, Any], dict[str, Any]] | None: (info, trainer_state,
+            loaded state), or None when no checkpoint is usable (or there is none).
+        """
         candidates = [c.path for c in list_checkpoints(self.root)]
         candidates = [Path(p) for p in _broadcast([str(p) for p in candidates])]
         for path in candidates:
@@ -196,7 +264,14 @@ BEST_FILE = "best.json"
 
 
 def best_step(run_dir: Path) -> int | None:
-    """The step recorded in a run directory's best.json, if any."""
+    """The step recorded in a run directory's best.json, if any.
+
+    Args:
+        run_dir (Path): the training run's output directory.
+
+    Returns:
+        int | None: the best validated checkpoint's step; None without best.json or a step in it.
+    """
     path = Path(run_dir) / BEST_FILE
     if not path.is_file():
         return None

@@ -42,7 +42,11 @@ class CudaState:
 
 
 def driver_gpus() -> int:
-    """GPUs the NVIDIA driver lists: /proc/driver/nvidia/gpus, else `nvidia-smi -L`, else 0."""
+    """GPUs the NVIDIA driver lists: /proc/driver/nvidia/gpus, else `nvidia-smi -L`, else 0.
+
+    Returns:
+        int: the count, whether or not torch can use them; 0 when neither source answers.
+    """
     if NVIDIA_PROC.is_dir():
         return sum(1 for _ in NVIDIA_PROC.iterdir())
     if shutil.which("nvidia-smi") is None:
@@ -55,7 +59,13 @@ def driver_gpus() -> int:
 
 
 def probe_cuda() -> CudaState:
-    """This process's CudaState (initialises CUDA when torch has it; creates no context)."""
+    """This process's CudaState (initialises CUDA when torch has it; creates no context).
+
+    Returns:
+        CudaState: the driver's GPU count, torch's build and CUDA version, availability (with
+        torch's warning when CUDA did not initialise), each GPU's name and capability, and
+        torch's architecture list.
+    """
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         available = torch.cuda.is_available()
@@ -81,15 +91,30 @@ def probe_cuda() -> CudaState:
 
 
 def min_capability(arch_list: tuple[str, ...]) -> tuple[int, int]:
-    """The oldest compute capability torch has kernels for ("sm_75" -> (7, 5))."""
+    """The oldest compute capability torch has kernels for ("sm_75" -> (7, 5)).
+
+    Args:
+        arch_list (tuple[str, ...]): torch.cuda.get_arch_list(); "compute_*" entries ignored.
+
+    Returns:
+        tuple[int, int]: (major, minor); MIN_CAPABILITY (7, 5) when the list names no sm_ arch.
+    """
     caps = [a.removeprefix("sm_") for a in arch_list if a.startswith("sm_")]
     parsed = [(int(c[:-1]), int(c[-1])) for c in caps if c.isdigit() and len(c) >= 2]
     return min(parsed) if parsed else MIN_CAPABILITY
 
 
 def cuda_problem(state: CudaState) -> str | None:
-    """Why this host's GPUs cannot run the job, in one sentence; None when they can (or when
-    there is no GPU at all: that is a CPU host, not a problem)."""
+    """Why this host's GPUs cannot run the job, in one sentence.
+
+    Args:
+        state (CudaState): the probe's result.
+
+    Returns:
+        str | None: the reason (CPU-only torch with GPUs present, CUDA that did not initialise,
+        a GPU older than torch's kernels), or None when the GPUs can run it or there is no GPU
+        at all (a CPU host, not a problem).
+    """
     build = f"torch {state.torch_version}"
     if state.torch_cuda is None:
         if state.visible_gpus == 0:
@@ -120,8 +145,18 @@ def cuda_problem(state: CudaState) -> str | None:
 
 
 def pick_device(choice: str, local_rank: int, state: CudaState) -> torch.device:
-    """The job's device for `train.device` = `choice` on this host, or DeviceError: `auto` is
-    the CPU only on a host whose driver lists no GPU and where torch sees none."""
+    """The job's device for `train.device` on this host, or DeviceError.
+
+    `auto` is the CPU only on a host whose driver lists no GPU and where torch sees none.
+
+    Args:
+        choice (str): train.device, "auto", "cpu" or "cuda".
+        local_rank (int): this process's rank on its host; picks its GPU.
+        state (CudaState): the probe's result.
+
+    Returns:
+        torch.device: cpu, or cuda:<local_rank>.
+    """
     if choice == "cpu":
         return torch.device("cpu")
     problem = cuda_problem(state)

@@ -25,12 +25,23 @@ from dmmp_rec.distributed.cuda_probe import CudaState, pick_device, probe_cuda
 
 @dataclass(frozen=True)
 class DistEnv:
+    """The process group this process belongs to, and its device.
+
+    Args:
+        rank (int): global rank, in [0, world_size).
+        world_size (int): number of ranks in the job.
+        local_rank (int): rank on this host (picks the GPU).
+        device (torch.device): the device this rank trains on.
+        backend (str): the process group's backend, "nccl" or "gloo" (or a caller's mixed one).
+        local_world_size (int): ranks on this host (one per GPU on GPU hosts); default 1.
+    """
+
     rank: int
     world_size: int
     local_rank: int
     device: torch.device
     backend: str
-    local_world_size: int = 1  # ranks on this host (one per GPU on GPU hosts)
+    local_world_size: int = 1
 
     @property
     def is_main(self) -> bool:
@@ -44,10 +55,21 @@ def _free_port() -> int:
 
 
 def resolve_device(choice: str, local_rank: int, state: CudaState | None = None) -> torch.device:
-    """`auto` takes the local GPU when the host has a usable one, the CPU when it has none, and
+    """The job's device for `train.device`, made current on a GPU.
+
+    `auto` takes the local GPU when the host has a usable one, the CPU when it has none, and
     stops with the reason (DeviceError) when it has a GPU torch cannot use (cuda_probe.py). On a
     GPU this also makes it the process's current device (torch.cuda.set_device), which must
-    happen before the process group exists: NCCL and the object collectives use it."""
+    happen before the process group exists: NCCL and the object collectives use it.
+
+    Args:
+        choice (str): train.device, "auto", "cpu" or "cuda".
+        local_rank (int): this process's rank on its host.
+        state (CudaState | None): a probe's result; None probes now.
+
+    Returns:
+        torch.device: cpu, or cuda:<local_rank>.
+    """
     if choice == "cpu":
         return torch.device("cpu")
     device = pick_device(choice, local_rank, state if state is not None else probe_cuda())
@@ -57,8 +79,15 @@ def resolve_device(choice: str, local_rank: int, state: CudaState | None = None)
 
 
 def device_report(env: DistEnv) -> dict[str, object]:
-    """What the job runs on, for the log and summary.json: device, backend, world size and the
-    GPU's name (None on the CPU)."""
+    """What the job runs on, for the log and summary.json.
+
+    Args:
+        env (DistEnv): the job's process group and device.
+
+    Returns:
+        dict[str, object]: device, backend, world_size, local_world_size, gpu_name (None on the
+        CPU), torch and torch_cuda (None for a CPU-only build).
+    """
     on_gpu = env.device.type == "cuda"
     return {
         "device": str(env.device),
@@ -84,10 +113,18 @@ def _current_cuda_index() -> int:
 
 
 def collective_device(group: dist.ProcessGroup | None = None) -> torch.device:
-    """The device on which collectives of `group` (default: the default group) take tensors:
+    """The device on which collectives of `group` take tensors.
+
     cuda:<current device> under nccl (the local rank's GPU, set by `init_distributed`), the CPU
     under gloo or when there is no process group. Put every tensor handed to a torch.distributed
-    collective here first, and bring results back to where they are used."""
+    collective here first, and bring results back to where they are used.
+
+    Args:
+        group (dist.ProcessGroup | None): the group; None for the default group.
+
+    Returns:
+        torch.device: cuda:<index> or cpu.
+    """
     if not (dist.is_available() and dist.is_initialized()):
         return torch.device("cpu")
     backend = _group_backend(group)
@@ -118,8 +155,19 @@ def _attempt_store(rank: int, world_size: int, timeout: timedelta) -> dist.Store
 
 
 def init_distributed(device_choice: str = "auto", timeout_s: float | None = None) -> DistEnv:
-    """Join (or create) the default process group: nccl on GPU, gloo on CPU. `timeout_s` bounds
-    every wait on peers, joining included (torch's default when None)."""
+    """Join (or create) the default process group: nccl on GPU, gloo on CPU.
+
+    Under torchrun / torchx (RANK and WORLD_SIZE set) it joins their group; alone it makes a
+    private one-process gloo group; with a group already in place it reports that group.
+
+    Args:
+        device_choice (str): train.device, "auto", "cpu" or "cuda".
+        timeout_s (float | None): bounds every wait on peers, joining included, in seconds;
+            None for torch's default.
+
+    Returns:
+        DistEnv: rank, world size, local rank, device and backend of this process.
+    """
     launched = "RANK" in os.environ and "WORLD_SIZE" in os.environ
     rank = int(os.environ.get("RANK", 0))
     world_size = int(os.environ.get("WORLD_SIZE", 1))
@@ -163,5 +211,6 @@ def init_distributed(device_choice: str = "auto", timeout_s: float | None = None
 
 
 def shutdown() -> None:
+    """Destroy the default process group, if there is one."""
     if dist.is_initialized():
         dist.destroy_process_group()

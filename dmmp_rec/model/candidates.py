@@ -43,7 +43,16 @@ class Candidates(NamedTuple):
 
 
 def candidate_shifts(batch: int, num_candidates: int) -> list[int]:
-    """Rolls 1..R of the batch, at most batch - 1 (a row never meets its own item twice)."""
+    """Rolls 1..R of the batch, at most batch - 1 (a row never meets its own item twice).
+
+    Args:
+        batch (int): rows in the batch, B.
+        num_candidates (int): candidates wanted per row besides its own item, R
+            (model.candidates).
+
+    Returns:
+        list[int]: the shifts r, 1..min(R, B - 1); empty when B <= 1.
+    """
     return list(range(1, min(num_candidates, batch - 1) + 1))
 
 
@@ -57,14 +66,32 @@ def forward_with_candidates(
     pair_blocks: Mapping[str, torch.Tensor] | None = None,
     candidate_pair_blocks: Mapping[str, torch.Tensor] | None = None,
 ) -> tuple[TeacherOutput, StudentOutput, Candidates]:
-    """Teacher and student on the impressions (exactly as `teacher(cat(blocks))` and
-    `student(user, context, item)`), and the candidate lists: row i's user with its own item
-    and with row (i - r)'s item for r in candidate_shifts(B, num_candidates).
+    """Teacher and student on the impressions, plus each user's teacher-ranked candidate list.
 
-    Teacher blocks "user" and "context" belong to the row and "item" to the item; any other
-    teacher block belongs to the (user, item) pair: `pair_blocks` holds the impressions' own
-    values ([B, w]) and `candidate_pair_blocks` the same blocks for each candidate pair
-    ([R, B, w], R = len(candidate_shifts(B, num_candidates))), e.g. user x item cross features.
+    The impressions' outputs are exactly `teacher(cat(blocks))` and `student(user, context,
+    item)`; the candidate list of row i is its own item and row (i - r)'s item for r in
+    candidate_shifts(B, num_candidates). Teacher blocks "user" and "context" belong to the row
+    and "item" to the item; any other teacher block belongs to the (user, item) pair (e.g. user x
+    item cross features).
+
+    Args:
+        teacher (Teacher): the trained-alongside teacher; its candidate scores are detached.
+        student (Student): the three-tower (or two-tower) student.
+        user (torch.Tensor): pooled user-side embeddings, [B, d_user].
+        item (torch.Tensor): pooled item-side embeddings, [B, d_item].
+        context (torch.Tensor | None): pooled context embeddings, [B, d_ctx]; None when the
+            model has no context features.
+        num_candidates (int): R, candidates per row besides its own item.
+        pair_blocks (Mapping[str, torch.Tensor] | None): the impressions' own pair blocks,
+            name -> [B, w]; None for none.
+        candidate_pair_blocks (Mapping[str, torch.Tensor] | None): the same blocks for every
+            candidate pair, name -> [R', B, w] with R' = len(candidate_shifts(B, R)); must name
+            the same blocks as `pair_blocks`.
+
+    Returns:
+        tuple[TeacherOutput, StudentOutput, Candidates]: the teacher's and the student's outputs
+        on the impressions, and the candidates: teacher pCTCVR and student conversion score,
+        each [B, 1 + R'] with column 0 the row's own item.
     """
     pair_blocks = dict(pair_blocks or {})
     candidate_pair_blocks = dict(candidate_pair_blocks or {})

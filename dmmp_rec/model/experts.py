@@ -49,9 +49,21 @@ def _mlps(modules: nn.ModuleList) -> list[MLP]:
 
 
 class CGCLevel(nn.Module):
-    """One customised gate control level: per-task experts and shared experts; task k's gate
-    mixes its own and the shared experts. A level feeding another level (PLE) also has a shared
-    gate over all experts, producing the next level's shared input."""
+    """One customised gate control level: per-task experts and shared experts.
+
+    Task k's gate mixes its own and the shared experts. A level feeding another level (PLE) also
+    has a shared gate over all experts, producing the next level's shared input.
+
+    Args:
+        in_dim (int): width of the level's inputs.
+        num_tasks (int): tasks, each with its own experts and gate.
+        shared_experts (int): experts every task's gate may mix.
+        task_experts (int): experts of each task (0 makes the level an MMoE).
+        expert_dims (list[int]): each expert's layer widths; the last is the output width.
+        shared_output (bool): whether the level has a shared gate (every level of a PLE but
+            the last).
+        device (torch.device | str | None): where the parameters are created.
+    """
 
     def __init__(
         self,
@@ -79,6 +91,17 @@ class CGCLevel(nn.Module):
     def forward(
         self, task_inputs: list[torch.Tensor], shared_input: torch.Tensor
     ) -> tuple[list[torch.Tensor], torch.Tensor | None]:
+        """The level on per-task inputs and a shared input (a PLE level after the first).
+
+        Args:
+            task_inputs (list[torch.Tensor]): one input per task, each [B, in_dim].
+            shared_input (torch.Tensor): the input of the shared experts and gate, [B, in_dim].
+
+        Returns:
+            tuple[list[torch.Tensor], torch.Tensor | None]: each task's gated mix of its own and
+            the shared experts ([B, out_dim] each), and the shared gate's mix of all experts for the
+            next level ([B, out_dim]; None when this level has no shared gate, i.e. is the last).
+        """
         shared = [e(shared_input) for e in self.shared]
         tasks = zip(self._task_experts(), task_inputs, strict=True)
         own = [[e(x) for e in experts] for experts, x in tasks]
@@ -103,8 +126,12 @@ class CGCLevel(nn.Module):
         return [_mlps(cast(nn.ModuleList, experts)) for experts in self.tasks]
 
     def input_layers(self) -> list[nn.Linear]:
-        """Shared experts' first layers, each task's experts' first layers, the task gates,
-        the shared gate: the order `forward_first` reads."""
+        """The level's layers that read the input directly, in the order `forward_first` reads.
+
+        Returns:
+            list[nn.Linear]: shared experts' first layers, each task's experts' first layers, the
+            task gates, then the shared gate (when there is one).
+        """
         layers = [_first(e) for e in _mlps(self.shared)]
         layers += [_first(e) for experts in self._task_experts() for e in experts]
         layers += [cast(nn.Linear, gate) for gate in self.task_gates]
@@ -113,8 +140,15 @@ class CGCLevel(nn.Module):
     def forward_first(
         self, pre: list[torch.Tensor]
     ) -> tuple[list[torch.Tensor], torch.Tensor | None]:
-        """The level with one input x for every task and the shared part, from the outputs of
-        `input_layers()` on x."""
+        """The level with one input x for every task and the shared part, from input_layers() on x.
+
+        Args:
+            pre (list[torch.Tensor]): `layer(x)` for each layer of `input_layers()`, in that order.
+
+        Returns:
+            tuple[list[torch.Tensor], torch.Tensor | None]: as `forward`: per-task outputs
+            ([B, out_dim] each) and the shared output for the next level (None on a last level).
+        """
         it = iter(pre)
         shared = [e.rest(next(it)) for e in _mlps(self.shared)]
         own = [[e.rest(next(it)) for e in experts] for experts in self._task_experts()]
@@ -124,7 +158,17 @@ class CGCLevel(nn.Module):
 
 
 class PLE(nn.Module):
-    """Progressive layered extraction: `num_levels` CGC levels; one level is CGC itself."""
+    """Progressive layered extraction: `num_levels` CGC levels; one level is CGC itself.
+
+    Args:
+        in_dim (int): width of the teacher input.
+        num_tasks (int): tasks (2 in the teacher: CTR and CVR).
+        num_levels (int): CGC levels, >= 1.
+        shared_experts (int): shared experts per level.
+        task_experts (int): experts of each task per level.
+        expert_dims (list[int]): each expert's layer widths; the last is the output width.
+        device (torch.device | str | None): where the parameters are created.
+    """
 
     def __init__(
         self,
@@ -154,9 +198,23 @@ class PLE(nn.Module):
         return cast(CGCLevel, self.levels[0])
 
     def input_layers(self) -> list[nn.Linear]:
+        """The extractor's layers that read the input directly, in the order `forward_first` reads.
+
+        Returns:
+            list[nn.Linear]: the first Linear of each expert, then the gates that read the input.
+        """
         return self._first_level().input_layers()
 
     def forward_first(self, pre: list[torch.Tensor]) -> list[torch.Tensor]:
+        """The extractor on one input x, from the outputs of `input_layers()` on x.
+
+        Args:
+            pre (list[torch.Tensor]): `layer(x)` for each layer of `input_layers()`, in that
+                order; each [B, that layer's width].
+
+        Returns:
+            list[torch.Tensor]: one embedding per task, each [B, out_dim].
+        """
         task_inputs, shared = self._first_level().forward_first(pre)
         for level in list(self.levels)[1:]:
             assert shared is not None  # every level but the last has a shared gate
@@ -165,12 +223,29 @@ class PLE(nn.Module):
         return task_inputs
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """One embedding per task from the teacher input (forward_first of the input layers on x).
+
+        Args:
+            x (torch.Tensor): the teacher input, [B, in_dim].
+
+        Returns:
+            list[torch.Tensor]: one embedding per task, each [B, out_dim].
+        """
         return self.forward_first([layer(x) for layer in self.input_layers()])
 
 
 class MMoE(nn.Module):
-    """Multi-gate mixture of experts: every expert shared, one softmax gate per task. It gets as
-    many experts as the CGC it is compared with (shared + tasks * task-specific)."""
+    """Multi-gate mixture of experts: every expert shared, one softmax gate per task.
+
+    It gets as many experts as the CGC it is compared with (shared + tasks * task-specific).
+
+    Args:
+        in_dim (int): width of the teacher input.
+        num_tasks (int): tasks, one gate each.
+        num_experts (int): experts, all shared.
+        expert_dims (list[int]): each expert's layer widths; the last is the output width.
+        device (torch.device | str | None): where the parameters are created.
+    """
 
     def __init__(
         self,
@@ -186,17 +261,46 @@ class MMoE(nn.Module):
         self.out_dim = expert_dims[-1]
 
     def input_layers(self) -> list[nn.Linear]:
+        """The extractor's layers that read the input directly, in the order `forward_first` reads.
+
+        Returns:
+            list[nn.Linear]: the first Linear of each expert, then the gates that read the input.
+        """
         return self.level.input_layers()
 
     def forward_first(self, pre: list[torch.Tensor]) -> list[torch.Tensor]:
+        """The extractor on one input x, from the outputs of `input_layers()` on x.
+
+        Args:
+            pre (list[torch.Tensor]): `layer(x)` for each layer of `input_layers()`, in that
+                order; each [B, that layer's width].
+
+        Returns:
+            list[torch.Tensor]: one embedding per task, each [B, out_dim].
+        """
         return self.level.forward_first(pre)[0]
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """One embedding per task from the teacher input (forward_first of the input layers on x).
+
+        Args:
+            x (torch.Tensor): the teacher input, [B, in_dim].
+
+        Returns:
+            list[torch.Tensor]: one embedding per task, each [B, out_dim].
+        """
         return self.forward_first([layer(x) for layer in self.input_layers()])
 
 
 class SharedBottom(nn.Module):
-    """One MLP shared by all tasks (the ESMM paper's architecture)."""
+    """One MLP shared by all tasks (the ESMM paper's architecture).
+
+    Args:
+        in_dim (int): width of the teacher input.
+        num_tasks (int): tasks; each gets the same output.
+        expert_dims (list[int]): the MLP's layer widths; the last is the output width.
+        device (torch.device | str | None): where the parameters are created.
+    """
 
     def __init__(
         self,
@@ -211,10 +315,32 @@ class SharedBottom(nn.Module):
         self.out_dim = self.bottom.out_dim
 
     def input_layers(self) -> list[nn.Linear]:
+        """The extractor's layers that read the input directly, in the order `forward_first` reads.
+
+        Returns:
+            list[nn.Linear]: the first Linear of each expert, then the gates that read the input.
+        """
         return [_first(self.bottom)]
 
     def forward_first(self, pre: list[torch.Tensor]) -> list[torch.Tensor]:
+        """The extractor on one input x, from the outputs of `input_layers()` on x.
+
+        Args:
+            pre (list[torch.Tensor]): `layer(x)` for each layer of `input_layers()`, in that
+                order; each [B, that layer's width].
+
+        Returns:
+            list[torch.Tensor]: one embedding per task, each [B, out_dim].
+        """
         return [self.bottom.rest(pre[0])] * self.num_tasks
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """One embedding per task from the teacher input (forward_first of the input layers on x).
+
+        Args:
+            x (torch.Tensor): the teacher input, [B, in_dim].
+
+        Returns:
+            list[torch.Tensor]: one embedding per task, each [B, out_dim].
+        """
         return self.forward_first([layer(x) for layer in self.input_layers()])

@@ -25,17 +25,41 @@ _EPS = 1e-6
 
 
 def gate_logit_of(gate: torch.Tensor) -> torch.Tensor:
-    """[B] conversion-minus-click logit z of a [B, 2] (g_c, g_v) gate."""
+    """The conversion-minus-click logit z = log g_v - log g_c of each row's gate.
+
+    Args:
+        gate (torch.Tensor): the student's (g_c, g_v) gate, [B, 2]; clamped at 1e-6 before
+            the log.
+
+    Returns:
+        torch.Tensor: z, [B].
+    """
     g = gate.clamp(min=_EPS)
     return torch.log(g[:, 1]) - torch.log(g[:, 0])
 
 
 def teacher_cvr_target(teacher_pcvr: torch.Tensor) -> torch.Tensor:
-    """[B] the gate logit the teacher's pCVR asks for: log pCVR less its batch mean (detached)."""
+    """The gate logit the teacher's pCVR asks for: log pCVR less its batch mean (detached).
+
+    Args:
+        teacher_pcvr (torch.Tensor): the teacher's pCVR of each impression, [B]; clamped at
+            1e-6 before the log.
+
+    Returns:
+        torch.Tensor: the target z of each row, [B], centred over the batch, without gradient.
+    """
     log_p = torch.log(teacher_pcvr.detach().clamp(min=_EPS))
     return log_p - log_p.mean()
 
 
 def gate_loss(gate: torch.Tensor, teacher_pcvr: torch.Tensor) -> torch.Tensor:
-    """Mean squared error of the gate logit against `teacher_cvr_target`."""
+    """The `distill/gate` term: mean squared error of the gate logit against `teacher_cvr_target`.
+
+    Args:
+        gate (torch.Tensor): the student's (g_c, g_v) gate, [B, 2].
+        teacher_pcvr (torch.Tensor): the teacher's pCVR of each impression, [B].
+
+    Returns:
+        torch.Tensor: a scalar loss; its gradient reaches the gate only.
+    """
     return F.mse_loss(gate_logit_of(gate), teacher_cvr_target(teacher_pcvr))

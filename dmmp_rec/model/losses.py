@@ -31,9 +31,22 @@ EPS = 1e-6
 def terms_for(
     variant: str, in_batch_negatives: bool, candidates: bool = True, gate_training: str = "fused"
 ) -> tuple[str, ...]:
-    """The loss terms a variant trains, in LOSS_TERMS order; `candidates`: whether the
-    listwise candidate term exists (distill_candidates > 0); distill/gate only for a learned
-    gate trained on the teacher's pCVR (gate_targets)."""
+    """The loss terms a variant trains, in LOSS_TERMS order.
+
+    Args:
+        variant (str): model.variant: "dmmp", "two_tower", "no_distill", ... ("two_tower"
+            trains the teacher, student/ctr and student/inbatch; "no_distill" drops the
+            distillation terms).
+        in_batch_negatives (bool): whether student/inbatch exists
+            (model.student.in_batch_negatives).
+        candidates (bool): whether the listwise candidate term distill/ctcvr_rank exists
+            (model.loss.distill_candidates > 0).
+        gate_training (str): model.student.gate_training; distill/gate exists only for
+            "teacher_cvr" on the dmmp variant (gate_targets.py).
+
+    Returns:
+        tuple[str, ...]: the term names, a subset of LOSS_TERMS in its order.
+    """
     if variant == "two_tower":
         wanted = {"teacher/ctr", "teacher/ctcvr", "student/ctr", "student/inbatch"}
     else:
@@ -50,13 +63,30 @@ def terms_for(
 
 
 def bce_prob(p: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Mean BCE of probabilities `p` (clamped away from 0 and 1) against labels `y`."""
+    """Mean BCE of probabilities (not logits), for the teacher's pCTCVR, a product of two sigmoids.
+
+    Args:
+        p (torch.Tensor): probabilities, [B]; clamped to [1e-6, 1 - 1e-6].
+        y (torch.Tensor): labels in [0, 1], [B].
+
+    Returns:
+        torch.Tensor: the scalar mean over rows.
+    """
     p = p.clamp(EPS, 1.0 - EPS)
     return -(y * torch.log(p) + (1.0 - y) * torch.log1p(-p)).mean()
 
 
 def value_label(click: torch.Tensor, conversion: torch.Tensor, click_credit: float) -> torch.Tensor:
-    """y = 1 for a conversion, c for a click without one, 0 otherwise."""
+    """The fused score's label: y = 1 for a conversion, c for a click without one, 0 otherwise.
+
+    Args:
+        click (torch.Tensor): 0/1 click of each row, [B].
+        conversion (torch.Tensor): 0/1 conversion of each row, [B] (counts only with a click).
+        click_credit (float): c, model.loss.click_credit, in [0, 1].
+
+    Returns:
+        torch.Tensor: y, [B], in {0, c, 1}.
+    """
     return click * (click_credit + (1.0 - click_credit) * conversion)
 
 
@@ -67,6 +97,15 @@ def distill(
 
     The KL is the soft-label BCE less the target's entropy: the same gradient, but 0 when the
     student matches, so the term is comparable across steps. The teacher side is detached here.
+
+    Args:
+        student_logit (torch.Tensor): the student's score s (a logit), [B].
+        teacher_prob (torch.Tensor): the teacher's probability p, [B]; clamped to
+            [1e-6, 1 - 1e-6] and detached.
+        temperature (float): T, model.loss.distill_temperature; > 0.
+
+    Returns:
+        torch.Tensor: the scalar term, >= 0 (0 when the student matches the teacher).
     """
     p = teacher_prob.detach().clamp(EPS, 1.0 - EPS)
     target = torch.sigmoid(torch.logit(p) / temperature)
@@ -78,10 +117,19 @@ def distill(
 def listwise_distill(
     student_logits: torch.Tensor, teacher_prob: torch.Tensor, temperature: float
 ) -> torch.Tensor:
-    """T^2 * KL(softmax(log p / T) || softmax(s / T)) over each row's candidates ([B, n]).
+    """T^2 * KL(softmax(log p / T) || softmax(s / T)) over each row's candidates.
 
     The teacher's probabilities ranked within a user's candidate list, the way retrieval ranks:
     scale-free, so rare events (pCTCVR ~ 1e-3) teach as much ordering as common ones.
+
+    Args:
+        student_logits (torch.Tensor): the student's scores of each row's candidates, [B, n].
+        teacher_prob (torch.Tensor): the teacher's probabilities of the same candidates, [B, n];
+            clamped at 1e-6 and detached.
+        temperature (float): T, model.loss.distill_temperature; > 0.
+
+    Returns:
+        torch.Tensor: the scalar term, mean over rows, >= 0.
     """
     log_p = torch.log(teacher_prob.detach().clamp(EPS, 1.0))
     target = torch.log_softmax(log_p / temperature, dim=1)
@@ -102,15 +150,24 @@ def in_batch_softmax(
 
     In-batch candidates are drawn with probability q_j proportional to impression frequency, so
     logits get -log q_j (q_j estimated as the item's share of the batch), and other rows holding
-    the row's own item are masked rather than counted as negatives. Mean over positive rows; 0
-    (still attached to the graph) when the batch has none.
+    the row's own item are masked rather than counted as negatives. With `rows` only the positive
+    rows' logits are built ([P, B], P ~ CTR x B): a [B, B] matrix with its masks costs more than
+    the rest of the dense step's elementwise work on a CPU (18 -> 3 ms a step at B = 1024).
+    Without them the [B, B] form runs, every row's loss weighted by `positive`: the same loss and
+    gradients, and, unlike `positive.nonzero()`, no size the CPU must wait for the device for.
 
-    `rows`: the positive rows' indices, found on the host (the loader's `Batch.clicked_rows`).
-    With them only the positive rows' logits are built ([P, B], P ~ CTR x B): a [B, B] matrix
-    with its masks costs more than the rest of the dense step's elementwise work on a CPU
-    (18 -> 3 ms a step at B = 1024). Without them the [B, B] form runs, every row's loss
-    weighted by `positive`: the same loss and gradients, and, unlike finding the rows with
-    `positive.nonzero()`, no size that the CPU must wait for the device to compute.
+    Args:
+        u (torch.Tensor): the user embeddings, [B, d], L2-normalised.
+        items (torch.Tensor): the click tower's item embeddings, [B, d], L2-normalised.
+        tau (torch.Tensor): the scalar temperature the scores are divided by.
+        item_ids (torch.Tensor): each row's item id, [B] (equal ids are the same item).
+        positive (torch.Tensor): bool, [B]: the rows whose item was clicked.
+        rows (torch.Tensor | None): the positive rows' indices, [P], found on the host (the
+            loader's `Batch.clicked_rows`); None to use the [B, B] form.
+
+    Returns:
+        torch.Tensor: the scalar mean cross-entropy over positive rows; 0 (still attached to the
+        graph) when the batch has none.
     """
     if rows is None:
         return _in_batch_softmax_all_rows(u, items, tau, item_ids, positive)
@@ -155,10 +212,27 @@ def compute_terms(
     student_for_distill: StudentOutput | None = None,
     clicked_rows: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
-    """The scalar value of each term in `terms`; distill/ctcvr_rank ranks `candidates`; the
-    pointwise distillation terms read `student_for_distill` when given (a student pass over
-    detached embeddings, so they do not reach the shared tables); the in-batch softmax gathers
-    `clicked_rows` (found on the host) when given."""
+    """The scalar value of each loss term of one batch (the module docstring defines each term).
+
+    Args:
+        terms (tuple[str, ...]): the terms to compute (`terms_for`); any other name raises.
+        teacher (TeacherOutput): the teacher on the impressions.
+        student (StudentOutput): the student on the impressions.
+        click (torch.Tensor): 0/1 click labels, [B].
+        conversion (torch.Tensor): 0/1 conversion labels, [B].
+        item_ids (torch.Tensor | None): each row's item id, [B]; needed by student/inbatch.
+        cfg (LossConfig): model.loss (click_credit, distill_temperature).
+        candidates (Candidates | None): the in-batch candidate lists that distill/ctcvr_rank
+            ranks; needed by that term.
+        student_for_distill (StudentOutput | None): a student pass over detached embeddings
+            that the pointwise distillation terms read instead of `student` (so they do not
+            reach the shared tables); None: they read `student`.
+        clicked_rows (torch.Tensor | None): the clicked rows' indices, [P], found on the host,
+            for the in-batch softmax; None: it uses its [B, B] form.
+
+    Returns:
+        dict[str, torch.Tensor]: term name -> scalar loss, in the order of `terms`.
+    """
     distilled = student if student_for_distill is None else student_for_distill
     click = click.to(teacher.pctr.dtype)
     ctcvr = click * conversion.to(click.dtype)

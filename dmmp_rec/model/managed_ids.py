@@ -40,7 +40,15 @@ MANAGED_PATH = "sparse.managed"
 
 
 def eviction_policy(name: EvictionPolicyName) -> MCHEvictionPolicy:
-    """torchrec's policy of that name, with its defaults."""
+    """torchrec's MCH eviction policy of that name, with torchrec's defaults.
+
+    Args:
+        name (EvictionPolicyName): "lfu", "lru" or "distance_lfu" (any other name gives
+            distance-LFU; the config admits only these three).
+
+    Returns:
+        MCHEvictionPolicy: a fresh policy object.
+    """
     if name == "lfu":
         return LFU_EvictionPolicy()
     if name == "lru":
@@ -51,7 +59,15 @@ def eviction_policy(name: EvictionPolicyName) -> MCHEvictionPolicy:
 def managed_collection(
     specs: list[FeatureSpec], device: torch.device
 ) -> ManagedCollisionCollection:
-    """One MCH module per managed table, sized to the table (its last row takes misses)."""
+    """One MCH module per managed table, sized to the table (its last row takes misses).
+
+    Args:
+        specs (list[FeatureSpec]): the features with `ids: managed`, one table each.
+        device (torch.device): where the remapping buffers live.
+
+    Returns:
+        ManagedCollisionCollection: torchrec's collection over those tables.
+    """
     tables = [s.embedding_bag_config() for s in specs]
     modules: dict[str, MCHManagedCollisionModule] = {
         s.table_name: MCHManagedCollisionModule(
@@ -87,7 +103,12 @@ def _distributed() -> bool:
 
 
 class ManagedIds(nn.Module):
-    """Remaps the managed features of a KJT (other keys pass through, in their order)."""
+    """Remaps the managed features of a KJT (other keys pass through, in their order).
+
+    Args:
+        specs (list[FeatureSpec]): the features with `ids: managed`, one table each.
+        device (torch.device | str): where the remapping buffers live; default "cpu".
+    """
 
     def __init__(self, specs: list[FeatureSpec], device: torch.device | str = "cpu") -> None:
         super().__init__()
@@ -95,6 +116,19 @@ class ManagedIds(nn.Module):
         self.feature_names: list[str] = [s.name for s in specs]
 
     def forward(self, features: KeyedJaggedTensor) -> KeyedJaggedTensor:
+        """Remap the managed features' raw ids to table rows; other keys pass through unchanged.
+
+        In training on more than one rank, every rank feeds the global batch (all ranks' ids) to
+        the modules so that admissions and evictions stay equal on all replicas, and keeps its own
+        rows. Out of training (`eval()`) ids are only looked up. A KJT holding only some managed
+        features (one side's lookup) gets the others as empty bags for the remap.
+
+        Args:
+            features (KeyedJaggedTensor): raw ids; the managed keys hold 64-bit raw ids.
+
+        Returns:
+            KeyedJaggedTensor: the same keys in the same order, managed keys holding row indices.
+        """
         jts = features.to_dict()
         names = [n for n in self.feature_names if n in jts]
         if names != self.feature_names:  # a lookup of one side only: fill the other side empty
@@ -132,7 +166,15 @@ class ManagedIds(nn.Module):
         return out
 
     def rows(self, feature: str, raw_ids: torch.Tensor) -> torch.Tensor:
-        """The rows `raw_ids` of `feature` look up now, without admitting anything."""
+        """The rows `raw_ids` of `feature` look up now, without admitting anything.
+
+        Args:
+            feature (str): a managed feature's name.
+            raw_ids (torch.Tensor): raw 64-bit ids, any shape (flattened).
+
+        Returns:
+            torch.Tensor: one row index per id, [N]; ids not admitted get the table's last row.
+        """
         was = self.training
         self.eval()
         try:

@@ -60,8 +60,15 @@ class _TwoStreams(torch.autograd.Function):
 
 
 class MLP(nn.Module):
-    """Linear + ReLU layers of widths `dims`; `out_dim` adds a final linear layer without an
-    activation (a logit or an embedding). With no layers at all it is the identity."""
+    """Linear + ReLU layers of widths `dims`, then optionally a linear output layer.
+
+    Args:
+        in_dim (int): input width.
+        dims (list[int]): widths of the Linear + ReLU layers (may be empty).
+        out_dim (int | None): adds a final linear layer of this width without an activation
+            (a logit or an embedding); None: none. With no layers at all it is the identity.
+        device (torch.device | str | None): where the parameters are created.
+    """
 
     def __init__(
         self,
@@ -83,6 +90,14 @@ class MLP(nn.Module):
         self.out_dim = width
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The stack on `x`.
+
+        Args:
+            x (torch.Tensor): the input, [..., in_dim].
+
+        Returns:
+            torch.Tensor: [..., out_dim] (x itself for the identity).
+        """
         return self.net(x)
 
     @property
@@ -91,17 +106,34 @@ class MLP(nn.Module):
         return cast(nn.Linear, self.net[0]) if len(self.net) else None
 
     def rest(self, z: torch.Tensor) -> torch.Tensor:
-        """The stack above the first layer, from that layer's output `z`:
-        forward(x) == rest(first(x)). A first layer linear in concatenated inputs can then be
-        computed per input block and its blocks' products reused (teacher.FirstLayer)."""
+        """The stack above the first layer, from that layer's output: forward(x) == rest(first(x)).
+
+        A first layer linear in concatenated inputs can then be computed per input block and its
+        blocks' products reused (teacher.FirstLayer).
+
+        Args:
+            z (torch.Tensor): the first layer's output (before its ReLU), [..., dims[0]].
+
+        Returns:
+            torch.Tensor: what `forward` returns for the input that gave `z`.
+        """
         for layer in list(self.net)[1:]:
             z = layer(z)
         return z
 
     def forward_twice(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(forward(x), forward(x.detach())) from one pass: the second output trains the
-        weights only (it never sends a gradient into `x`), and costs no extra product in the
-        forward pass nor any extra weight gradient in the backward."""
+        """(forward(x), forward(x.detach())) from one pass.
+
+        The second output trains the weights only (it never sends a gradient into `x`), and costs no
+        extra product in the forward pass nor any extra weight gradient in the backward.
+
+        Args:
+            x (torch.Tensor): the input, [B, in_dim].
+
+        Returns:
+            tuple[torch.Tensor, torch.Tensor]: the two equal outputs, [B, out_dim] each; the
+            identity returns (x, x.detach()).
+        """
         linears = [m for m in self.net if isinstance(m, nn.Linear)]
         if not linears:
             return x, x.detach()

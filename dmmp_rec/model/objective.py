@@ -17,9 +17,17 @@ from dmmp_rec.model.weighting import build_weighting
 
 
 class DenseArch(DenseScorer):
-    """Teacher, student and loss weighting over the pooled group embeddings; `forward` is one
-    training step's objective. A subclass of the scorer (not a wrapper) so that the state keeps
-    its paths: `dense.teacher`, `dense.student`, `dense.weighting`, `dense.train_step`."""
+    """Teacher, student and loss weighting over the pooled group embeddings.
+
+    `forward` is one training step's objective. A subclass of the scorer (not a wrapper) so that
+    the state keeps its paths: `dense.teacher`, `dense.student`, `dense.weighting`,
+    `dense.train_step`.
+
+    Args:
+        group_dims (dict[str, int]): width of each group's pooled embeddings ("user", "item",
+            and "context" / "cross" when the features have them).
+        cfg (ModelConfig): the model section (variant, teacher, student, loss).
+    """
 
     train_step: torch.Tensor  # buffer
 
@@ -54,6 +62,25 @@ class DenseArch(DenseScorer):
         item_ids: torch.Tensor | None,
         clicked_rows: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, TrainOutput]:
+        """One training step's objective: scores, loss terms and their weighting; counts the step.
+
+        Networks run under train.precision's autocast, losses in fp32. In training mode the
+        `train_step` buffer advances by one.
+
+        Args:
+            groups (dict[str, torch.Tensor]): pooled embeddings by feature group: "user", "item"
+                ([B, width] each), "context" and "cross" when the model has them, and "cross@r"
+                ([B, width], the cross features of each candidate pair r) when candidates are on.
+            click (torch.Tensor): 0/1 click labels, [B].
+            conversion (torch.Tensor): 0/1 conversion labels, [B].
+            item_ids (torch.Tensor | None): each row's item id, [B]; needed by student/inbatch.
+            clicked_rows (torch.Tensor | None): the clicked rows' indices, [P], found on the host
+                (`Batch.clicked_rows`); None: the in-batch softmax uses its [B, B] form.
+
+        Returns:
+            tuple[torch.Tensor, TrainOutput]: the scalar objective the optimiser minimises (with
+            gradient), and the step's detached scores, losses, weights and scales.
+        """
         with dense_autocast(groups["user"].device.type, self.autocast_dtype):
             networks = self._networks(groups)
         t, s, candidates, s_distill = as_float32(networks)  # losses in fp32 (precision.py)

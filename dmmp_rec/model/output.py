@@ -36,6 +36,15 @@ class DMMPOutput:
 
     @classmethod
     def from_parts(cls, teacher: TeacherOutput, student: StudentOutput) -> DMMPOutput:
+        """The scores of one batch from the teacher's and the student's outputs (no copy).
+
+        Args:
+            teacher (TeacherOutput): the teacher on the batch.
+            student (StudentOutput): the student on the same batch.
+
+        Returns:
+            DMMPOutput: their tensors, by name.
+        """
         return cls(
             teacher.logit_ctr,
             teacher.logit_cvr,
@@ -50,10 +59,19 @@ class DMMPOutput:
         )
 
     def detach(self) -> DMMPOutput:
+        """The same scores without gradient (what a training step keeps for logging).
+
+        Returns:
+            DMMPOutput: every field detached.
+        """
         return DMMPOutput(*(getattr(self, f.name).detach() for f in fields(self)))
 
     def row_scores(self) -> dict[str, torch.Tensor]:
-        """The per-row scores by name, for metrics that take any of them."""
+        """The per-row scores by name, for metrics that take any of them.
+
+        Returns:
+            dict[str, torch.Tensor]: ROW_SCORES name -> [B] tensor.
+        """
         return {name: getattr(self, name) for name in self.ROW_SCORES}
 
 
@@ -69,9 +87,14 @@ class TrainOutput:
     objective: torch.Tensor  # detached; what the optimiser minimises
 
     def scalars(self) -> dict[str, float]:
-        """Everything the trainer logs, under the names TensorBoard and summary.json use:
-        loss/<term>, weight/<term>, scale/<term>, loss/total, loss/objective and the mean
-        conversion gate."""
+        """Everything the trainer logs, under the names TensorBoard and summary.json use.
+
+        Each value is read to the host (float()): call it on logging steps only.
+
+        Returns:
+            dict[str, float]: loss/<term>, weight/<term>, scale/<term>, loss/total, loss/objective
+            and gate/conversion_mean (the batch's mean conversion gate).
+        """
         out = {f"loss/{k}": float(v) for k, v in self.losses.items()}
         out.update({f"weight/{k}": float(v) for k, v in self.weights.items()})
         out.update({f"scale/{k}": float(v) for k, v in self.scales.items()})

@@ -18,7 +18,13 @@ from dmmp_rec.model.teacher import Teacher, TeacherOutput
 
 
 class DenseScorer(nn.Module):
-    """Teacher and student; `score(groups)` is the model's scoring forward."""
+    """Teacher and student; `score(groups)` is the model's scoring forward.
+
+    Args:
+        group_dims (dict[str, int]): width of each group's pooled embeddings ("user", "item",
+            and "context" / "cross" when the features have them).
+        cfg (ModelConfig): the model section (variant, teacher, student).
+    """
 
     def __init__(self, group_dims: dict[str, int], cfg: ModelConfig) -> None:
         super().__init__()
@@ -40,7 +46,16 @@ class DenseScorer(nn.Module):
     def blocks(
         self, groups: dict[str, torch.Tensor]
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-        """(user, item, context or None, cross or None) pooled embeddings."""
+        """The teacher's input blocks from the pooled groups.
+
+        Args:
+            groups (dict[str, torch.Tensor]): pooled embeddings by feature group ("user", "item",
+                and "context" / "cross" when the model has them), [B, width] each.
+
+        Returns:
+            tuple: (user, item, context, cross) embeddings, [B, width] each; context and cross are
+            None when the model has no such group (other groups in `groups` are ignored).
+        """
         context = groups["context"] if self.has_context else None
         cross = groups["cross"] if self.has_cross else None
         return groups["user"], groups["item"], context, cross
@@ -48,7 +63,18 @@ class DenseScorer(nn.Module):
     def teacher_and_student(
         self, groups: dict[str, torch.Tensor]
     ) -> tuple[TeacherOutput, StudentOutput]:
-        """Both models on the impressions, without candidates or losses."""
+        """Both models on the impressions, without candidates or losses.
+
+        With `split_first_layer` the teacher's first layer is computed block by block, as training
+        with candidates does, so scores are bit-identical to that training forward's.
+
+        Args:
+            groups (dict[str, torch.Tensor]): pooled embeddings by feature group ("user", "item",
+                and "context" / "cross" when the model has them), [B, width] each.
+
+        Returns:
+            tuple[TeacherOutput, StudentOutput]: their outputs, [B] scores each.
+        """
         user, item, context, cross = self.blocks(groups)
         if self.split_first_layer:
             first = self.teacher.first_layer()
@@ -64,4 +90,13 @@ class DenseScorer(nn.Module):
         return t, s
 
     def score(self, groups: dict[str, torch.Tensor]) -> DMMPOutput:
+        """The model's scoring forward: teacher and student scores of each row.
+
+        Args:
+            groups (dict[str, torch.Tensor]): pooled embeddings by feature group ("user", "item",
+                and "context" / "cross" when the model has them), [B, width] each.
+
+        Returns:
+            DMMPOutput: the per-row scores, [B] each; no loss is computed, no step counted.
+        """
         return DMMPOutput.from_parts(*self.teacher_and_student(groups))

@@ -24,9 +24,20 @@ EBC_PATH = "sparse.ebc"
 
 
 class SharedSparseArch(nn.Module):
-    """Holds the EBC at attribute `ebc`; returns the pooled embeddings of each non-empty group,
-    and with `candidates` > 0 the cross features of the R in-batch candidate pairs as groups
-    `cross@1` .. `cross@R` (their keys share the cross tables)."""
+    """Holds the EBC at attribute `ebc`; returns the pooled embeddings of each non-empty group.
+
+    With `candidates` > 0 it also returns the cross features of the R in-batch candidate pairs as
+    groups `cross@1` .. `cross@R` (their keys share the cross tables).
+
+    Args:
+        features (FeaturesConfig): the feature schema (one table per feature).
+        device (torch.device | str): where the EBC is created ("meta" before sharding);
+            default "cpu".
+        candidates (int): R, the candidate pairs whose cross features each batch carries;
+            default 0.
+        managed_device (torch.device | str | None): where the managed-id remapper's buffers
+            live (a real device even when the EBC starts on meta); None: `device`.
+    """
 
     def __init__(
         self,
@@ -56,8 +67,19 @@ class SharedSparseArch(nn.Module):
         self.group_dims: dict[str, int] = {g: features.group_dim(g) for g in GROUPS}
 
     def forward(self, features: KeyedJaggedTensor) -> dict[str, torch.Tensor]:
-        """Pooled embeddings by group, each [B, group_dim]. FX-traceable: under
-        TrainPipelineSparseDist the `ebc` call is found by tracing and pipelined."""
+        """Pooled embeddings by group from one EBC call (managed ids remapped first).
+
+        FX-traceable: under TrainPipelineSparseDist the `ebc` call is found by tracing and
+        pipelined.
+
+        Args:
+            features (KeyedJaggedTensor): every feature key in schema order (`feature_names`),
+                managed features as raw ids.
+
+        Returns:
+            dict[str, torch.Tensor]: group name ("user", "item", "context", "cross", "cross@r")
+            -> [B, group width], for each group with features.
+        """
         if self.managed is not None:
             features = self.managed(features)
         pooled = self.ebc(features).to_dict()  # a sharded EBC's awaitable resolves on access
@@ -69,8 +91,20 @@ class SharedSparseArch(nn.Module):
     def lookup(
         self, features: KeyedJaggedTensor, groups: tuple[Group, ...]
     ) -> dict[str, torch.Tensor]:
-        """Pooled embeddings of `groups` from a KJT that may hold only those groups' keys
-        (missing keys of other groups are padded with empty bags)."""
+        """Pooled embeddings of `groups` from a KJT that may hold only those groups' keys.
+
+        Missing keys of other groups are padded with empty bags, so one side (user or item) is
+        looked
+        up through the same EBC.
+
+        Args:
+            features (KeyedJaggedTensor): at least every key of `groups`; no key outside the
+                schema (either raises ValueError naming the keys).
+            groups (tuple[Group, ...]): the groups wanted, e.g. ("user", "context").
+
+        Returns:
+            dict[str, torch.Tensor]: each wanted group that has features -> [B, group width].
+        """
         needed = [n for g in groups for n in self.group_features.get(g, [])]
         have = set(features.keys())
         missing = [n for n in needed if n not in have]
@@ -85,7 +119,16 @@ class SharedSparseArch(nn.Module):
         return {g: pooled[g] for g in groups if g in pooled}
 
     def pad(self, features: KeyedJaggedTensor) -> KeyedJaggedTensor:
-        """The same rows with every feature key in schema order; absent keys get empty bags."""
+        """The same rows with every feature key in schema order; absent keys get empty bags.
+
+        Args:
+            features (KeyedJaggedTensor): a subset of the schema's keys, any order.
+
+        Returns:
+            KeyedJaggedTensor: keys `feature_names`, int32 lengths; `features` itself when it
+            already
+            has exactly those keys in that order.
+        """
         if list(features.keys()) == self.feature_names:
             return features
         batch = features.stride()

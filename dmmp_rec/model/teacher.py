@@ -39,7 +39,17 @@ class TeacherOutput(NamedTuple):
 def build_extractor(
     in_dim: int, cfg: TeacherConfig, device: torch.device | str | None
 ) -> PLE | MMoE | SharedBottom:
-    """The multi-task body named by `cfg.kind` (ple, mmoe or shared_bottom)."""
+    """The multi-task body named by `cfg.kind`, with two tasks (CTR and CVR).
+
+    Args:
+        in_dim (int): width of the teacher input, D.
+        cfg (TeacherConfig): model.teacher (kind, experts, levels, expert_dims).
+        device (torch.device | str | None): where the parameters are created.
+
+    Returns:
+        PLE | MMoE | SharedBottom: PLE for "ple", MMoE with as many experts as the CGC would
+        have for "mmoe", SharedBottom for "shared_bottom".
+    """
     if cfg.kind == "ple":
         return PLE(
             in_dim, 2, cfg.num_levels, cfg.shared_experts, cfg.task_experts, cfg.expert_dims, device
@@ -101,8 +111,17 @@ class FirstLayer(NamedTuple):
     columns: Mapping[str, slice]
 
     def partial(self, blocks: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        """sum_b x_b W[:, cols_b]^T over the named blocks ([..., width_b] each, same leading
-        shape): their share of every first-layer pre-activation, without the bias; [..., F]."""
+        """The named blocks' share of every first-layer pre-activation, without the bias.
+
+        sum_b x_b W[:, cols_b]^T, reading W's column blocks in place.
+
+        Args:
+            blocks (Mapping[str, torch.Tensor]): block name -> [..., width_b], same leading shape;
+                an unknown name raises KeyError, a wrong width ValueError.
+
+        Returns:
+            torch.Tensor: [..., F].
+        """
         names = list(blocks)
         for name in names:
             if name not in self.columns:
@@ -117,14 +136,23 @@ class FirstLayer(NamedTuple):
         return _BlockProduct.apply(self.weight, cols, *(blocks[n] for n in names))
 
     def detach(self) -> FirstLayer:
+        """The same layer without gradient (to score candidate pairs under no_grad).
+
+        Returns:
+            FirstLayer: weight and bias detached, same columns.
+        """
         return FirstLayer(self.weight.detach(), self.bias.detach(), self.columns)
 
 
 class Teacher(nn.Module):
     """Extractor -> CTR tower and CVR tower -> entire-space probabilities.
 
-    `blocks`: the input's named blocks and widths in concatenation order (a plain width is one
-    block named "input")."""
+    Args:
+        blocks (int | Mapping[str, int]): the input's named blocks and widths in concatenation
+            order (a plain width is one block named "input").
+        cfg (TeacherConfig): the teacher section (extractor kind, experts, towers).
+        device (torch.device | str | None): where the parameters are created.
+    """
 
     def __init__(
         self,
@@ -146,20 +174,39 @@ class Teacher(nn.Module):
         self.first_widths = [layer.out_features for layer in self.extractor.input_layers()]
 
     def first_layer(self) -> FirstLayer:
-        """The first layers as one weight (rebuilt per call from the layers' own parameters, so
-        gradients and checkpoints stay theirs)."""
+        """Every first layer of the extractor stacked into one weight.
+
+        Rebuilt per call from the layers' own parameters, so gradients and checkpoints stay theirs.
+
+        Returns:
+            FirstLayer: [F, D] weight, [F] bias and each block's columns.
+        """
         layers = self.extractor.input_layers()
         weight = torch.cat([layer.weight for layer in layers])
         bias = torch.cat([layer.bias for layer in layers])
         return FirstLayer(weight, bias, self.columns)
 
     def forward(self, x: torch.Tensor) -> TeacherOutput:
+        """The teacher on its concatenated input.
+
+        Args:
+            x (torch.Tensor): the blocks concatenated in `columns` order, [B, D].
+
+        Returns:
+            TeacherOutput: logits and entire-space probabilities, [B] each.
+        """
         first = self.first_layer()
         return self.from_first_layer(F.linear(x, first.weight, first.bias))
 
     def from_first_layer(self, pre: torch.Tensor) -> TeacherOutput:
-        """The teacher from its first layers' pre-activations [..., F] (bias included); outputs
-        have the leading shape of `pre`."""
+        """The teacher from its first layers' pre-activations (bias included).
+
+        Args:
+            pre (torch.Tensor): [..., F], F = sum of the first layers' widths.
+
+        Returns:
+            TeacherOutput: outputs with the leading shape of `pre`.
+        """
         lead = pre.shape[:-1]
         parts = pre.reshape(-1, pre.shape[-1]).split(self.first_widths, dim=-1)
         h_ctr, h_cvr = self.extractor.forward_first(list(parts))
@@ -175,10 +222,20 @@ class Teacher(nn.Module):
         pair_blocks: Mapping[str, torch.Tensor],
         first: FirstLayer | None = None,
     ) -> TeacherOutput:
-        """Each row's R pairs: `row_blocks` are the blocks all of a row's pairs share ([B, w],
-        e.g. user and context), `pair_blocks` the ones that differ per pair ([R, B, w], e.g. the
-        candidate item, cross features of the pair); together they must name every block.
-        Outputs are [R, B]. The row blocks' first-layer products are computed once per row."""
+        """Each row's R pairs, the row blocks' first-layer products computed once per row.
+
+        Args:
+            row_blocks (Mapping[str, torch.Tensor]): blocks all of a row's pairs share, [B, w] each
+                (e.g. user and context).
+            pair_blocks (Mapping[str, torch.Tensor]): blocks that differ per pair, [R, B, w] each
+                (e.g. the candidate item, the pair's cross features); with `row_blocks` they must
+                name every block (KeyError otherwise).
+            first (FirstLayer | None): the first layer to use (e.g. detached); None:
+                `first_layer()`.
+
+        Returns:
+            TeacherOutput: outputs of shape [R, B].
+        """
         missing = set(self.columns) - set(row_blocks) - set(pair_blocks)
         if missing:
             raise KeyError(f"score_pairs: no values for teacher blocks {sorted(missing)}")

@@ -45,6 +45,15 @@ def _f32(x: np.ndarray) -> np.ndarray:
 
 
 def hnsw_index(vectors: np.ndarray) -> faiss.IndexHNSWFlat:
+    """An HNSW index (M 32, efConstruction 80) over inner product, holding `vectors`.
+
+    Args:
+        vectors (np.ndarray): item vectors, [N, D] (cast to contiguous float32).
+
+    Returns:
+        faiss.IndexHNSWFlat: ids are row numbers; efSearch is faiss's default until
+        `tune_ef_search` sets it.
+    """
     index = faiss.IndexHNSWFlat(vectors.shape[1], HNSW_M, faiss.METRIC_INNER_PRODUCT)
     index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
     index.add(_f32(vectors))
@@ -52,7 +61,15 @@ def hnsw_index(vectors: np.ndarray) -> faiss.IndexHNSWFlat:
 
 
 def recall_at_k(approx_ids: np.ndarray, exact_ids: np.ndarray) -> float:
-    """Mean over queries of |approx top-k & exact top-k| / k (ids -1 never count)."""
+    """Mean over queries of |approx top-k & exact top-k| / k (ids -1 never count).
+
+    Args:
+        approx_ids (np.ndarray): the approximate index's ids, [Q, k].
+        exact_ids (np.ndarray): the exact index's ids, [Q, k].
+
+    Returns:
+        float: recall@k in [0, 1].
+    """
     hits = [
         len(set(a[a >= 0].tolist()) & set(e[e >= 0].tolist()))
         for a, e in zip(approx_ids, exact_ids, strict=True)
@@ -67,8 +84,21 @@ def tune_ef_search(
     k: int = 100,
     target: float = 0.95,
 ) -> ApproxTuning:
-    """Set `index.hnsw.efSearch` to the smallest ladder value reaching `target` recall@k
-    (or the largest tried, which has the best recall) and return what was measured."""
+    """Set `index.hnsw.efSearch` to the smallest ladder value reaching the target recall@k.
+
+    When none reaches it, the largest tried stays set (it has the best recall). Ladder values
+    below k are raised to k (efSearch below k cannot return k).
+
+    Args:
+        index (faiss.IndexHNSWFlat): the index to tune (modified in place).
+        exact (faiss.Index): the exact index over the same vectors (the truth).
+        queries (np.ndarray): real user queries, [Q, D].
+        k (int): the recall's cut-off (capped at the catalogue size); default 100.
+        target (float): the recall@k to reach, in [0, 1]; default 0.95.
+
+    Returns:
+        ApproxTuning: efSearch chosen, the recall measured there and at each try.
+    """
     queries = _f32(queries)
     k = min(k, exact.ntotal)
     _, truth = exact.search(queries, k)

@@ -24,6 +24,15 @@ from dmmp_rec.serving.weights import ExportError
 
 
 class ItemSide(nn.Module):
+    """The item encoder [i_c, i_v] as one plain-PyTorch module (see the module docstring).
+
+    Args:
+        item (list[FeatureSpec]): the item features, in input order.
+        tables (dict[str, torch.Tensor]): trained tables by table name (ExportError when one
+            is missing or of the wrong shape).
+        student (Student): the trained student; a deep copy on the CPU is kept.
+    """
+
     def __init__(
         self, item: list[FeatureSpec], tables: dict[str, torch.Tensor], student: Student
     ) -> None:
@@ -37,6 +46,15 @@ class ItemSide(nn.Module):
         self.requires_grad_(False)
 
     def forward(self, values: list[torch.Tensor], offsets: list[torch.Tensor]) -> torch.Tensor:
+        """The item vectors of B items.
+
+        Args:
+            values (list[torch.Tensor]): per item feature, its ids, 1-D int64.
+            offsets (list[torch.Tensor]): per item feature, each item's bag start, [B] int64.
+
+        Returns:
+            torch.Tensor: [B, vector_dim]: [i_c, i_v], or i_c for the two-tower baseline.
+        """
         pooled = [bag(v, o) for bag, v, o in zip(self.bags, values, offsets, strict=True)]
         return self.student.item_vector(torch.cat(pooled, dim=1))
 
@@ -44,7 +62,17 @@ class ItemSide(nn.Module):
 def feature_inputs(
     table: pa.Table, specs: list[FeatureSpec], where: str = ""
 ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """Per feature (values, bag starts) of `table`'s rows, ids folded by the one id mapping."""
+    """Per feature (values, bag starts) of `table`'s rows, ids folded by the one id mapping.
+
+    Args:
+        table (pa.Table): rows of feature columns (Parquet schema).
+        specs (list[FeatureSpec]): the features to take, in this order.
+        where (str): where the rows come from, for DataError messages.
+
+    Returns:
+        tuple[list[torch.Tensor], list[torch.Tensor]]: the encoders' inputs: per feature its
+        int64 ids and its [B] bag starts.
+    """
     jts = table_kjt(table, specs, where).to_dict()
     names = [s.name for s in specs]
     return [jts[n].values() for n in names], [jts[n].offsets()[:-1] for n in names]
@@ -54,7 +82,17 @@ def feature_inputs(
 def encode_table(
     module: nn.Module, table: pa.Table, specs: list[FeatureSpec], batch_size: int = 4096
 ) -> np.ndarray:
-    """`module`'s float32 output for every row of `table`, in row order."""
+    """`module`'s float32 output for every row of `table`, in row order.
+
+    Args:
+        module (nn.Module): an encoder taking (values, offsets), e.g. ItemSide.
+        table (pa.Table): rows of feature columns.
+        specs (list[FeatureSpec]): the module's features, in its input order.
+        batch_size (int): rows per forward call; default 4096.
+
+    Returns:
+        np.ndarray: [rows, output width], contiguous float32.
+    """
     out = []
     for lo in range(0, table.num_rows, batch_size):
         rows = table.slice(lo, batch_size)

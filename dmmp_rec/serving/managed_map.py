@@ -30,11 +30,30 @@ def _tables_prefix(name: str) -> str:
 
 
 def managed_features(features: list[UserFeature]) -> list[UserFeature]:
+    """The user-side features with `ids: managed`, in manifest order.
+
+    Args:
+        features (list[UserFeature]): the manifest's user-side features.
+
+    Returns:
+        list[UserFeature]: those whose ids are managed.
+    """
     return [f for f in features if f.ids == "managed"]
 
 
 def save_managed(trained: ManagedIds | None, features: list[UserFeature], out: Path) -> bool:
-    """Write the user-side managed tables' state; False (nothing written) when there are none."""
+    """Write the user-side managed tables' state to `out`/managed_ids.npz.
+
+    Args:
+        trained (ManagedIds | None): the trained model's remapper; None when it has none
+            (ExportError if the manifest has managed features all the same).
+        features (list[UserFeature]): the manifest's user-side features.
+        out (Path): the export directory.
+
+    Returns:
+        bool: True when the file was written; False (nothing written) when no user-side
+        feature is managed.
+    """
     managed = managed_features(features)
     if not managed:
         return False
@@ -47,7 +66,12 @@ def save_managed(trained: ManagedIds | None, features: list[UserFeature], out: P
 
 
 class ServingIdMap:
-    """The remapping of the user-side managed features, loaded from an export."""
+    """The remapping of the user-side managed features, loaded from an export.
+
+    Args:
+        features (list[UserFeature]): the manifest's user-side features.
+        path (Path): the export's managed_ids.npz (ExportError when it does not match them).
+    """
 
     def __init__(self, features: list[UserFeature], path: Path) -> None:
         managed = managed_features(features)
@@ -62,7 +86,14 @@ class ServingIdMap:
         self.module.eval()
 
     def apply(self, requests: UserRequests) -> UserRequests:
-        """`requests` with the managed features' raw ids replaced by their rows."""
+        """`requests` with the managed features' raw ids replaced by their rows.
+
+        Args:
+            requests (UserRequests): parsed requests holding raw ids.
+
+        Returns:
+            UserRequests: a copy; ids training never admitted (or evicted) get the table's last row.
+        """
         values = list(requests.values)
         for j, feature in enumerate(requests.features):
             if feature.ids == "managed" and values[j].size:

@@ -45,7 +45,13 @@ ITEM_SIDE_FILE = "item_side.pt2"
 
 
 class Int8RowwiseBag(nn.Module):
-    """`nn.EmbeddingBag(values, offsets)` (sum or mean, B bag starts) over an int8 table."""
+    """`nn.EmbeddingBag(values, offsets)` (sum or mean, B bag starts) over an int8 table.
+
+    Args:
+        weight (torch.Tensor): the fp32 table, [rows, dim]; packed to int8 rows with an fp32
+            scale and offset each.
+        mode (str): "sum" or "mean" (ExportError otherwise).
+    """
 
     packed: torch.Tensor  # buffer
 
@@ -60,6 +66,15 @@ class Int8RowwiseBag(nn.Module):
 
     def forward(self, values: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
         # the op pools by sum only: a mean divides by the bag sizes (an empty bag stays zero)
+        """Pool each bag of int8 rows, like nn.EmbeddingBag(values, offsets).
+
+        Args:
+            values (torch.Tensor): ids, 1-D int64.
+            offsets (torch.Tensor): each bag's start in `values`, [B] int64.
+
+        Returns:
+            torch.Tensor: [B, embedding_dim] float32; an empty bag pools to zeros.
+        """
         pooled = torch.ops.quantized.embedding_bag_byte_rowwise_offsets(
             self.packed, values, offsets
         )
@@ -69,14 +84,25 @@ class Int8RowwiseBag(nn.Module):
         return pooled / sizes.clamp(min=1).to(pooled.dtype).unsqueeze(1)
 
     def dequantized(self) -> torch.Tensor:
-        """The float rows the codes stand for: code * scale + offset."""
+        """The float rows the codes stand for: code * scale + offset.
+
+        Returns:
+            torch.Tensor: [num_embeddings, embedding_dim] float32.
+        """
         d = self.embedding_dim
         scale_offset = self.packed[:, d:].contiguous().view(torch.float32)
         return self.packed[:, :d].float() * scale_offset[:, :1] + scale_offset[:, 1:]
 
 
 def quantize_bags(module: nn.Module) -> nn.Module:
-    """A copy of `module` with every nn.EmbeddingBag replaced by its Int8RowwiseBag."""
+    """A copy of `module` with every nn.EmbeddingBag replaced by its Int8RowwiseBag.
+
+    Args:
+        module (nn.Module): an fp32 serving module (user side or item encoder); not modified.
+
+    Returns:
+        nn.Module: the int8 copy.
+    """
     module = copy.deepcopy(module)
     for parent in list(module.modules()):
         for name, child in list(parent.named_children()):
@@ -86,7 +112,14 @@ def quantize_bags(module: nn.Module) -> nn.Module:
 
 
 def table_bytes(module: nn.Module) -> int:
-    """Bytes of the embedding tables in `module` (fp32 weights or int8 rows with scales)."""
+    """Bytes of the embedding tables in `module` (fp32 weights or int8 rows with scales).
+
+    Args:
+        module (nn.Module): a serving module.
+
+    Returns:
+        int: the sum over its nn.EmbeddingBag and Int8RowwiseBag tables.
+    """
     total = 0
     for m in module.modules():
         if isinstance(m, nn.EmbeddingBag):
@@ -103,7 +136,18 @@ def top_k_overlap(
     items_b: np.ndarray,
     k: int = OVERLAP_K,
 ) -> np.ndarray:
-    """Per user, the share of exact top-k items that retrieval a and retrieval b have in common."""
+    """Per user, the share of exact top-k items that retrieval a and retrieval b have in common.
+
+    Args:
+        queries_a (np.ndarray): retrieval a's queries, [U, D].
+        items_a (np.ndarray): retrieval a's item vectors, [N, D].
+        queries_b (np.ndarray): retrieval b's queries of the same users, [U, D].
+        items_b (np.ndarray): retrieval b's vectors of the same items, [N, D].
+        k (int): the cut-off, capped at N; default 100.
+
+    Returns:
+        np.ndarray: [U] shares in [0, 1].
+    """
     k = min(k, len(items_a))
     _, top_a = exact_index(items_a).search(np.ascontiguousarray(queries_a, np.float32), k)
     _, top_b = exact_index(items_b).search(np.ascontiguousarray(queries_b, np.float32), k)
@@ -112,7 +156,18 @@ def top_k_overlap(
 
 @dataclass
 class Int8Export:
-    """The int8 twins of the fp32 user side and item encoder, and what export measures."""
+    """The int8 twins of the fp32 user side and item encoder, and what export measures.
+
+    Call `reference`, then `encode_items`, `save_item_side` and `report`, in that order.
+
+    Args:
+        fp32_user (nn.Module): the fp32 user side.
+        fp32_item (nn.Module): the fp32 item encoder.
+        tolerance (float): largest |fp32 module - training model| accepted (ExportError above).
+        fp32_queries (np.ndarray | None): set by `reference`: the model's queries at beta 0.
+        fp32_vectors (np.ndarray | None): set by `encode_items`: the model's item vectors.
+        vectors (np.ndarray | None): set by `encode_items`: the int8 item vectors.
+    """
 
     fp32_user: nn.Module
     fp32_item: nn.Module
@@ -136,9 +191,22 @@ class Int8Export:
         batch: int,
         beta: float = 0.0,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Check the fp32 user side against the training model on `requests` at the serving
-        knob `beta`, then return the int8 user side's own (eager) output there, which the
-        exported archive must reproduce. The fp32 queries at beta 0 are kept for the overlap."""
+        """Check the fp32 user side against the training model, then run the int8 user side.
+
+        The int8 output is what the exported archive must reproduce. The fp32 queries at beta 0
+        are kept for the overlap.
+
+        Args:
+            requests (UserRequests): the recall users.
+            model_queries (np.ndarray): the training model's queries of them, [U, D].
+            model_gates (np.ndarray): the training model's gates of them, [U, 2].
+            batch (int): users per forward call.
+            beta (float): the serving knob; default 0.
+
+        Returns:
+            tuple[np.ndarray, np.ndarray]: the int8 user side's (eager) queries [U, D] and gates
+            [U, 2].
+        """
         queries, gates = run_user_side(self.fp32_user, requests, batch, beta)
         _check("fp32 user side", queries, gates, model_queries, model_gates, self.tolerance)
         if beta == 0.0:
@@ -148,8 +216,18 @@ class Int8Export:
     def encode_items(
         self, items: pa.Table, specs: list[FeatureSpec], model_vectors: np.ndarray, batch: int
     ) -> np.ndarray:
-        """The catalogue's vectors through the int8 item encoder, after checking the fp32
-        encoder against the training model's `model_vectors`."""
+        """The catalogue's vectors through the int8 item encoder, after checking the fp32 encoder.
+
+        Args:
+            items (pa.Table): the catalogue's item feature rows.
+            specs (list[FeatureSpec]): the item features, in the encoder's input order.
+            model_vectors (np.ndarray): the training model's item vectors, [N, D]; the fp32
+                encoder must match them within `tolerance`.
+            batch (int): rows per forward call.
+
+        Returns:
+            np.ndarray: the int8 item vectors, [N, D] float32.
+        """
         fp32 = encode_table(self.fp32_item, items, specs, batch)
         _check("fp32 item encoder", fp32, None, model_vectors, None, self.tolerance)
         self.fp32_vectors = model_vectors
@@ -158,7 +236,15 @@ class Int8Export:
         return self.vectors
 
     def save_item_side(self, root: Path, specs: list[FeatureSpec]) -> str:
-        """Export the int8 item encoder; it must reproduce the int8 vectors of the first items."""
+        """Export the int8 item encoder; it must reproduce the int8 vectors of the first items.
+
+        Args:
+            root (Path): the export directory.
+            specs (list[FeatureSpec]): the item features, in the encoder's input order.
+
+        Returns:
+            str: the archive's file name, relative to `root` (item_side.pt2).
+        """
         if self.vectors is None:
             raise ExportError("Int8Export.save_item_side needs encode_items() first")
         path = root / ITEM_SIDE_FILE
@@ -168,7 +254,14 @@ class Int8Export:
         return ITEM_SIDE_FILE
 
     def report(self, queries: np.ndarray) -> Quantization:
-        """Table bytes and agreement with fp32 of the exported int8 queries (same users)."""
+        """Table bytes and agreement with fp32 of the exported int8 queries (same users).
+
+        Args:
+            queries (np.ndarray): the exported int8 user side's queries at beta 0, [U, D].
+
+        Returns:
+            Quantization: the manifest's quantization record.
+        """
         if self.fp32_queries is None or self.fp32_vectors is None or self.vectors is None:
             raise ExportError("Int8Export.report needs reference() and encode_items() first")
         overlap = top_k_overlap(self.fp32_queries, self.fp32_vectors, queries, self.vectors)

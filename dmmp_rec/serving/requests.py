@@ -27,8 +27,17 @@ from dmmp_rec.serving.manifest import UserFeature
 
 
 class RequestError(DataError):
-    """Bad request input, located by file, line or row, and field. A DataError: Parquet columns
-    are decoded by `data.kjt.decode_ids`, whose errors are re-located here by field."""
+    """Bad request input, located by file, line or row, and field.
+
+    A DataError: Parquet columns are decoded by `data.kjt.decode_ids`, whose errors are
+    re-located here by field.
+
+    Args:
+        message (str): what is wrong.
+        file (str | None): the requests file.
+        where (str | None): "line N" (JSON lines, 1-based) or "row N" (Parquet, 0-based).
+        field (str | None): the feature.
+    """
 
     def __init__(
         self,
@@ -45,19 +54,39 @@ class RequestError(DataError):
 
 @dataclass
 class UserRequests:
-    """Users in input order; per feature (manifest order) flat ids and B+1 bag offsets."""
+    """Users in input order; per feature (manifest order) flat ids and B+1 bag offsets.
+
+    Args:
+        features (list[UserFeature]): the manifest's user-side features.
+        values (list[np.ndarray]): per feature, int64 ids folded into [0, cardinality)
+            (managed features: raw ids).
+        offsets (list[np.ndarray]): per feature, int64 [B + 1]: user b's ids are
+            values[offsets[b]:offsets[b+1]].
+        labels (list[str]): where each user came from ("line 3" / "row 2").
+        folded (dict[str, np.ndarray]): feature -> ids folded per user, [B] (only features
+            with any).
+    """
 
     features: list[UserFeature]
-    values: list[np.ndarray]  # int64 ids, folded into [0, cardinality)
-    offsets: list[np.ndarray]  # int64 [B + 1]: user b's ids are values[offsets[b]:offsets[b+1]]
-    labels: list[str]  # "line 3" / "row 2": where each user came from
-    folded: dict[str, np.ndarray]  # feature -> ids folded per user (only features with any)
+    values: list[np.ndarray]
+    offsets: list[np.ndarray]
+    labels: list[str]
+    folded: dict[str, np.ndarray]
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def batch(self, lo: int, hi: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """Inputs of the exported user side for users [lo, hi): values, bag starts."""
+        """Inputs of the exported user side for users [lo, hi): values, bag starts.
+
+        Args:
+            lo (int): first user, inclusive.
+            hi (int): last user, exclusive.
+
+        Returns:
+            tuple[list[torch.Tensor], list[torch.Tensor]]: per feature its ids (an int64 copy) and
+            the users' bag starts, [hi - lo].
+        """
         values, starts = [], []
         for v, o in zip(self.values, self.offsets, strict=True):
             # a copy: the id mapping can hand back read-only arrays, which torch warns about
@@ -66,6 +95,14 @@ class UserRequests:
         return values, starts
 
     def folded_for(self, row: int) -> dict[str, int]:
+        """How many ids of user `row` were folded by hash, per feature.
+
+        Args:
+            row (int): the user's index.
+
+        Returns:
+            dict[str, int]: feature -> count, only features with a fold.
+        """
         return {k: int(v[row]) for k, v in self.folded.items() if v[row]}
 
 
@@ -136,7 +173,15 @@ def _check_fields(keys: list[str], features: list[UserFeature], error) -> None:
 
 
 def parse_jsonl(path: str | Path, features: list[UserFeature]) -> UserRequests:
-    """Users from a JSON-lines file; blank lines are skipped."""
+    """Users from a JSON-lines file; blank lines are skipped.
+
+    Args:
+        path (str | Path): the file; any bad line is a RequestError naming its number (1-based).
+        features (list[UserFeature]): the manifest's user-side features, in its order.
+
+    Returns:
+        UserRequests: one user per non-blank line, in file order.
+    """
     file = str(path)
     bags: list[list[list[int]]] = [[] for _ in features]
     labels: list[str] = []
@@ -167,7 +212,16 @@ def parse_jsonl(path: str | Path, features: list[UserFeature]) -> UserRequests:
 
 
 def parse_table(table: pa.Table, features: list[UserFeature], file: str) -> UserRequests:
-    """Users from the rows of an Arrow table with exactly the user-side feature columns."""
+    """Users from the rows of an Arrow table with exactly the user-side feature columns.
+
+    Args:
+        table (pa.Table): one column per feature, int64 or list<int64>.
+        features (list[UserFeature]): the manifest's user-side features, in its order.
+        file (str): where the table came from, for RequestError messages (rows 0-based).
+
+    Returns:
+        UserRequests: one user per row, in row order.
+    """
 
     def error(message: str, field: str | None = None) -> RequestError:
         return RequestError(message, file, None, field)
@@ -191,7 +245,15 @@ def parse_table(table: pa.Table, features: list[UserFeature], file: str) -> User
 
 
 def read_requests(path: str | Path, features: list[UserFeature]) -> UserRequests:
-    """Users from `.parquet` (Parquet) or any other file (JSON lines)."""
+    """Users from `.parquet` (Parquet) or any other file (JSON lines).
+
+    Args:
+        path (str | Path): the requests file; RequestError when it is missing or unreadable.
+        features (list[UserFeature]): the manifest's user-side features, in its order.
+
+    Returns:
+        UserRequests: validated and folded.
+    """
     path = Path(path)
     if not path.is_file():
         raise RequestError("no such file", str(path))

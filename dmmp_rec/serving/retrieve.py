@@ -34,27 +34,55 @@ IndexKind = Literal["exact", "approx"]
 
 @dataclass(frozen=True)
 class Candidate:
+    """One retrieved item and its scores.
+
+    Args:
+        item (int): the item's id (item_id_feature's value).
+        fused (float): the fused score <query, [i_c, i_v]>.
+        click (float): s_c = <u, i_c> / tau.
+        conversion (float): s_v = <u, i_v> / tau.
+    """
+
     item: int
     fused: float
-    click: float  # s_c = <u, i_c> / tau
-    conversion: float  # s_v = <u, i_v> / tau
+    click: float
+    conversion: float
 
 
 @dataclass(frozen=True)
 class UserResult:
-    label: str  # where the user came from ("line 3", "row 2", "user 17")
+    """One user's top-k and gate.
+
+    Args:
+        label (str): where the user came from ("line 3", "row 2", "user 17").
+        gate_click (float): g_c at the requested beta.
+        gate_conversion (float): g_v = 1 - g_c.
+        candidates (list[Candidate]): the top-k, best first.
+        folded (dict[str, int]): out-of-range ids folded by hash, per feature.
+    """
+
+    label: str
     gate_click: float
     gate_conversion: float
     candidates: list[Candidate]
-    folded: dict[str, int]  # out-of-range ids folded by hash, per feature
+    folded: dict[str, int]
 
     def leaning(self) -> str:
-        """'leans 70% conversion' -- the gate in words."""
+        """The gate in words.
+
+        Returns:
+            str: e.g. "leans 70% conversion" (the larger side; conversion on a tie).
+        """
         if self.gate_conversion >= self.gate_click:
             return f"leans {self.gate_conversion:.0%} conversion"
         return f"leans {self.gate_click:.0%} click"
 
     def to_dict(self) -> dict:
+        """One JSON line of `dmmp-rec retrieve`'s output.
+
+        Returns:
+            dict: user, gate, leaning, items (each Candidate's fields) and folded_ids (when any).
+        """
         return {
             "user": self.label,
             "gate": {"click": self.gate_click, "conversion": self.gate_conversion},
@@ -67,8 +95,18 @@ class UserResult:
 def run_user_side(
     module: Callable, requests: UserRequests, batch_size: int = 4096, beta: float = 0.0
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(queries [B, D], gates [B, 2]) as float32 numpy, from the exported user side, at the
-    serving knob `beta` (0 = the gate as trained; +-inf allowed)."""
+    """Queries and gates as float32 numpy from the exported user side, batch by batch.
+
+    Args:
+        module (Callable): the user side, called as module(values, offsets, beta).
+        requests (UserRequests): the users (ids already mapped for managed features).
+        batch_size (int): users per call; default 4096.
+        beta (float): the serving knob: > 0 leans every user's gate towards conversions, < 0
+            towards clicks, 0 (default) is the gate as trained; +-inf allowed.
+
+    Returns:
+        tuple[np.ndarray, np.ndarray]: queries [B, D] and gates [B, 2].
+    """
     queries, gates = [], []
     knob = torch.tensor([beta], dtype=torch.float32)
     with torch.no_grad():
@@ -87,7 +125,21 @@ def _load_npy(path: Path, manifest_path: Path) -> np.ndarray:
 
 
 class Retriever:
-    """An export directory loaded for serving: user side, item vectors and ids, one index."""
+    """An export directory loaded for serving: user side, item vectors and ids, one index.
+
+    Every file's size is checked against the manifest first (ConfigError naming the role).
+
+    Args:
+        export_dir (str | Path): the export directory.
+        index (IndexKind): "exact" (default) or "approx" (HNSW at the manifest's efSearch).
+
+    Example::
+
+        retriever = Retriever("runs/export", index="approx")
+        requests = read_requests("users.jsonl", retriever.features)
+        for user in retriever.search(requests, k=100, beta=0.5):  # lean to conversions
+            print(user.label, user.leaning(), [c.item for c in user.candidates[:5]])
+    """
 
     def __init__(self, export_dir: str | Path, index: IndexKind = "exact") -> None:
         self.root = Path(export_dir)
@@ -132,7 +184,17 @@ class Retriever:
     def encode(
         self, requests: UserRequests, batch_size: int = 4096, beta: float = 0.0
     ) -> tuple[np.ndarray, np.ndarray]:
-        """(queries [B, D], gates [B, 2]) from the exported user side at knob `beta`."""
+        """Queries and gates of `requests` from the exported user side, managed ids mapped first.
+
+        Args:
+            requests (UserRequests): the users.
+            batch_size (int): users per call; default 4096.
+            beta (float): the serving knob: > 0 leans every user's gate towards conversions, < 0
+                towards clicks, 0 (default) is the gate as trained; +-inf allowed.
+
+        Returns:
+            tuple[np.ndarray, np.ndarray]: queries [B, D] and gates [B, 2], float32.
+        """
         if self.id_map is not None:
             requests = self.id_map.apply(requests)
         return run_user_side(self.user_side, requests, batch_size, beta)
@@ -140,8 +202,19 @@ class Retriever:
     def search(
         self, requests: UserRequests, k: int, batch_size: int = 4096, beta: float = 0.0
     ) -> list[UserResult]:
-        """Top-k items per user; `beta` leans the gate towards conversions (> 0) or clicks
-        (< 0) for every user, without retraining (0 = as trained)."""
+        """Top-k items per user, with their click and conversion scores and the user's gate.
+
+        Args:
+            requests (UserRequests): the users.
+            k (int): items per user, >= 1 (InputError otherwise); capped at the catalogue size.
+            batch_size (int): users per user-side call; default 4096.
+            beta (float): the serving knob: > 0 leans every user's gate towards conversions, < 0
+                towards clicks, 0 (default) is the gate as trained; +-inf allowed. NaN is an
+                InputError.
+
+        Returns:
+            list[UserResult]: one per user, in request order.
+        """
         if k < 1:
             raise InputError(f"k must be >= 1, got {k}")
         if math.isnan(beta):
@@ -179,8 +252,19 @@ DEMO_POOL = 2000  # users scored to choose demo users from
 
 
 def demo_users(retriever: Retriever, n: int, seed: int = 0) -> UserRequests:
-    """`n` users of the export's world (users.parquet) spread over the gate's range, from the
-    most click-leaning to the most conversion-leaning, so the demo shows what the gate does."""
+    """`n` users of the export's world spread over the gate's range, click-leaning first.
+
+    From the most click-leaning to the most conversion-leaning of up to 2000 users drawn from
+    users.parquet, so the demo shows what the gate does.
+
+    Args:
+        retriever (Retriever): the loaded export (its data_path holds users.parquet).
+        n (int): users wanted (fewer when gate values coincide); at least 1 is returned.
+        seed (int): seed of the draw; default 0.
+
+    Returns:
+        UserRequests: the chosen users, labelled by their first feature's value.
+    """
     path = Path(retriever.manifest.data_path) / USERS_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no user catalogue for --demo-users; pass --users FILE")

@@ -38,8 +38,15 @@ def _example_inputs(
 def save_user_side(
     module: nn.Module, cardinalities: list[int], path: str | Path, knob: bool = True
 ) -> None:
-    """torch.export `module` with a dynamic batch and dynamic id counts, and save it; `knob`:
-    its forward also takes the serving knob beta (the user side does, an item encoder not)."""
+    """torch.export `module` with a dynamic batch and dynamic id counts, and save it pickle-free.
+
+    Args:
+        module (nn.Module): the user side (or an item encoder), taking (values, offsets[, beta]).
+        cardinalities (list[int]): rows of each input feature's table, for the example inputs.
+        path (str | Path): the .pt2 archive to write.
+        knob (bool): whether its forward also takes the serving knob beta (the user side
+            does, an item encoder not); default True.
+    """
     batch = Dim("batch", min=1)
     dynamic: dict = {
         "values": [{0: Dim(f"ids_{i}", min=0)} for i in range(len(cardinalities))],
@@ -58,7 +65,11 @@ def save_user_side(
 
 
 def check_pickle_free(path: str | Path) -> None:
-    """Raise ExportError if the archive holds any pickled payload beyond plain tensors."""
+    """Raise ExportError if the archive holds any pickled payload beyond plain tensors.
+
+    Args:
+        path (str | Path): a .pt2 archive (ExportError when it is not a zip archive).
+    """
     path = Path(path)
     try:
         archive = zipfile.ZipFile(path)
@@ -79,6 +90,21 @@ def check_pickle_free(path: str | Path) -> None:
 
 
 def load_user_side(path: str | Path) -> nn.Module:
-    """The exported user side as a callable module, after `check_pickle_free`."""
+    """The exported user side as a callable module, after `check_pickle_free`.
+
+    Args:
+        path (str | Path): the .pt2 archive.
+
+    Returns:
+        nn.Module: call it as module(values, offsets, beta) (see the module docstring).
+
+    Example::
+
+        user_side = load_user_side("runs/export/user_side.pt2")
+        # per user-side feature (manifest order): int64 ids inside its table, and bag starts
+        values = [torch.tensor([0]) for _ in range(num_features)]
+        offsets = [torch.tensor([0]) for _ in range(num_features)]
+        query, gate = user_side(values, offsets, torch.zeros(1))  # [1, D], [1, 2]
+    """
     check_pickle_free(path)
     return torch.export.load(str(path)).module()

@@ -39,7 +39,16 @@ def _bag(spec: FeatureSpec, table: torch.Tensor) -> nn.EmbeddingBag:
 
 
 class UserSide(nn.Module):
-    """query = [g_c u, g_v u] / tau (u / tau for the two-tower baseline), gate = (g_c, g_v)."""
+    """query = [g_c u, g_v u] / tau (u / tau for the two-tower baseline), gate = (g_c, g_v).
+
+    Args:
+        user (list[FeatureSpec]): the user features, first in the input order.
+        context (list[FeatureSpec]): the context features, after them.
+        tables (dict[str, torch.Tensor]): trained tables by table name (ExportError when one
+            is missing or of the wrong shape).
+        student (Student): the trained student; its user tower and gate are deep-copied, tau
+            frozen at its trained value.
+    """
 
     fixed_logit: torch.Tensor  # buffers
     tau: torch.Tensor
@@ -72,6 +81,17 @@ class UserSide(nn.Module):
     def forward(
         self, values: list[torch.Tensor], offsets: list[torch.Tensor], beta: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Queries and gates of B users at the knob `beta`.
+
+        Args:
+            values (list[torch.Tensor]): per feature (`feature_names` order), its ids, 1-D int64.
+            offsets (list[torch.Tensor]): per feature, each user's bag start, [B] int64.
+            beta (torch.Tensor): the serving knob, float32 [1]; 0 is the gate as trained.
+
+        Returns:
+            tuple[torch.Tensor, torch.Tensor]: the query, [B, 2d] ([B, d] for the two-tower
+            baseline), and the gate (click, conversion), [B, 2].
+        """
         pooled = [bag(v, o) for bag, v, o in zip(self.bags, values, offsets, strict=True)]
         user = torch.cat(pooled[: self.num_user], dim=1)
         u_tau = F.normalize(self.user_tower(torch.cat(pooled, dim=1)), dim=-1) / self.tau

@@ -21,7 +21,15 @@ class ExportError(DmmpError, RuntimeError):
 
 
 def full_tensor(value: torch.Tensor, name: str) -> torch.Tensor:
-    """The whole tensor behind a plain tensor, a DTensor or a fully local ShardedTensor."""
+    """The whole tensor behind a plain tensor, a DTensor or a fully local ShardedTensor.
+
+    Args:
+        value (torch.Tensor): a state dict entry.
+        name (str): its key, for the ExportError when shards are missing (not one process).
+
+    Returns:
+        torch.Tensor: a detached CPU tensor of the full size.
+    """
     if isinstance(value, DTensor):
         return value.full_tensor().detach().cpu()
     if not isinstance(value, ShardedTensor):
@@ -45,7 +53,16 @@ def full_tensor(value: torch.Tensor, name: str) -> torch.Tensor:
 
 
 def embedding_tables(state: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
-    """`{table name: whole weight}` for every `<prefix><table>.weight` entry of `state`."""
+    """The whole weight of every `<prefix><table>.weight` entry of `state`.
+
+    Args:
+        state (Mapping[str, torch.Tensor]): the model's state dict (sharded or not).
+        prefix (str): the EBC's key prefix, e.g. "sparse.ebc.embedding_bags.".
+
+    Returns:
+        dict[str, torch.Tensor]: table name -> full CPU weight, [rows, dim]; ExportError when
+        there is none.
+    """
     tables = {}
     for key, value in state.items():
         if key.startswith(prefix) and key.endswith(".weight"):

@@ -47,20 +47,48 @@ class PlanError(DmmpError, ValueError):
 
 @dataclass
 class TopologyConfig:
-    """The cluster a plan is for. Null values are filled from the job (see each field)."""
+    """The cluster a plan is for (`topology:`). Null values are filled from the job.
 
-    world_size: int | None = None  # null: any; the job's (or --world-size) decides
-    local_world_size: int | None = None  # ranks per host; null: world size (cpu), 8 (cuda)
-    device: Device | None = None  # null: any; a plan made for cuda refuses a cpu job
-    hbm_cap_gb: float | None = None  # per GPU, GiB; null: torchrec's default (32)
-    ddr_cap_gb: float | None = None  # per rank, GiB; null: torchrec's default (128)
-    batch_size: int | None = None  # per rank; null: data.batch_size of the job config
-    reserve_fraction: float = 0.15  # of each rank's memory, kept free as margin of error
-    dense_reserve_gb: float | None = None  # per rank for dense params + optimizer + DDP
-    intra_host_bw_gbs: float | None = None  # GiB/s within a host; null: torchrec's default
-    inter_host_bw_gbs: float | None = None  # GiB/s between hosts; null: torchrec's default
+    Args:
+        world_size (int | None): ranks in the job, > 0; null (default): any, the job's or
+            --world-size decides. A job of another size is refused.
+        local_world_size (int | None): ranks per host, > 0, dividing world_size; null
+            (default): the job's, else the world size on cpu and 8 on cuda.
+        device (str | None): "cpu" or "cuda"; null (default): any. A plan config for cuda
+            refuses a cpu job and vice versa.
+        hbm_cap_gb (float | None): GPU memory per rank in GiB, >= 0; null (default): the
+            smallest local GPU's, else torchrec's default (32 GiB).
+        ddr_cap_gb (float | None): host memory per rank in GiB, >= 0; null (default):
+            torchrec's default (128 GiB).
+        batch_size (int | None): per-rank batch size the plan is estimated for, > 0; null
+            (default): data.batch_size of the job config.
+        reserve_fraction (float): share of each rank's memory kept free as margin of error,
+            in [0, 1); default 0.15.
+        dense_reserve_gb (float | None): GiB per rank reserved for the dense parameters,
+            their optimiser state and DDP, >= 0; null (default): torchrec's estimate.
+        intra_host_bw_gbs (float | None): bandwidth within a host in GiB/s, >= 0; null
+            (default): torchrec's default.
+        inter_host_bw_gbs (float | None): bandwidth between hosts in GiB/s, >= 0; null
+            (default): torchrec's default.
+    """
+
+    world_size: int | None = None
+    local_world_size: int | None = None
+    device: Device | None = None
+    hbm_cap_gb: float | None = None
+    ddr_cap_gb: float | None = None
+    batch_size: int | None = None
+    reserve_fraction: float = 0.15
+    dense_reserve_gb: float | None = None
+    intra_host_bw_gbs: float | None = None
+    inter_host_bw_gbs: float | None = None
 
     def validate(self, path: str) -> None:
+        """Check the section's values on load (`build` calls it); ConfigError names the key.
+
+        Args:
+            path (str): the section's dotted key path, for the error messages.
+        """
         for name in ("world_size", "local_world_size", "batch_size"):
             value = getattr(self, name)
             require(value is None or value > 0, f"{path}.{name}", f"must be > 0, got {value}")
@@ -89,16 +117,38 @@ class TopologyConfig:
 
 @dataclass
 class TableConstraint:
-    """What the planner may choose for one table; null leaves the choice to the planner."""
+    """What the planner may choose for one table (`tables.<name>:`); null leaves it to the planner.
+
+    Args:
+        sharding_types (list[str] | None): allowed sharding types, non-empty, of
+            data_parallel, table_wise, column_wise, row_wise, table_row_wise,
+            table_column_wise, grid_shard (the last four need cuda); null (default): every
+            type the device allows.
+        compute_kernels (list[str] | None): allowed kernels, non-empty, of dense, fused,
+            fused_uvm, fused_uvm_caching (the UVM ones need cuda); null (default): any.
+        min_partition (int | None): column_wise shards are at least this wide, > 0; null
+            (default): torchrec's 128.
+        caching_ratio (float | None): fused_uvm_caching's share of rows cached in HBM, in
+            (0, 1]; needs compute_kernels to include fused_uvm_caching. Default null.
+        cache_algorithm (str | None): "lru" or "lfu", the cache's eviction; needs
+            fused_uvm_caching like caching_ratio. Default null (LRU when caching_ratio is set).
+        pooling_factor (float | None): mean ids per sample, > 0, for the planner's cost
+            estimates of multi-valued features; null (default): torchrec's 1.0.
+    """
 
     sharding_types: list[ShardingTypeName] | None = None
     compute_kernels: list[ComputeKernelName] | None = None
-    min_partition: int | None = None  # column_wise shards are at least this wide (default 128)
-    caching_ratio: float | None = None  # fused_uvm_caching: share of rows cached in HBM
+    min_partition: int | None = None
+    caching_ratio: float | None = None
     cache_algorithm: Literal["lru", "lfu"] | None = None
-    pooling_factor: float | None = None  # mean ids per sample (multi-valued features)
+    pooling_factor: float | None = None
 
     def validate(self, path: str) -> None:
+        """Check the section's values on load (`build` calls it); ConfigError names the key.
+
+        Args:
+            path (str): the section's dotted key path, for the error messages.
+        """
         for name in ("sharding_types", "compute_kernels"):
             value = getattr(self, name)
             require(value is None or len(value) > 0, f"{path}.{name}", "must not be empty")
@@ -131,10 +181,17 @@ CommPrecision = Literal["fp32", "fp16", "bf16"]
 
 @dataclass
 class CommsConfig:
-    """Precision of the pooled embeddings' all-to-all (and reduce-scatter): torchrec's
-    QCommsConfig, applied through the sharders' qcomm codecs. fp16 / bf16 halve the bytes on
-    the wire at a rounding of the embeddings (forward) and their gradients (backward); fp32 in
-    both directions (the default) sends the embeddings unchanged."""
+    """Precision of the pooled embeddings' all-to-all (and reduce-scatter) (`comms:`).
+
+    torchrec's QCommsConfig, applied through the sharders' qcomm codecs. fp16 / bf16 halve the
+    bytes on the wire at a rounding of the embeddings (forward) and their gradients (backward);
+    fp32 in both directions (the default) sends the embeddings unchanged.
+
+    Args:
+        forward_precision (str): "fp32" (default), "fp16" or "bf16" (bf16 needs cuda: gloo
+            has no bf16 codec).
+        backward_precision (str): the same choices, for the gradients; default "fp32".
+    """
 
     forward_precision: CommPrecision = "fp32"
     backward_precision: CommPrecision = "fp32"
@@ -144,13 +201,27 @@ class CommsConfig:
         return (self.forward_precision, self.backward_precision) != ("fp32", "fp32")
 
     def to_dict(self) -> dict[str, str]:
+        """The two precisions by key, as saved in a plan's meta.
+
+        Returns:
+            dict[str, str]: forward_precision and backward_precision.
+        """
         return {"forward_precision": self.forward_precision,
                 "backward_precision": self.backward_precision}  # fmt: skip
 
 
 def comms_problem(comms: CommsConfig, device: str) -> str | None:
-    """Why `comms` cannot run on `device`, or None: gloo (cpu) has no bf16 codec, and torchrec
-    would fall back to fp16 with only a log line."""
+    """Why `comms` cannot run on `device`, or None.
+
+    gloo (cpu) has no bf16 codec, and torchrec would fall back to fp16 with only a log line.
+
+    Args:
+        comms (CommsConfig): the comms section.
+        device (str): "cpu" or "cuda".
+
+    Returns:
+        str | None: a one-line reason, or None when it can run.
+    """
     if device == "cpu" and "bf16" in (comms.forward_precision, comms.backward_precision):
         return "bf16 comms need cuda (NCCL): gloo has no bf16 codec; use fp16 or fp32 on cpu"
     return None
@@ -158,10 +229,15 @@ def comms_problem(comms: CommsConfig, device: str) -> str | None:
 
 @dataclass
 class PlanConfig:
-    """A whole plan config: topology plus constraints keyed by feature or table name.
+    """A whole plan config (configs/plans/*.yaml): topology, per-table constraints and comms.
 
-    The key `default` applies to every table that is not named; a named table does not inherit
-    from `default`.
+    Args:
+        topology (TopologyConfig): the cluster the plan is for; default all nulls (any).
+        tables (dict[str, TableConstraint]): constraints keyed by feature or table name; the
+            key `default` applies to every table that is not named (a named table does not
+            inherit from it). Default empty: the planner chooses freely.
+        comms (CommsConfig): precision of the embedding comms; default fp32 both ways.
+        description (str): free text for the reader; default "".
     """
 
     topology: TopologyConfig = field(default_factory=TopologyConfig)
@@ -171,6 +247,11 @@ class PlanConfig:
     source: str = field(default="<dict>", init=False, compare=False)
 
     def validate(self, path: str) -> None:
+        """For a plan config made for cpu, refuse comms and table constraints that need a GPU.
+
+        Args:
+            path (str): the config's dotted key path ("" at the top), for the error messages.
+        """
         if self.topology.device != "cpu":
             return
         prefix = f"{path}." if path else ""
@@ -182,7 +263,14 @@ class PlanConfig:
 
 
 def cpu_problem(constraint: TableConstraint) -> str | None:
-    """Why `constraint` cannot be planned on CPU, or None when it can."""
+    """Why `constraint` cannot be planned on CPU, or None when it can.
+
+    Args:
+        constraint (TableConstraint): one table's constraint.
+
+    Returns:
+        str | None: a one-line reason naming the GPU-only sharding types or kernels, or None.
+    """
     gpu_types = sorted(set(constraint.sharding_types or ()) & GPU_ONLY_SHARDING_TYPES)
     if gpu_types:
         return (
@@ -198,7 +286,17 @@ def cpu_problem(constraint: TableConstraint) -> str | None:
 def plan_config_from_dict(
     raw: dict[str, Any], overrides: list[str] | None = None, source: str = "<dict>"
 ) -> PlanConfig:
-    """Build and validate a plan config from a raw dict; errors name `source` and the key."""
+    """Build and validate a plan config from a raw dict; errors name `source` and the key.
+
+    Args:
+        raw (dict[str, Any]): the parsed YAML mapping.
+        overrides (list[str] | None): dotted `key=value` overrides applied first (as
+            --set does for the job config); None for none.
+        source (str): where the dict came from (a file path), for errors and `PlanConfig.source`.
+
+    Returns:
+        PlanConfig: the validated config.
+    """
     try:
         raw = apply_overrides(raw, list(overrides or []))
         cfg = build(PlanConfig, raw)
@@ -209,7 +307,15 @@ def plan_config_from_dict(
 
 
 def load_plan_config(path: str | Path, overrides: list[str] | None = None) -> PlanConfig:
-    """Load a plan YAML (configs/plans/*.yaml), apply dotted overrides and validate it."""
+    """Load a plan YAML (configs/plans/*.yaml), apply dotted overrides and validate it.
+
+    Args:
+        path (str | Path): the YAML file; ConfigError naming it when missing or not a mapping.
+        overrides (list[str] | None): dotted `key=value` overrides; None for none.
+
+    Returns:
+        PlanConfig: the validated config, its `source` the path.
+    """
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text())

@@ -84,7 +84,19 @@ def _sharding_types(
 def parameter_constraints(
     cfg: DmmpConfig, plan_cfg: PlanConfig, topology: Topology
 ) -> dict[str, ParameterConstraints]:
-    """ParameterConstraints for every table (unconstrained tables too, see _sharding_types)."""
+    """torchrec ParameterConstraints for every table of the job, from the plan config.
+
+    Unconstrained tables get one too: their sharding types without disguised duplicates, so
+    the plan is the same in every process (see _sharding_types).
+
+    Args:
+        cfg (DmmpConfig): the job config (its features name the tables).
+        plan_cfg (PlanConfig): the plan config; its table keys may be feature or table names.
+        topology (Topology): the cluster; its device and hosts restrict the choices.
+
+    Returns:
+        dict[str, ParameterConstraints]: table name -> constraints, for every table.
+    """
     resolved = _resolve_table_keys(cfg, plan_cfg)
     device = topology.compute_device
     one_host = topology.local_world_size >= topology.world_size

@@ -103,7 +103,17 @@ def _table_shape(entry: dict[str, Any]) -> tuple[int, int] | None:
 def plan_to_dict(
     plan: ShardingPlan, meta: dict[str, Any], stats: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    """The JSON-ready form of `plan`; `meta` must hold at least world_size."""
+    """The JSON-ready form of `plan` (the format in the module docstring).
+
+    Args:
+        plan (ShardingPlan): torchrec's plan.
+        meta (dict[str, Any]): the plan's meta; must hold at least world_size (PlanError
+            otherwise); torchrec_version and the table names are added.
+        stats (dict[str, Any] | None): the planner's estimates, informative only; None to omit.
+
+    Returns:
+        dict[str, Any]: format, version, meta, stats (when given) and modules.
+    """
     if "world_size" not in meta:
         raise PlanError("plan meta must include world_size")
     modules: dict[str, dict[str, Any]] = {}
@@ -160,10 +170,17 @@ def _dumps(obj: Any, indent: int = 0, width: int = 140) -> str:
 
 
 def save_plan(result_or_plan: Any, path: str | Path, meta: dict[str, Any] | None = None) -> Path:
-    """Write a PlanResult (plan + stats) or a bare ShardingPlan as our JSON; returns the path.
+    """Write a PlanResult (plan + stats) or a bare ShardingPlan as our JSON, atomically.
 
-    For a PlanResult its own meta (world size, device, config sources, tables) is the base and
-    `meta` adds to it; for a bare ShardingPlan `meta` must give world_size and device.
+    Args:
+        result_or_plan (Any): a PlanResult, whose own meta (world size, device, config
+            sources, tables) is the base, or a bare ShardingPlan.
+        path (str | Path): the JSON file to write (parent directories are made).
+        meta (dict[str, Any] | None): meta to add (or, for a bare plan, all of it: world_size
+            and device at least).
+
+    Returns:
+        Path: the written file.
     """
     if isinstance(result_or_plan, ShardingPlan):
         plan, base, stats = result_or_plan, {}, None
@@ -280,7 +297,14 @@ def _read_json(path: Path) -> Any:
 
 
 def saved_plan_meta(path: str | Path) -> dict[str, Any]:
-    """The `meta` of a saved plan ({} when it has none); PlanError when it cannot be read."""
+    """The `meta` of a saved plan; PlanError naming the file when it cannot be read.
+
+    Args:
+        path (str | Path): a plan JSON file.
+
+    Returns:
+        dict[str, Any]: its meta; {} when it has none.
+    """
     path = Path(path)
     data = _read_json(path)
     meta = data.get("meta") if isinstance(data, dict) else None
@@ -297,10 +321,22 @@ def load_plan(
 ) -> ShardingPlan:
     """Read a plan saved by `save_plan`, checked against the job before any training.
 
-    Raises PlanError naming the file when it was made for another world size, ranks per host
-    (`expected_local_world_size`: a 2 x 8 plan places shards on cuda:0..7 of each host) or
-    device, names tables the job lacks, misses tables the job has, or (with `expected_shapes`,
-    table -> (rows, dim)) was made for tables of another size.
+    Raises PlanError naming the file when it was made for another world size, ranks per host or
+    device, names tables the job lacks, misses tables the job has, or was made for tables of
+    another size.
+
+    Args:
+        path (str | Path): the plan JSON file.
+        expected_world_size (int): the job's number of ranks; must equal the plan's.
+        table_names (list[str]): the job's tables; the plan must have exactly these.
+        expected_shapes (dict[str, tuple[int, int]] | None): table -> (rows, dim) of the job;
+            None skips the size check.
+        expected_device (str | None): the job's device, "cpu" or "cuda"; None skips the check.
+        expected_local_world_size (int | None): the job's ranks per host (a 2 x 8 plan places
+            shards on cuda:0..7 of each host); None skips the check.
+
+    Returns:
+        ShardingPlan: the plan, with the exact ParameterSharding objects that were saved.
     """
     path = Path(path)
     data = _read_json(path)

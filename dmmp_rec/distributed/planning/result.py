@@ -114,6 +114,20 @@ class CaptureStats(Stats):
         *args: Any,
         **kwargs: Any,
     ) -> None:
+        """Keep the chosen ShardingOptions and the proposal count (torchrec's Stats hook).
+
+        Args:
+            sharding_plan (ShardingPlan): the plan (unused: the options carry more).
+            topology (Topology): the cluster (unused).
+            batch_size (int): per-rank batch size (unused).
+            storage_reservation (Any): the planner's reservation (unused).
+            num_proposals (int): proposals the planner tried; kept.
+            num_plans (int): plans it found (unused).
+            run_time (float): planning time (unused).
+            best_plan (list[ShardingOption]): the chosen options, per table; kept.
+            *args: further positional arguments of newer torchrec versions (ignored).
+            **kwargs: further keyword arguments (ignored).
+        """
         self.best_plan = list(best_plan)
         self.num_proposals = num_proposals
 
@@ -121,6 +135,18 @@ class CaptureStats(Stats):
 def rank_stats(
     best_plan: list[ShardingOption], topology: Topology, dense: Storage, kjt: Storage
 ) -> list[RankStats]:
+    """Each rank's estimated memory and step time under the chosen plan.
+
+    Args:
+        best_plan (list[ShardingOption]): the chosen options (CaptureStats.best_plan).
+        topology (Topology): the cluster (each rank's caps).
+        dense (Storage): per-rank storage reserved for the dense part, added to each rank.
+        kjt (Storage): per-rank storage reserved for the input KJTs, added to each rank.
+
+    Returns:
+        list[RankStats]: one per rank, in rank order: memory used and capacity in bytes, shard
+        count, and forward / backward compute and comms time in ms.
+    """
     used = [Storage(0, 0, 0) for _ in range(topology.world_size)]
     perf = [Perf(0.0, 0.0, 0.0, 0.0) for _ in range(topology.world_size)]
     shards: dict[int, int] = defaultdict(int)
@@ -149,6 +175,15 @@ def rank_stats(
 
 
 def table_decisions(best_plan: list[ShardingOption]) -> list[TableDecision]:
+    """What the planner chose for each table.
+
+    Args:
+        best_plan (list[ShardingOption]): the chosen options (CaptureStats.best_plan).
+
+    Returns:
+        list[TableDecision]: per table: shape, sharding type, kernel, ranks, shard sizes,
+        total HBM / DDR bytes and the caching ratio (fused_uvm_caching only, else None).
+    """
     out = []
     for option in best_plan:
         total = sum((s.storage for s in option.shards if s.storage), Storage(0, 0, 0))
@@ -185,7 +220,23 @@ def does_not_fit(
     sharders: list[ModuleSharder[nn.Module]],
     plan_cfg: PlanConfig,
 ) -> PlanError:
-    """Rephrase the planner's storage error as memory needed vs available per rank."""
+    """Rephrase the planner's storage error as memory needed vs available per rank.
+
+    Args:
+        err (PlannerError): torchrec's error; its first line is quoted.
+        enumerator (EmbeddingEnumerator): the planner's enumerator (each table's cheapest
+            allowed option is the lower bound).
+        reservation (HeuristicalStorageReservation): the reservation the planner used (what
+            was left for the tables).
+        topology (Topology): the cluster (each rank's caps).
+        module (nn.Module): the model that was planned.
+        sharders (list[ModuleSharder[nn.Module]]): the sharders it was planned with.
+        plan_cfg (PlanConfig): the plan config (source and reserve_fraction, for the message).
+
+    Returns:
+        PlanError: one line naming the plan config, what is needed, what each rank has, the
+        largest tables and what to change.
+    """
     least: dict[str, Storage] = {}  # per table, its cheapest allowed option
     for option in enumerator.enumerate(module=module, sharders=sharders):
         total = sum((s.storage for s in option.shards if s.storage), Storage(0, 0, 0))

@@ -30,11 +30,20 @@ class HbmCap:
     source: str
 
     def describe(self) -> str:
+        """One phrase for the log: the figure in GiB and where it comes from.
+
+        Returns:
+            str: e.g. "HBM per GPU 80.00 GiB (topology.hbm_cap_gb)".
+        """
         return f"HBM per GPU {self.bytes / GIB:.2f} GiB ({self.source})"
 
 
 def local_gpu_properties() -> list[Any]:
-    """torch.cuda.get_device_properties of every GPU this process sees ([] without CUDA)."""
+    """torch.cuda.get_device_properties of every GPU this process sees.
+
+    Returns:
+        list[Any]: one per GPU (with `name` and `total_memory`); [] without CUDA.
+    """
     if not torch.cuda.is_available():
         return []
     return [torch.cuda.get_device_properties(i) for i in range(torch.cuda.device_count())]
@@ -43,9 +52,19 @@ def local_gpu_properties() -> list[Any]:
 def hbm_cap(
     plan_cfg: PlanConfig, gpu_properties: Callable[[], Sequence[Any]] = local_gpu_properties
 ) -> HbmCap:
-    """The plan config's `topology.hbm_cap_gb`; else the smallest local GPU's total memory
-    (`gpu_properties()`: objects with `name` and `total_memory`, torch's device properties);
-    else torchrec's default of 32 GiB, which is wrong for most GPUs (an H100 has 80)."""
+    """The GPU memory the planner assumes per rank, and where that figure comes from.
+
+    The plan config's `topology.hbm_cap_gb`; else the smallest local GPU's total memory; else
+    torchrec's default of 32 GiB, which is wrong for most GPUs (an H100 has 80).
+
+    Args:
+        plan_cfg (PlanConfig): the plan config.
+        gpu_properties (Callable[[], Sequence[Any]]): lists the local GPUs (objects with
+            `name` and `total_memory`, as torch's device properties); tests pass their own.
+
+    Returns:
+        HbmCap: bytes per GPU and its source.
+    """
     if plan_cfg.topology.hbm_cap_gb is not None:
         return HbmCap(int(plan_cfg.topology.hbm_cap_gb * GIB), "topology.hbm_cap_gb")
     gpus = list(gpu_properties())
@@ -77,9 +96,20 @@ def build_topology(
     hbm: HbmCap | None = None,
 ) -> Topology:
     """The cluster of the plan config, for `world_size` ranks on `device`, via TopologyFactory.
-    Ranks per host: the plan config's, else the job's `local_world_size`, else the world size
-    on cpu and 8 on cuda. `hbm` is the memory per GPU (default: the plan config's cap, else
-    torchrec's default)."""
+
+    Args:
+        plan_cfg (PlanConfig): the plan config (memory caps, bandwidths, ranks per host).
+        world_size (int): the number of ranks.
+        device (str): "cpu" or "cuda".
+        local_world_size (int | None): the job's ranks per host, used when the plan config
+            gives none; None: the world size on cpu, 8 on cuda. Must divide world_size
+            (PlanError otherwise).
+        hbm (HbmCap | None): memory per GPU; None: the plan config's cap, else torchrec's
+            default.
+
+    Returns:
+        Topology: torchrec's topology (hardware-based bandwidths when the config sets any).
+    """
     topo = plan_cfg.topology
     per_host = (
         topo.local_world_size
@@ -115,6 +145,14 @@ def build_topology(
 def check_job_matches(
     plan_cfg: PlanConfig, world_size: int, device: str, local_world_size: int | None
 ) -> None:
+    """Raise PlanError when the plan config was made for another job shape.
+
+    Args:
+        plan_cfg (PlanConfig): the plan config; its null topology values match anything.
+        world_size (int): the job's number of ranks.
+        device (str): the job's device, "cpu" or "cuda".
+        local_world_size (int | None): the job's ranks per host; None skips that check.
+    """
     topo = plan_cfg.topology
     if (
         topo.local_world_size is not None
