@@ -34,8 +34,8 @@ from dmmp_rec.model.factory import build_model
 
 def build_sharded_model(cfg: DmmpConfig, env: DistEnv) -> DistributedModelParallel:
     torch.manual_seed(cfg.training_seed)
-    model = build_model(cfg, device=env.device, sparse_device="meta")
-    model.dense.weighting.reduce_losses = rank_mean  # every rank weighs the terms alike
+    # every rank weighs the loss terms alike: the weighting's statistics are rank means
+    model = build_model(cfg, device=env.device, sparse_device="meta", reduce_losses=rank_mean)
     attach_embedding_optimizer(model.sparse.ebc, cfg.train)
     plan = resolve_plan(cfg, model, env)
     return DistributedModelParallel(

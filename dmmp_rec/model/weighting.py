@@ -11,10 +11,10 @@ objective of the uncertainty forms goes below zero with its log-variances, and t
 form's is about the number of terms by construction). The math is in docs/model.md.
 
 Statistics a scheme keeps across steps (the running scales, DWA's window means) are updated in
-training mode only, from losses averaged over the ranks (`reduce_losses`, which the training
-job sets), so that every rank weighs the terms identically: torchrec's DMP wraps the dense part
-in DDP with broadcast_buffers=False, and a rank-local statistic would silently give each rank
-its own weights.
+training mode only, from losses averaged over the ranks (`reduce_losses`, which the sharded
+model's builder passes in), so that every rank weighs the terms identically: torchrec's DMP
+wraps the dense part in DDP with broadcast_buffers=False, and a rank-local statistic would
+silently give each rank its own weights.
 """
 
 from __future__ import annotations
@@ -53,10 +53,12 @@ class Weighted(NamedTuple):
     scales: dict[str, torch.Tensor]  # running scale of each term (`scaled` only)
 
 
+# averages a detached loss vector over the ranks (dmmp_rec.distributed.collectives.rank_mean)
 LossReducer = Callable[[torch.Tensor], torch.Tensor]
 
 
 def _one_process(values: torch.Tensor) -> torch.Tensor:
+    """The reducer of a lone model: its own losses are the mean."""
     return values.detach().clone()
 
 
@@ -65,13 +67,19 @@ class LossWeighting(nn.Module):
 
     is_distill: torch.Tensor  # buffer
 
-    def __init__(self, terms: tuple[str, ...], warmup: DistillWarmup) -> None:
+    def __init__(
+        self,
+        terms: tuple[str, ...],
+        warmup: DistillWarmup,
+        *,
+        reduce_losses: LossReducer | None = None,
+    ) -> None:
         super().__init__()
         self.terms = terms
         self.warmup = warmup
-        # averages a detached loss vector over the ranks; the training job installs the
-        # process group's (dmmp_rec.distributed.collectives.rank_mean), a lone model keeps this
-        self.reduce_losses: LossReducer = _one_process
+        # the process group's rank mean under DMP (given when the model is built), else this
+        # process's own losses
+        self.reduce_losses: LossReducer = reduce_losses or _one_process
         # which terms the warm-up scales: a constant, built once on the model's device (a
         # per-step torch.tensor(list, device=cuda) is a host-to-device copy the CPU waits for);
         # not persistent, so checkpoints keep their keys
@@ -116,8 +124,15 @@ class UncertaintyWeighting(LossWeighting):
     Its optimum is exp(-s_k) = 1 / L_k: a term whose loss has a floor of 0 (distillation KLs) or
     is tiny (rare-event BCEs) gets a weight that grows without bound (docs/model.md)."""
 
-    def __init__(self, terms: tuple[str, ...], warmup: DistillWarmup, init: float = 0.0) -> None:
-        super().__init__(terms, warmup)
+    def __init__(
+        self,
+        terms: tuple[str, ...],
+        warmup: DistillWarmup,
+        init: float = 0.0,
+        *,
+        reduce_losses: LossReducer | None = None,
+    ) -> None:
+        super().__init__(terms, warmup, reduce_losses=reduce_losses)
         self.init = init
         self.log_vars = nn.Parameter(torch.full((len(terms),), init))
 
@@ -146,9 +161,15 @@ class ScaledWeighting(UncertaintyWeighting):
     scale: torch.Tensor  # buffer
 
     def __init__(
-        self, terms: tuple[str, ...], warmup: DistillWarmup, init: float, decay: float
+        self,
+        terms: tuple[str, ...],
+        warmup: DistillWarmup,
+        init: float,
+        decay: float,
+        *,
+        reduce_losses: LossReducer | None = None,
     ) -> None:
-        super().__init__(terms, warmup, init)
+        super().__init__(terms, warmup, init, reduce_losses=reduce_losses)
         self.decay = decay
         self.register_buffer("scale", torch.zeros(len(terms)))  # 0: not seen yet
 
@@ -208,9 +229,14 @@ class FixedWeighting(LossWeighting):
     fixed_weights: torch.Tensor  # buffer
 
     def __init__(
-        self, terms: tuple[str, ...], warmup: DistillWarmup, weights: dict[str, float]
+        self,
+        terms: tuple[str, ...],
+        warmup: DistillWarmup,
+        weights: dict[str, float],
+        *,
+        reduce_losses: LossReducer | None = None,
     ) -> None:
-        super().__init__(terms, warmup)
+        super().__init__(terms, warmup, reduce_losses=reduce_losses)
         self.fixed = [float(weights.get(t, 1.0)) for t in terms]
         # a buffer, for the reason `is_distill` is one
         self.register_buffer("fixed_weights", torch.tensor(self.fixed), persistent=False)
@@ -239,9 +265,15 @@ class DWAWeighting(LossWeighting):
     prev_mean: torch.Tensor
 
     def __init__(
-        self, terms: tuple[str, ...], warmup: DistillWarmup, temperature: float, window: int
+        self,
+        terms: tuple[str, ...],
+        warmup: DistillWarmup,
+        temperature: float,
+        window: int,
+        *,
+        reduce_losses: LossReducer | None = None,
     ) -> None:
-        super().__init__(terms, warmup)
+        super().__init__(terms, warmup, reduce_losses=reduce_losses)
         self.temperature = temperature
         self.window = window
         k = len(terms)
@@ -276,19 +308,39 @@ class DWAWeighting(LossWeighting):
         return (w * losses).sum(), w
 
 
-def build_weighting(terms: tuple[str, ...], cfg: LossConfig) -> LossWeighting:
-    """The scheme named by `cfg.weighting`, with the distillation warm-up of `cfg`."""
+def build_weighting(
+    terms: tuple[str, ...], cfg: LossConfig, reduce_losses: LossReducer | None = None
+) -> LossWeighting:
+    """The scheme named by `cfg.weighting`, with the distillation warm-up of `cfg`.
+
+    Args:
+        terms: the loss terms, in the order the weights are reported.
+        cfg: `model.loss` (scheme, warm-up, scheme parameters).
+        reduce_losses: averages a detached loss vector over the ranks, so that the statistics
+            of `scaled`, `anchored` and `dwa` are the same on every rank (None: one process).
+
+    Returns:
+        The weighting module, to be held by the dense part of the model.
+    """
     warmup = DistillWarmup(
         cfg.distill_warmup_start, cfg.distill_warmup_steps, cfg.distill_ramp_steps
     )
     if cfg.weighting == "scaled":
-        return ScaledWeighting(terms, warmup, cfg.uncertainty_init, cfg.scale_decay)
+        return ScaledWeighting(
+            terms, warmup, cfg.uncertainty_init, cfg.scale_decay, reduce_losses=reduce_losses
+        )
     if cfg.weighting == "anchored":
-        return AnchoredWeighting(terms, warmup, cfg.uncertainty_init, cfg.scale_decay)
+        return AnchoredWeighting(
+            terms, warmup, cfg.uncertainty_init, cfg.scale_decay, reduce_losses=reduce_losses
+        )
     if cfg.weighting == "uncertainty":
-        return UncertaintyWeighting(terms, warmup, cfg.uncertainty_init)
+        return UncertaintyWeighting(
+            terms, warmup, cfg.uncertainty_init, reduce_losses=reduce_losses
+        )
     if cfg.weighting == "fixed":
-        return FixedWeighting(terms, warmup, cfg.fixed_weights)
+        return FixedWeighting(terms, warmup, cfg.fixed_weights, reduce_losses=reduce_losses)
     if cfg.weighting == "dwa":
-        return DWAWeighting(terms, warmup, cfg.dwa_temperature, cfg.dwa_window)
+        return DWAWeighting(
+            terms, warmup, cfg.dwa_temperature, cfg.dwa_window, reduce_losses=reduce_losses
+        )
     raise ValueError(f"model.loss.weighting: unknown scheme {cfg.weighting!r}")
