@@ -38,6 +38,14 @@ class DistillWarmup:
     ramp: int = 0
 
     def factor(self, step: torch.Tensor) -> torch.Tensor:
+        """The distillation terms' multiplier at a training step.
+
+        Args:
+            step: the model's step counter (a 0-d tensor, so the schedule stays on the device).
+
+        Returns:
+            A 0-d float32 tensor: `start` before `steps`, then rising linearly to 1 over `ramp`.
+        """
         step = step.to(torch.float32)
         if self.ramp == 0:
             progress = (step >= self.steps).to(torch.float32)
@@ -89,20 +97,43 @@ class LossWeighting(nn.Module):
         return torch.tensor([t in DISTILL_TERMS for t in self.terms], dtype=torch.bool)
 
     def reset_parameters(self) -> None:
-        """Refill the constants (DistributedModelParallel re-initialises a meta-built model)."""
+        """Refill the constants (after DMP re-initialises)."""
         with torch.no_grad():
             self.is_distill.copy_(self._distill_mask())
 
     def combine(
         self, losses: torch.Tensor, mult: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(objective, effective weights) from the stacked terms and the warm-up multipliers."""
+        """(objective, effective weights) from the stacked terms and the warm-up multipliers.
+
+        Args:
+            losses: the stacked loss terms [K], in `terms` order.
+            mult: each term's warm-up multiplier [K] (1 for a term the warm-up does not hold).
+
+        Returns:
+            (objective, effective weight of each term [K], warm-up included).
+        """
         raise NotImplementedError
 
     def scales(self) -> torch.Tensor | None:
+        """The running scale of each term, for the report.
+
+        Returns:
+            [K] scales for the schemes that keep them (`scaled`, `anchored`), else None.
+        """
         return None
 
     def forward(self, losses: dict[str, torch.Tensor], step: torch.Tensor) -> Weighted:
+        """One step's objective from the loss terms, with what a person watches beside it.
+
+        Args:
+            losses: {term: scalar loss} holding at least every term of `terms`.
+            step: the model's step counter, for the distillation warm-up.
+
+        Returns:
+            Weighted: the objective to minimise, the plain sum of the terms, and each term's
+            weight and (for the scaled forms) running scale, detached.
+        """
         vec = torch.stack([losses[t] for t in self.terms])
         factor = self.warmup.factor(step).to(vec.device, vec.dtype)
         mult = torch.where(self.is_distill, factor, torch.ones_like(vec))
@@ -137,6 +168,7 @@ class UncertaintyWeighting(LossWeighting):
         self.log_vars = nn.Parameter(torch.full((len(terms),), init))
 
     def reset_parameters(self) -> None:
+        """Refill the constants and reset the log-variances (after DMP re-initialises)."""
         super().reset_parameters()
         with torch.no_grad():
             self.log_vars.fill_(self.init)
@@ -144,6 +176,15 @@ class UncertaintyWeighting(LossWeighting):
     def combine(
         self, losses: torch.Tensor, mult: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Kendall's objective sum_k m_k (exp(-s_k) L_k + s_k).
+
+        Args:
+            losses: the stacked loss terms [K], in `terms` order.
+            mult: each term's warm-up multiplier [K] (1 for a term the warm-up does not hold).
+
+        Returns:
+            (objective, effective weight of each term [K], warm-up included).
+        """
         precision = torch.exp(-self.log_vars)
         objective = (mult * (precision * losses + self.log_vars)).sum()
         return objective, mult * precision
@@ -174,6 +215,7 @@ class ScaledWeighting(UncertaintyWeighting):
         self.register_buffer("scale", torch.zeros(len(terms)))  # 0: not seen yet
 
     def reset_parameters(self) -> None:
+        """Refill the constants and forget the running scales (after DMP re-initialises)."""
         super().reset_parameters()
         with torch.no_grad():
             self.scale.zero_()
@@ -187,11 +229,25 @@ class ScaledWeighting(UncertaintyWeighting):
         )
 
     def scales(self) -> torch.Tensor:
+        """The running scale m_k of each term.
+
+        Returns:
+            The [K] buffer (0 for a term not seen yet).
+        """
         return self.scale
 
     def combine(
         self, losses: torch.Tensor, mult: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """sum_k m_k (exp(-s_k) L_k / scale_k + s_k); updates the scales in training mode.
+
+        Args:
+            losses: the stacked loss terms [K], in `terms` order.
+            mult: each term's warm-up multiplier [K] (1 for a term the warm-up does not hold).
+
+        Returns:
+            (objective, effective weight of each term [K], warm-up included).
+        """
         if self.training:
             self._update(losses)
         scale = self.scale.to(losses.dtype).clamp(min=1e-8)
@@ -215,6 +271,15 @@ class AnchoredWeighting(ScaledWeighting):
     def combine(
         self, losses: torch.Tensor, mult: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """sum_k m_k (exp(-s_k) L_k + c_k s_k); updates the scales in training mode.
+
+        Args:
+            losses: the stacked loss terms [K], in `terms` order.
+            mult: each term's warm-up multiplier [K] (1 for a term the warm-up does not hold).
+
+        Returns:
+            (objective, effective weight of each term [K], warm-up included).
+        """
         if self.training:
             self._update(losses)
         scale = torch.where(self.scale > 0, self.scale.to(losses.dtype), losses.detach())
@@ -242,6 +307,7 @@ class FixedWeighting(LossWeighting):
         self.register_buffer("fixed_weights", torch.tensor(self.fixed), persistent=False)
 
     def reset_parameters(self) -> None:
+        """Refill the constants and the configured weights (after DMP re-initialises)."""
         super().reset_parameters()
         with torch.no_grad():
             self.fixed_weights.copy_(torch.tensor(self.fixed))
@@ -249,6 +315,15 @@ class FixedWeighting(LossWeighting):
     def combine(
         self, losses: torch.Tensor, mult: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """sum_k m_k w_k L_k with the configured weights w_k.
+
+        Args:
+            losses: the stacked loss terms [K], in `terms` order.
+            mult: each term's warm-up multiplier [K] (1 for a term the warm-up does not hold).
+
+        Returns:
+            (objective, effective weight of each term [K], warm-up included).
+        """
         w = mult * self.fixed_weights.to(losses.dtype)
         return (w * losses).sum(), w
 
@@ -293,7 +368,11 @@ class DWAWeighting(LossWeighting):
         self.window_count.mul_((~full).to(self.window_count.dtype))
 
     def current(self) -> torch.Tensor:
-        """The weights DWA gives now (no multipliers)."""
+        """The weights DWA gives now (no multipliers).
+
+        Returns:
+            [K] weights: K softmax(r / T) once two windows have passed, else ones.
+        """
         ready = (self.prev_mean > 0).all()
         ratio = self.last_mean / self.prev_mean.clamp(min=1e-12)
         dwa = len(self.terms) * torch.softmax(ratio / self.temperature, dim=0)
@@ -302,6 +381,15 @@ class DWAWeighting(LossWeighting):
     def combine(
         self, losses: torch.Tensor, mult: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """sum_k m_k w_k L_k with DWA's current weights; updates the windows in training mode.
+
+        Args:
+            losses: the stacked loss terms [K], in `terms` order.
+            mult: each term's warm-up multiplier [K] (1 for a term the warm-up does not hold).
+
+        Returns:
+            (objective, effective weight of each term [K], warm-up included).
+        """
         if self.training:
             self._update(losses)
         w = mult * self.current().to(losses.dtype)
