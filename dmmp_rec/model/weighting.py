@@ -101,7 +101,7 @@ class LossWeighting(nn.Module):
         with torch.no_grad():
             self.is_distill.copy_(self._distill_mask())
 
-    def combine(
+    def _combine(
         self, losses: torch.Tensor, mult: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(objective, effective weights) from the stacked terms and the warm-up multipliers.
@@ -115,7 +115,7 @@ class LossWeighting(nn.Module):
         """
         raise NotImplementedError
 
-    def scales(self) -> torch.Tensor | None:
+    def _scales(self) -> torch.Tensor | None:
         """The running scale of each term, for the report.
 
         Returns:
@@ -137,8 +137,8 @@ class LossWeighting(nn.Module):
         vec = torch.stack([losses[t] for t in self.terms])
         factor = self.warmup.factor(step).to(vec.device, vec.dtype)
         mult = torch.where(self.is_distill, factor, torch.ones_like(vec))
-        objective, weights = self.combine(vec, mult)
-        scales = self.scales()
+        objective, weights = self._combine(vec, mult)
+        scales = self._scales()
         return Weighted(
             objective,
             vec.detach().sum(),
@@ -173,18 +173,10 @@ class UncertaintyWeighting(LossWeighting):
         with torch.no_grad():
             self.log_vars.fill_(self.init)
 
-    def combine(
+    def _combine(
         self, losses: torch.Tensor, mult: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Kendall's objective sum_k m_k (exp(-s_k) L_k + s_k).
-
-        Args:
-            losses: the stacked loss terms [K], in `terms` order.
-            mult: each term's warm-up multiplier [K] (1 for a term the warm-up does not hold).
-
-        Returns:
-            (objective, effective weight of each term [K], warm-up included).
-        """
+        """Kendall's objective sum_k m_k (exp(-s_k) L_k + s_k)."""
         precision = torch.exp(-self.log_vars)
         objective = (mult * (precision * losses + self.log_vars)).sum()
         return objective, mult * precision
@@ -228,7 +220,7 @@ class ScaledWeighting(UncertaintyWeighting):
             torch.where(fresh, mean, self.decay * self.scale + (1 - self.decay) * mean)
         )
 
-    def scales(self) -> torch.Tensor:
+    def _scales(self) -> torch.Tensor:
         """The running scale m_k of each term.
 
         Returns:
@@ -236,18 +228,10 @@ class ScaledWeighting(UncertaintyWeighting):
         """
         return self.scale
 
-    def combine(
+    def _combine(
         self, losses: torch.Tensor, mult: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """sum_k m_k (exp(-s_k) L_k / scale_k + s_k); updates the scales in training mode.
-
-        Args:
-            losses: the stacked loss terms [K], in `terms` order.
-            mult: each term's warm-up multiplier [K] (1 for a term the warm-up does not hold).
-
-        Returns:
-            (objective, effective weight of each term [K], warm-up included).
-        """
+        """sum_k m_k (exp(-s_k) L_k / scale_k + s_k); updates the scales in training mode."""
         if self.training:
             self._update(losses)
         scale = self.scale.to(losses.dtype).clamp(min=1e-8)
@@ -268,18 +252,10 @@ class AnchoredWeighting(ScaledWeighting):
     A term whose loss rises above its running scale is weighted down, one that falls faster
     than it is weighted up."""
 
-    def combine(
+    def _combine(
         self, losses: torch.Tensor, mult: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """sum_k m_k (exp(-s_k) L_k + c_k s_k); updates the scales in training mode.
-
-        Args:
-            losses: the stacked loss terms [K], in `terms` order.
-            mult: each term's warm-up multiplier [K] (1 for a term the warm-up does not hold).
-
-        Returns:
-            (objective, effective weight of each term [K], warm-up included).
-        """
+        """sum_k m_k (exp(-s_k) L_k + c_k s_k); updates the scales in training mode."""
         if self.training:
             self._update(losses)
         scale = torch.where(self.scale > 0, self.scale.to(losses.dtype), losses.detach())
@@ -312,18 +288,10 @@ class FixedWeighting(LossWeighting):
         with torch.no_grad():
             self.fixed_weights.copy_(torch.tensor(self.fixed))
 
-    def combine(
+    def _combine(
         self, losses: torch.Tensor, mult: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """sum_k m_k w_k L_k with the configured weights w_k.
-
-        Args:
-            losses: the stacked loss terms [K], in `terms` order.
-            mult: each term's warm-up multiplier [K] (1 for a term the warm-up does not hold).
-
-        Returns:
-            (objective, effective weight of each term [K], warm-up included).
-        """
+        """sum_k m_k w_k L_k with the configured weights w_k."""
         w = mult * self.fixed_weights.to(losses.dtype)
         return (w * losses).sum(), w
 
@@ -378,18 +346,10 @@ class DWAWeighting(LossWeighting):
         dwa = len(self.terms) * torch.softmax(ratio / self.temperature, dim=0)
         return torch.where(ready, dwa, torch.ones_like(dwa))
 
-    def combine(
+    def _combine(
         self, losses: torch.Tensor, mult: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """sum_k m_k w_k L_k with DWA's current weights; updates the windows in training mode.
-
-        Args:
-            losses: the stacked loss terms [K], in `terms` order.
-            mult: each term's warm-up multiplier [K] (1 for a term the warm-up does not hold).
-
-        Returns:
-            (objective, effective weight of each term [K], warm-up included).
-        """
+        """sum_k m_k w_k L_k with DWA's current weights; updates the windows in training mode."""
         if self.training:
             self._update(losses)
         w = mult * self.current().to(losses.dtype)
