@@ -1,10 +1,13 @@
-"""torch-rechub 0.9.0 (the library a user would pick instead) on DMMP's features and dims.
+"""torch-rechub 0.9.0 (the library a user would pick instead) in the training benchmark.
 
-Its PLE (the same expert layout as our teacher) is trained with entire-space ESMM losses
-(pCTCVR = pCTR * pCVR over all impressions); its DSSM with its point-wise click loss. Inputs are
-rechub's own format: a LongTensor per single-valued feature and a padded [B, L] LongTensor per
-multi-valued one (padding id = cardinality, masked by rechub). Optimiser: Adam over every
-parameter, as rechub's trainers do (its embeddings are dense nn.Embedding tables).
+The models are built by the comparison's adapter (dmmp_rec/compare/rechub/models.py, one copy):
+our features at one embedding width (torch-rechub concatenates the per-feature embeddings, so
+every feature gets the mean of our widths, `uniform_dim`), our MLP widths (the `ours` recipes),
+torch-rechub's input format (a LongTensor per single-valued feature, a padded [B, L] one per
+multi-valued feature, padding id = cardinality, masked by torch-rechub). What the benchmark
+adds is the step: its PLE is trained with entire-space ESMM losses (pCTCVR = pCTR * pCVR over
+all impressions), its DSSM with the point-wise click loss; the optimiser is Adam over every
+parameter, as torch-rechub's trainers use it (its embeddings are dense nn.Embedding tables).
 """
 
 from __future__ import annotations
@@ -14,72 +17,42 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch_rechub.basic.features import SequenceFeature, SparseFeature
-from torch_rechub.models.matching import DSSM
-from torch_rechub.models.multi_task import PLE
 
+from dmmp_rec.compare.rechub.models import RechubPeer, input_specs, kjt_to_inputs
+from dmmp_rec.compare.rechub.recipes import RechubRecipe
+from dmmp_rec.compare.rechub.train import optimizer_setup
 from dmmp_rec.config import DmmpConfig
-from dmmp_rec.config.features import FeatureSpec
 from dmmp_rec.data.batch import Batch
 
 Kind = Literal["ple_esmm", "dssm"]
 
-
-def _feature(spec: FeatureSpec) -> SparseFeature | SequenceFeature:
-    if spec.multi_valued:
-        return SequenceFeature(
-            spec.name,
-            vocab_size=spec.cardinality + 1,
-            embed_dim=spec.dim,
-            pooling=spec.pooling,
-            padding_idx=spec.cardinality,
-        )
-    return SparseFeature(spec.name, vocab_size=spec.cardinality, embed_dim=spec.dim)
+# our widths, Adam at train.dense_lr without weight decay (the benchmark's optimiser)
+BENCH_RECIPES: dict[str, RechubRecipe] = {
+    "ple_esmm": RechubRecipe("rechub_ple_esmm", "ple", "ours", None, "adam", None, 0.0),
+    "dssm": RechubRecipe("rechub_dssm_pointwise", "dssm", "ours", None, "adam", None, 0.0),
+}
 
 
 class RechubBatch:
-    """A Batch in rechub's input format (padded history lists)."""
+    """A Batch in torch-rechub's input format (padded history lists)."""
 
     def __init__(self, batch: Batch, cfg: DmmpConfig) -> None:
-        jts = batch.features.to_dict()
-        self.x: dict[str, torch.Tensor] = {}
-        for spec in cfg.features.all:
-            jt = jts[spec.name]
-            if spec.multi_valued:
-                dense = jt.to_padded_dense(padding_value=spec.cardinality)
-                self.x[spec.name] = dense.long()
-            else:
-                self.x[spec.name] = jt.values().long()
+        self.x = kjt_to_inputs(batch.features, input_specs(cfg))
         self.click = batch.click
         self.conversion = batch.conversion
         self.size = batch.size
 
 
 class RechubModel(nn.Module):
-    """`forward(batch) -> (loss, outputs)` around rechub's PLE (ESMM losses) or DSSM."""
+    """`forward(batch) -> (loss, outputs)` around the adapter's PLE (ESMM losses) or DSSM."""
 
     def __init__(self, cfg: DmmpConfig, kind: Kind) -> None:
         super().__init__()
+        if kind not in BENCH_RECIPES:
+            raise ValueError(f"unknown rechub model {kind!r}; known: {', '.join(BENCH_RECIPES)}")
         self.kind = kind
-        feats = cfg.features
-        user = [_feature(s) for s in feats.group("user") + feats.group("context")]
-        item = [_feature(s) for s in feats.group("item")]
-        t, s = cfg.model.teacher, cfg.model.student
-        if kind == "ple_esmm":
-            self.net = PLE(
-                user + item,
-                task_types=["classification", "classification"],
-                n_level=t.num_levels,
-                n_expert_specific=t.task_experts,
-                n_expert_shared=t.shared_experts,
-                expert_params={"dims": list(t.expert_dims)},
-                tower_params_list=[{"dims": list(t.tower_dims)}] * 2,
-            )
-        elif kind == "dssm":
-            dims = list(s.tower_dims) + [s.out_dim]
-            self.net = DSSM(user, item, user_params={"dims": dims}, item_params={"dims": dims})
-        else:
-            raise ValueError(f"unknown rechub model {kind!r}")
+        self.peer = RechubPeer(BENCH_RECIPES[kind], cfg)
+        self.net = self.peer.model
 
     def forward(self, batch: RechubBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         y = self.net(batch.x)
@@ -94,5 +67,7 @@ class RechubModel(nn.Module):
         return loss, {"score": y.detach()}
 
 
-def rechub_optimizer(model: nn.Module, cfg: DmmpConfig) -> torch.optim.Optimizer:
-    return torch.optim.Adam(model.parameters(), lr=cfg.train.dense_lr)
+def rechub_optimizer(model: RechubModel, cfg: DmmpConfig) -> torch.optim.Optimizer:
+    """The recipe's optimiser (Adam over every parameter) through the comparison's setup."""
+    optimizer_fn, params = optimizer_setup(model.peer, cfg)
+    return optimizer_fn(model.parameters(), **params)

@@ -16,7 +16,7 @@ import faiss
 import numpy as np
 
 from benchmarks.common import load_now, percentiles_ms, summarise
-from dmmp_rec.model.item_index import exact_index
+from dmmp_rec.inference.item_index import exact_index
 from dmmp_rec.serving.index import recall_at_k
 
 K = 100

@@ -11,11 +11,11 @@ import os
 import shlex
 import signal
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 from benchmarks.common import REPO, read_json, summarise
+from dmmp_rec.distributed.launch import torchrun_command
 
 # One thread per process everywhere: 1 process = 1 core, 2 processes = 2 cores, and no OpenMP
 # thread waits for a sibling descheduled by the other jobs sharing these cores.
@@ -24,18 +24,6 @@ THREADS = 1
 
 def cmdline(argv: list[str]) -> str:
     return " ".join(shlex.quote(a) for a in argv)
-
-
-def _torchrun(nproc: int, args: list[str]) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        f"--nproc_per_node={nproc}",
-        str(REPO / "benchmarks/train_worker.py"),
-        *args,
-    ]
 
 
 def run_with_timeout(cmd: list[str], timeout_s: float) -> int | str:
@@ -73,7 +61,7 @@ def train_runs(
         warmup, n = steps[system]
         args += ["--warmup", str(warmup), "--steps", str(n), "--reps", str(reps)]
         args += [*(extra or []), *overrides, *(overrides_by_processes or {}).get(ws, [])]
-        cmd = _torchrun(ws, args)
+        cmd = torchrun_command(ws, [str(REPO / "benchmarks/train_worker.py"), *args])
         print(f"[{tag}] {system} on {ws} process(es)", flush=True)
         path.unlink(missing_ok=True)
         status = run_with_timeout(cmd, timeout_s)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 from dmmp_rec.config import DmmpConfig, load_config
 from dmmp_rec.config.presets import TINY_WORLD
+from dmmp_rec.distributed.launch import CLI_MODULE, torchrun_command
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs" / "synthetic.yaml"
@@ -35,22 +35,8 @@ def run_ranks(
     nproc: int, argv: list[str], max_restarts: int = 0, timeout: int = 300
 ) -> subprocess.CompletedProcess[str]:
     """Run `python -m dmmp_rec.cli ARGV` (or a script path) on `nproc` local gloo ranks."""
-    target = ["-m", "dmmp_rec.cli"] if not argv[0].endswith(".py") else []
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node",
-        str(nproc),
-        "--max_restarts",
-        str(max_restarts),
-        "--rdzv_backend",
-        "c10d",
-        "--rdzv_endpoint",
-        "localhost:0",
-        *target,
-        *argv,
-    ]
+    target = list(CLI_MODULE) if not argv[0].endswith(".py") else []
+    cmd = torchrun_command(nproc, [*target, *argv], max_restarts)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "LOGLEVEL": "WARNING"}
     result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout, env=env)
     if result.returncode != 0:

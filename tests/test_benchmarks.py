@@ -17,6 +17,8 @@ import torch
 # benchmarks/ is a directory of scripts at the repository root, not an installed package
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from support import tiny_config  # noqa: E402
+
 from benchmarks.common import REPO, machine_info, percentiles_ms, summarise  # noqa: E402
 from benchmarks.membw import bytes_per_sample, copy_bandwidth_gbs  # noqa: E402
 from benchmarks.report import render  # noqa: E402
@@ -136,6 +138,35 @@ def test_rechub_models_train_on_our_batches(tiny, kind: str) -> None:
     loss.backward()
     opt.step()
     assert torch.isfinite(loss)
+
+
+@pytest.mark.parametrize("kind", ["ple_esmm", "dssm"])
+def test_the_benchmark_rechub_model_is_the_shared_adapter_at_mixed_widths(
+    kind: str, tiny_world: Path, tmp_path: Path
+) -> None:
+    """configs/synthetic.yaml has features of widths 4, 8 and 16: torch-rechub concatenates the
+    per-feature embeddings, so a model built at our per-feature widths (the benchmark's old
+    copy of the adapter) fails on its first batch; the shared adapter gives every table the
+    mean width and the benchmark's step trains."""
+    from benchmarks.rechub import RechubBatch, RechubModel, rechub_optimizer
+    from dmmp_rec.compare.rechub.models import RechubPeer, input_specs, uniform_dim
+
+    cfg = tiny_config(tiny_world, tmp_path)
+    assert len({s.dim for s in input_specs(cfg)}) == 3
+    model = RechubModel(cfg, kind)  # type: ignore[arg-type]
+    assert isinstance(model.peer, RechubPeer) and model.net is model.peer.model
+    tables = model.net.embedding.embed_dict
+    assert sorted(tables) == sorted(s.name for s in input_specs(cfg))
+    assert {t.embedding_dim for t in tables.values()} == {uniform_dim(cfg)}
+    opt = rechub_optimizer(model, cfg)
+    assert isinstance(opt, torch.optim.Adam) and opt.defaults["lr"] == cfg.train.dense_lr
+    batch = next(iter(loader_for_split(cfg, "train")))
+    before = [p.detach().clone() for p in model.parameters()]
+    loss, out = model(RechubBatch(batch, cfg))
+    loss.backward()
+    opt.step()
+    assert torch.isfinite(loss) and all(v.shape == (batch.size,) for v in out.values())
+    assert any(not torch.equal(b, p) for b, p in zip(before, model.parameters(), strict=True))
 
 
 def test_replica_matches_model_shapes(tiny) -> None:

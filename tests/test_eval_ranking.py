@@ -7,7 +7,7 @@ import pytest
 from sklearn.metrics import ndcg_score
 
 from dmmp_rec.eval import ranking
-from dmmp_rec.model.item_index import search_top_k
+from dmmp_rec.inference.item_index import search_top_k
 
 
 def _brute_top_k(scores: np.ndarray, k: int) -> np.ndarray:

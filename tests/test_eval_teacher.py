@@ -15,13 +15,13 @@ from support import tiny_config
 from dmmp_rec.data.loader import loader_for_split
 from dmmp_rec.data.schema import split_files
 from dmmp_rec.data.synthetic.world import GroundTruth
-from dmmp_rec.distributed.scores import score_rows
 from dmmp_rec.eval.teacher_eval import (
     bayes_metrics,
     probability_metrics,
     student_metrics,
     teacher_metrics,
 )
+from dmmp_rec.inference.split_scores import score_rows
 from dmmp_rec.model import build_model
 
 

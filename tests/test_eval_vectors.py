@@ -13,7 +13,7 @@ import torch.multiprocessing as mp
 
 from dmmp_rec.config import DmmpConfig, config_from_dict
 from dmmp_rec.data.kjt import table_kjt
-from dmmp_rec.distributed.encode import encode_items, encode_users
+from dmmp_rec.inference.catalogue_vectors import encode_items, encode_users
 from dmmp_rec.model import build_model
 
 

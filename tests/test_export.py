@@ -29,8 +29,8 @@ from dmmp_rec.cli import main
 from dmmp_rec.config import DmmpConfig, config_from_dict, load_config
 from dmmp_rec.data.catalogue import ITEMS_FILE, USERS_FILE
 from dmmp_rec.data.synthetic.generate import generate_world
-from dmmp_rec.distributed.encode import encode_items, encode_users
 from dmmp_rec.distributed.env import shutdown
+from dmmp_rec.inference.catalogue_vectors import encode_items, encode_users
 from dmmp_rec.model.dmmp import DMMPModel
 from dmmp_rec.model.factory import build_model
 from dmmp_rec.serving.export import export_run

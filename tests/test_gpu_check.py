@@ -49,11 +49,11 @@ def test_gpu_check_dry_run_lists_every_gpu_step(tmp_path: Path) -> None:
     elastic = results["elastic"]["commands"][0]
     assert "--max_restarts 2" in elastic and "train.fault_at_step=150" in elastic
     assert "train.checkpoint_every=100" in elastic
-    assert "--nproc_per_node=8" in results["eval"]["commands"][0]
+    assert "--nproc_per_node 8" in results["eval"]["commands"][0]
     cpu_eval = results["eval_cpu"]["commands"][0]
     assert "torch.distributed.run" not in cpu_eval and "train.device=cpu" in cpu_eval
     assert f"--checkpoint {tmp_path / 'out' / 'run'}" in cpu_eval
-    assert "--nproc_per_node=8" in results["bench_train"]["commands"][0]
+    assert "--nproc_per_node 8" in results["bench_train"]["commands"][0]
     assert "export --checkpoint" in results["export"]["commands"][0]
 
 

@@ -21,7 +21,7 @@ from dmmp_rec.config import config_from_dict, load_config
 from dmmp_rec.data.catalogue import USERS_FILE, user_side
 from dmmp_rec.data.kjt import table_kjt
 from dmmp_rec.data.synthetic.generate import generate_world
-from dmmp_rec.distributed.encode import encode_users
+from dmmp_rec.inference.catalogue_vectors import encode_users
 from dmmp_rec.serving.managed_map import MANAGED_FILE
 from dmmp_rec.serving.manifest import read_manifest
 from dmmp_rec.serving.requests import parse_jsonl

@@ -23,8 +23,8 @@ from torch import nn
 from dmmp_rec.cli import main
 from dmmp_rec.config import config_from_dict
 from dmmp_rec.data.catalogue import ITEMS_FILE, USERS_FILE
-from dmmp_rec.distributed.encode import encode_items, encode_users
 from dmmp_rec.distributed.env import shutdown
+from dmmp_rec.inference.catalogue_vectors import encode_items, encode_users
 from dmmp_rec.serving.item_side import encode_table
 from dmmp_rec.serving.manifest import read_manifest
 from dmmp_rec.serving.quantize import Int8RowwiseBag, quantize_bags, table_bytes

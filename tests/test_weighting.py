@@ -7,10 +7,10 @@ import math
 
 import pytest
 import torch
-from model_support import _batch, _model
+from model_support import _batch, _config, _model
 
 from dmmp_rec.config.model import DISTILL_TERMS
-from dmmp_rec.model import DMMPModel
+from dmmp_rec.model import DMMPModel, build_model
 
 
 def _train(model: DMMPModel, steps: int, lr: float = 1e-2) -> list[dict[str, torch.Tensor]]:
@@ -176,3 +176,30 @@ def test_train_step_is_checkpointed_and_eval_does_not_advance_it() -> None:
     other = _model(seed=1)
     other.load_state_dict(state)
     assert int(other.train_step) == 3
+
+
+@pytest.mark.parametrize("scheme", ["scaled", "anchored", "dwa"])
+def test_the_loss_reducer_given_at_build_time_feeds_the_statistics(scheme: str) -> None:
+    """`build_model(reduce_losses=...)` reaches the weighting (as DMP's rank mean does): its
+    statistics come from what the reducer returns, not from this process's own losses."""
+    seen: list[torch.Tensor] = []
+
+    def twice(values: torch.Tensor) -> torch.Tensor:
+        seen.append(values.detach().clone())
+        return 2 * values.detach()
+
+    torch.manual_seed(0)
+    cfg = _config(loss={"weighting": scheme, "dwa_window": 1})
+    alone = build_model(cfg).train()
+    torch.manual_seed(0)
+    reduced = build_model(cfg, reduce_losses=twice).train()
+    _, out = reduced(_batch(seed=3))
+    alone(_batch(seed=3))
+    assert len(seen) == 1 and seen[0].shape == (len(reduced.loss_terms),)
+    if scheme == "dwa":
+        stats = (reduced.dense.weighting.last_mean, alone.dense.weighting.last_mean)
+    else:
+        stats = (reduced.dense.weighting.scale, alone.dense.weighting.scale)
+        assert [float(out.scales[t]) for t in reduced.loss_terms] == stats[0].tolist()
+    torch.testing.assert_close(stats[0], 2 * stats[1])
+    torch.testing.assert_close(stats[1], seen[0])  # one process: its own losses

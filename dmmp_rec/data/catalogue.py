@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 from dmmp_rec.config.features import FeaturesConfig, FeatureSpec
 from dmmp_rec.config.root import DmmpConfig
 from dmmp_rec.data.kjt import decode_ids
-from dmmp_rec.data.schema import CLICK, CONVERSION, split_files
+from dmmp_rec.data.schema import CLICK, CONVERSION, HOUR, split_files
 
 ITEMS_FILE = "items.parquet"
 USERS_FILE = "users.parquet"
@@ -36,6 +36,16 @@ def item_side(features: FeaturesConfig) -> list[FeatureSpec]:
 def id_features(features: FeaturesConfig) -> tuple[str, str]:
     """(user id feature, item id feature): the first feature of each group, as in the model."""
     return features.group("user")[0].name, features.group("item")[0].name
+
+
+def truth_keys(features: FeaturesConfig) -> dict[str, str]:
+    """{column: feature} of what the ground truth reads per impression: the user and item ids,
+    and the hour (`schema.HOUR`) when the config has that feature."""
+    user_key, item_key = id_features(features)
+    keys = {"user_id": user_key, "item_id": item_key}
+    if HOUR in features.names:
+        keys["hour"] = HOUR
+    return keys
 
 
 @dataclass

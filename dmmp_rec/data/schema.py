@@ -19,6 +19,9 @@ CLICK = "click"
 CONVERSION = "conversion"
 DAY = "day"
 IS_RAND = "is_rand"
+# The hour-of-day context feature: the synthetic world's true pCTR depends on it, so the Bayes
+# ceiling reads it per row when the config has it (Ali-CCP data has no such feature).
+HOUR = "ctx_hour"
 LABELS = (CLICK, CONVERSION)
 SPLITS = ("train", "val", "test")
 # Row groups are the loader's unit of reading and of the per-epoch shuffled order: small enough

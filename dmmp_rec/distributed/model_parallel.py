@@ -30,13 +30,30 @@ from dmmp_rec.distributed.planning.topology import hbm_cap
 
 
 def sharders_for(cfg: DmmpConfig, device: str = "cpu") -> list[ModuleSharder[nn.Module]]:
-    """The planner's sharders, so that planning and sharding agree on the fused optimiser and
-    the quantized comms (the plan config's `comms`, or the `meta.comms` of a saved plan)."""
+    """The planner's sharders, so that planning and sharding agree.
+
+    They carry the fused optimiser and the quantized comms (the plan config's `comms`, or the
+    `meta.comms` of a saved plan).
+
+    Args:
+        cfg: the job's config (`sharding.plan`, the fused optimiser's settings).
+        device: "cpu" or "cuda", the device type the tables are sharded onto.
+
+    Returns:
+        The EmbeddingBagCollection sharder(s) DistributedModelParallel is given.
+    """
     return make_sharders(cfg, plan_comms(cfg.sharding.plan), device)
 
 
 def plan_comms(source: str | None) -> CommsConfig | None:
-    """The comms precision `sharding.plan` asks for; None (fp32) when there is no plan."""
+    """The comms precision `sharding.plan` asks for.
+
+    Args:
+        source: `sharding.plan`: a saved plan JSON, a plan config YAML, or None.
+
+    Returns:
+        The plan's comms config; None (fp32) when there is no plan or the plan sets none.
+    """
     if source is None:
         return None
     if Path(source).suffix == ".json":
@@ -48,8 +65,18 @@ def plan_comms(source: str | None) -> CommsConfig | None:
 
 
 def plan_facts(cfg: DmmpConfig, device: str) -> dict[str, Any]:
-    """What the job's plan assumed (HBM per GPU on cuda, quantized comms), for the plan.json a
-    training job writes: a saved plan's own record, else what planning now assumes."""
+    """What the job's plan assumed, for the plan.json a training job writes.
+
+    A saved plan's own record, else what planning now assumes (HBM per GPU on cuda, quantized
+    comms).
+
+    Args:
+        cfg: the job's config (`sharding.plan`).
+        device: "cpu" or "cuda"; the HBM cap is read on cuda only.
+
+    Returns:
+        {comms, hbm_cap_gb, hbm_cap_source} as far as the plan records or assumes them.
+    """
     source = cfg.sharding.plan
     if source is not None and Path(source).suffix == ".json":
         meta = saved_plan_meta(source)
@@ -81,8 +108,19 @@ def _plan_locally(cfg: DmmpConfig, model: nn.Module, env: DistEnv) -> ShardingPl
 
 
 def resolve_plan(cfg: DmmpConfig, model: nn.Module, env: DistEnv) -> ShardingPlan:
-    """Rank 0 plans (or loads and checks the saved plan); every rank gets its result. A plan
-    error is raised on every rank, before any training."""
+    """The plan every rank shards with: rank 0 plans (or loads and checks the saved plan).
+
+    The result is broadcast, so all ranks shard identically even where the planner breaks ties
+    by hash order; a plan error is raised on every rank, before any training.
+
+    Args:
+        cfg: the job's config (features, `sharding.plan`).
+        model: the unsharded model (EBC on meta), which the planner inspects.
+        env: this process's place in the process group.
+
+    Returns:
+        The torchrec ShardingPlan.
+    """
     box: list[object] = [None]
     if env.rank == 0:
         try:

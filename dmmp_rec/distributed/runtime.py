@@ -33,9 +33,21 @@ from dmmp_rec.model.factory import build_model
 
 
 def build_sharded_model(cfg: DmmpConfig, env: DistEnv) -> DistributedModelParallel:
+    """DMMP sharded for this process group, built the same way by train, eval and export.
+
+    Seeded, built with its EBC on meta and the rank mean as the loss weighting's reducer, the
+    tables marked for the fused optimiser, planned, and wrapped in DistributedModelParallel.
+
+    Args:
+        cfg: the job's config.
+        env: this process's place in the process group (rank, world size, device).
+
+    Returns:
+        The DistributedModelParallel, freshly initialised.
+    """
     torch.manual_seed(cfg.training_seed)
-    model = build_model(cfg, device=env.device, sparse_device="meta")
-    model.dense.weighting.reduce_losses = rank_mean  # every rank weighs the terms alike
+    # every rank weighs the loss terms alike: the weighting's statistics are rank means
+    model = build_model(cfg, device=env.device, sparse_device="meta", reduce_losses=rank_mean)
     attach_embedding_optimizer(model.sparse.ebc, cfg.train)
     plan = resolve_plan(cfg, model, env)
     return DistributedModelParallel(
@@ -48,8 +60,18 @@ def build_sharded_model(cfg: DmmpConfig, env: DistEnv) -> DistributedModelParall
 
 
 def checkpoint_dir(path: str | Path) -> Path:
-    """A step directory; for a run directory the checkpoint that validated best when training
-    selected one (best.json), else the newest complete one under it or its checkpoints/."""
+    """The checkpoint a path names, verified complete.
+
+    A step directory itself; for a run directory the checkpoint that validated best when
+    training selected one (best.json), else the newest complete one under it or its
+    checkpoints/.
+
+    Args:
+        path: a step directory (with DCP's .metadata), or a run directory.
+
+    Returns:
+        The step directory to load.
+    """
     path = Path(path)
     if (path / ".metadata").is_file():
         verify(path)
@@ -70,7 +92,19 @@ def checkpoint_dir(path: str | Path) -> Path:
 def load_for_inference(
     cfg: DmmpConfig, env: DistEnv, checkpoint: str | Path
 ) -> DistributedModelParallel:
-    """The trained model, sharded for this job's world size, in eval mode."""
+    """The trained model, sharded for this job's world size, in eval mode.
+
+    DCP reshards the checkpoint to this world size and plan; a checkpoint of another model
+    config is a CheckpointError naming the missing key.
+
+    Args:
+        cfg: the config the model was trained with (the run's config.json).
+        env: this process's place in the process group.
+        checkpoint: a step directory or a run directory (see `checkpoint_dir`).
+
+    Returns:
+        The DistributedModelParallel with the checkpoint's weights, in eval mode.
+    """
     dmp = build_sharded_model(cfg, env)
     state = {"model": dmp.state_dict()}
     directory = checkpoint_dir(checkpoint)

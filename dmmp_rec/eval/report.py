@@ -24,13 +24,13 @@ from dmmp_rec.console.progress import track
 from dmmp_rec.data.loader import loader_for_split
 from dmmp_rec.data.synthetic.world import GROUND_TRUTH_FILE, GroundTruth
 from dmmp_rec.distributed.collectives import on_main
-from dmmp_rec.distributed.encode import RetrievalModel
 from dmmp_rec.distributed.env import DistEnv
 from dmmp_rec.distributed.runtime import checkpoint_dir, load_for_inference
-from dmmp_rec.distributed.scores import score_rows
 from dmmp_rec.eval.report_types import EvalMeta, EvalReport
 from dmmp_rec.eval.retrieval_eval import RetrievalOptions, evaluate_retrieval
 from dmmp_rec.eval.teacher_eval import bayes_metrics, student_metrics, teacher_metrics
+from dmmp_rec.inference.catalogue_vectors import RetrievalModel
+from dmmp_rec.inference.split_scores import score_rows
 
 
 @dataclass

@@ -37,13 +37,6 @@ from dmmp_rec.data.catalogue import (
 from dmmp_rec.data.pair_features import pair_features_for
 from dmmp_rec.data.synthetic.world import GroundTruth
 from dmmp_rec.distributed.collectives import on_main, rank_and_world, share_bounds
-from dmmp_rec.distributed.encode import (
-    RetrievalModel,
-    encode_groups,
-    encode_items,
-    encode_query_parts,
-    encode_users,
-)
 from dmmp_rec.errors import InputError
 from dmmp_rec.eval.frontier import DEFAULT_BETAS, frontier_report, ranker_name
 from dmmp_rec.eval.oracle_gate import (
@@ -60,7 +53,14 @@ from dmmp_rec.eval.oracle_metrics import (
 )
 from dmmp_rec.eval.samples import TEST_SPLIT, oracle_sample
 from dmmp_rec.eval.teacher_retrieval import PairCross, teacher_subset, teacher_top_k
-from dmmp_rec.model.item_index import search_top_k
+from dmmp_rec.inference.catalogue_vectors import (
+    RetrievalModel,
+    encode_groups,
+    encode_items,
+    encode_query_parts,
+    encode_users,
+)
+from dmmp_rec.inference.item_index import search_top_k
 from dmmp_rec.model.student import compose_query, shifted_gate
 
 TEACHER_SCOPE = "teacher_sample"  # the users the teacher also ranks the catalogue for

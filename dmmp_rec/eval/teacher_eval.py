@@ -2,7 +2,7 @@
 the Bayes ceilings of the synthetic world beside them.
 
 Conventions (ESMM): CTR and CTCVR are scored over all impressions, CVR over clicked impressions
-only. The rows are scored by `distributed.scores.score_rows` on every rank and gathered in rank
+only. The rows are scored by `inference.split_scores.score_rows` on every rank and gathered in rank
 order, which is the split's file order, so the numbers do not depend on the world size.
 """
 

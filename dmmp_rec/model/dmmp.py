@@ -58,6 +58,14 @@ class DMMPModel(nn.Module):
         return self.dense.terms
 
     def forward(self, batch: Batch) -> tuple[torch.Tensor, TrainOutput]:
+        """One training step's objective (what TrainPipelineSparseDist runs).
+
+        Args:
+            batch: a training batch (features, click and conversion labels, clicked rows).
+
+        Returns:
+            (objective to minimise, TrainOutput with the scores, loss terms and weights).
+        """
         groups = self.sparse(batch.features)
         item_ids = None
         if "student/inbatch" in self.dense.terms:
@@ -65,29 +73,67 @@ class DMMPModel(nn.Module):
         return self.dense(groups, batch.click, batch.conversion, item_ids, batch.clicked_rows)
 
     def score(self, batch: Batch) -> DMMPOutput:
-        """Teacher and student scores of every row, nothing trained or counted. On a DMP call it
-        on `dmp.module` (the sharded EBC runs its input and output distribution itself)."""
+        """Teacher and student scores of every row, nothing trained or counted.
+
+        On a DMP call it on `dmp.module` (the sharded EBC runs its input and output distribution
+        itself).
+
+        Args:
+            batch: a batch of impressions (labels are not read).
+
+        Returns:
+            DMMPOutput: the teacher's and the student's scores, without candidates or losses.
+        """
         return self.dense.score(self.sparse(batch.features))
 
     def query_vector(self, features: KeyedJaggedTensor, beta: float = 0.0) -> torch.Tensor:
-        """[g'_c u, g'_v u] / tau ([B, vector_dim]) from user and context features, the gate
-        shifted by the serving knob `beta` (0 = as trained)."""
+        """The user's query vector [g'_c u, g'_v u] / tau for retrieval.
+
+        Args:
+            features: a KJT of the user and context features.
+            beta: the serving knob that shifts the gate (0 = as trained).
+
+        Returns:
+            [B, vector_dim] query vectors.
+        """
         g = self.sparse.lookup(features, ("user", "context"))
         return self.dense.student.query_vector(g["user"], g.get("context"), beta)
 
     def query_parts(self, features: KeyedJaggedTensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(u / tau [B, d], gate logit z [B]): a query at any beta is
-        `student.compose_query(u / tau, z, beta)` (one encoding serves a whole beta grid)."""
+        """The parts a query at any beta is composed from (one encoding serves a beta grid).
+
+        A query is `student.compose_query(u / tau, z, beta)`.
+
+        Args:
+            features: a KJT of the user and context features.
+
+        Returns:
+            (u / tau [B, d], gate logit z [B]).
+        """
         g = self.sparse.lookup(features, ("user", "context"))
         return self.dense.student.query_parts(g["user"], g.get("context"))
 
     def item_vector(self, features: KeyedJaggedTensor) -> torch.Tensor:
-        """[i_c, i_v] ([B, vector_dim]) from item features; its inner product with
-        `query_vector` is the fused score."""
+        """The item vector [i_c, i_v]; its inner product with `query_vector` is the fused score.
+
+        Args:
+            features: a KJT of the item features.
+
+        Returns:
+            [B, vector_dim] item vectors.
+        """
         g = self.sparse.lookup(features, ("item",))
         return self.dense.student.item_vector(g["item"])
 
     def user_gate(self, features: KeyedJaggedTensor, beta: float = 0.0) -> torch.Tensor:
-        """[B, 2] (click, conversion) preferences from user features, shifted by `beta`."""
+        """The user's (click, conversion) preferences from the gate.
+
+        Args:
+            features: a KJT of the user features.
+            beta: the serving knob that shifts the gate (0 = as trained).
+
+        Returns:
+            [B, 2] gate weights (click, conversion).
+        """
         g = self.sparse.lookup(features, ("user",))
         return self.dense.student.gate(g["user"], beta)

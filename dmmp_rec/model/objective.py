@@ -13,7 +13,7 @@ from dmmp_rec.model.precision import as_float32, dense_autocast
 from dmmp_rec.model.scoring import DenseScorer
 from dmmp_rec.model.student import StudentOutput
 from dmmp_rec.model.teacher import TeacherOutput
-from dmmp_rec.model.weighting import build_weighting
+from dmmp_rec.model.weighting import LossReducer, build_weighting
 
 
 class DenseArch(DenseScorer):
@@ -31,7 +31,12 @@ class DenseArch(DenseScorer):
 
     train_step: torch.Tensor  # buffer
 
-    def __init__(self, group_dims: dict[str, int], cfg: ModelConfig) -> None:
+    def __init__(
+        self,
+        group_dims: dict[str, int],
+        cfg: ModelConfig,
+        reduce_losses: LossReducer | None = None,
+    ) -> None:
         super().__init__(group_dims, cfg)
         self.loss_cfg = cfg.loss
         self.terms = terms_for(
@@ -40,7 +45,7 @@ class DenseArch(DenseScorer):
             cfg.loss.distill_candidates > 0,
             cfg.student.gate_training,
         )
-        self.weighting = build_weighting(self.terms, cfg.loss)
+        self.weighting = build_weighting(self.terms, cfg.loss, reduce_losses)
         ranks = "distill/ctcvr_rank" in self.terms
         self.num_candidates = cfg.loss.distill_candidates if ranks else 0
         self.split_first_layer = self.num_candidates > 0  # score as the candidates path does

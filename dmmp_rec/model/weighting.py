@@ -11,10 +11,10 @@ objective of the uncertainty forms goes below zero with its log-variances, and t
 form's is about the number of terms by construction). The math is in docs/model.md.
 
 Statistics a scheme keeps across steps (the running scales, DWA's window means) are updated in
-training mode only, from losses averaged over the ranks (`reduce_losses`, which the training
-job sets), so that every rank weighs the terms identically: torchrec's DMP wraps the dense part
-in DDP with broadcast_buffers=False, and a rank-local statistic would silently give each rank
-its own weights.
+training mode only, from losses averaged over the ranks (`reduce_losses`, which the sharded
+model's builder passes in), so that every rank weighs the terms identically: torchrec's DMP
+wraps the dense part in DDP with broadcast_buffers=False, and a rank-local statistic would
+silently give each rank its own weights.
 """
 
 from __future__ import annotations
@@ -38,6 +38,14 @@ class DistillWarmup:
     ramp: int = 0
 
     def factor(self, step: torch.Tensor) -> torch.Tensor:
+        """The distillation terms' multiplier at a training step.
+
+        Args:
+            step: the model's step counter (a 0-d tensor, so the schedule stays on the device).
+
+        Returns:
+            A 0-d float32 tensor: `start` before `steps`, then rising linearly to 1 over `ramp`.
+        """
         step = step.to(torch.float32)
         if self.ramp == 0:
             progress = (step >= self.steps).to(torch.float32)
@@ -53,10 +61,12 @@ class Weighted(NamedTuple):
     scales: dict[str, torch.Tensor]  # running scale of each term (`scaled` only)
 
 
+# averages a detached loss vector over the ranks (dmmp_rec.distributed.collectives.rank_mean)
 LossReducer = Callable[[torch.Tensor], torch.Tensor]
 
 
 def _one_process(values: torch.Tensor) -> torch.Tensor:
+    """The reducer of a lone model: its own losses are the mean."""
     return values.detach().clone()
 
 
@@ -65,13 +75,19 @@ class LossWeighting(nn.Module):
 
     is_distill: torch.Tensor  # buffer
 
-    def __init__(self, terms: tuple[str, ...], warmup: DistillWarmup) -> None:
+    def __init__(
+        self,
+        terms: tuple[str, ...],
+        warmup: DistillWarmup,
+        *,
+        reduce_losses: LossReducer | None = None,
+    ) -> None:
         super().__init__()
         self.terms = terms
         self.warmup = warmup
-        # averages a detached loss vector over the ranks; the training job installs the
-        # process group's (dmmp_rec.distributed.collectives.rank_mean), a lone model keeps this
-        self.reduce_losses: LossReducer = _one_process
+        # the process group's rank mean under DMP (given when the model is built), else this
+        # process's own losses
+        self.reduce_losses: LossReducer = reduce_losses or _one_process
         # which terms the warm-up scales: a constant, built once on the model's device (a
         # per-step torch.tensor(list, device=cuda) is a host-to-device copy the CPU waits for);
         # not persistent, so checkpoints keep their keys
@@ -81,25 +97,48 @@ class LossWeighting(nn.Module):
         return torch.tensor([t in DISTILL_TERMS for t in self.terms], dtype=torch.bool)
 
     def reset_parameters(self) -> None:
-        """Refill the constants (DistributedModelParallel re-initialises a meta-built model)."""
+        """Refill the constants (after DMP re-initialises)."""
         with torch.no_grad():
             self.is_distill.copy_(self._distill_mask())
 
-    def combine(
+    def _combine(
         self, losses: torch.Tensor, mult: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(objective, effective weights) from the stacked terms and the warm-up multipliers."""
+        """(objective, effective weights) from the stacked terms and the warm-up multipliers.
+
+        Args:
+            losses: the stacked loss terms [K], in `terms` order.
+            mult: each term's warm-up multiplier [K] (1 for a term the warm-up does not hold).
+
+        Returns:
+            (objective, effective weight of each term [K], warm-up included).
+        """
         raise NotImplementedError
 
-    def scales(self) -> torch.Tensor | None:
+    def _scales(self) -> torch.Tensor | None:
+        """The running scale of each term, for the report.
+
+        Returns:
+            [K] scales for the schemes that keep them (`scaled`, `anchored`), else None.
+        """
         return None
 
     def forward(self, losses: dict[str, torch.Tensor], step: torch.Tensor) -> Weighted:
+        """One step's objective from the loss terms, with what a person watches beside it.
+
+        Args:
+            losses: {term: scalar loss} holding at least every term of `terms`.
+            step: the model's step counter, for the distillation warm-up.
+
+        Returns:
+            Weighted: the objective to minimise, the plain sum of the terms, and each term's
+            weight and (for the scaled forms) running scale, detached.
+        """
         vec = torch.stack([losses[t] for t in self.terms])
         factor = self.warmup.factor(step).to(vec.device, vec.dtype)
         mult = torch.where(self.is_distill, factor, torch.ones_like(vec))
-        objective, weights = self.combine(vec, mult)
-        scales = self.scales()
+        objective, weights = self._combine(vec, mult)
+        scales = self._scales()
         return Weighted(
             objective,
             vec.detach().sum(),
@@ -116,19 +155,28 @@ class UncertaintyWeighting(LossWeighting):
     Its optimum is exp(-s_k) = 1 / L_k: a term whose loss has a floor of 0 (distillation KLs) or
     is tiny (rare-event BCEs) gets a weight that grows without bound (docs/model.md)."""
 
-    def __init__(self, terms: tuple[str, ...], warmup: DistillWarmup, init: float = 0.0) -> None:
-        super().__init__(terms, warmup)
+    def __init__(
+        self,
+        terms: tuple[str, ...],
+        warmup: DistillWarmup,
+        init: float = 0.0,
+        *,
+        reduce_losses: LossReducer | None = None,
+    ) -> None:
+        super().__init__(terms, warmup, reduce_losses=reduce_losses)
         self.init = init
         self.log_vars = nn.Parameter(torch.full((len(terms),), init))
 
     def reset_parameters(self) -> None:
+        """Refill the constants and reset the log-variances (after DMP re-initialises)."""
         super().reset_parameters()
         with torch.no_grad():
             self.log_vars.fill_(self.init)
 
-    def combine(
+    def _combine(
         self, losses: torch.Tensor, mult: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Kendall's objective sum_k m_k (exp(-s_k) L_k + s_k)."""
         precision = torch.exp(-self.log_vars)
         objective = (mult * (precision * losses + self.log_vars)).sum()
         return objective, mult * precision
@@ -146,13 +194,20 @@ class ScaledWeighting(UncertaintyWeighting):
     scale: torch.Tensor  # buffer
 
     def __init__(
-        self, terms: tuple[str, ...], warmup: DistillWarmup, init: float, decay: float
+        self,
+        terms: tuple[str, ...],
+        warmup: DistillWarmup,
+        init: float,
+        decay: float,
+        *,
+        reduce_losses: LossReducer | None = None,
     ) -> None:
-        super().__init__(terms, warmup, init)
+        super().__init__(terms, warmup, init, reduce_losses=reduce_losses)
         self.decay = decay
         self.register_buffer("scale", torch.zeros(len(terms)))  # 0: not seen yet
 
     def reset_parameters(self) -> None:
+        """Refill the constants and forget the running scales (after DMP re-initialises)."""
         super().reset_parameters()
         with torch.no_grad():
             self.scale.zero_()
@@ -165,12 +220,18 @@ class ScaledWeighting(UncertaintyWeighting):
             torch.where(fresh, mean, self.decay * self.scale + (1 - self.decay) * mean)
         )
 
-    def scales(self) -> torch.Tensor:
+    def _scales(self) -> torch.Tensor:
+        """The running scale m_k of each term.
+
+        Returns:
+            The [K] buffer (0 for a term not seen yet).
+        """
         return self.scale
 
-    def combine(
+    def _combine(
         self, losses: torch.Tensor, mult: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """sum_k m_k (exp(-s_k) L_k / scale_k + s_k); updates the scales in training mode."""
         if self.training:
             self._update(losses)
         scale = self.scale.to(losses.dtype).clamp(min=1e-8)
@@ -191,9 +252,10 @@ class AnchoredWeighting(ScaledWeighting):
     A term whose loss rises above its running scale is weighted down, one that falls faster
     than it is weighted up."""
 
-    def combine(
+    def _combine(
         self, losses: torch.Tensor, mult: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """sum_k m_k (exp(-s_k) L_k + c_k s_k); updates the scales in training mode."""
         if self.training:
             self._update(losses)
         scale = torch.where(self.scale > 0, self.scale.to(losses.dtype), losses.detach())
@@ -208,21 +270,28 @@ class FixedWeighting(LossWeighting):
     fixed_weights: torch.Tensor  # buffer
 
     def __init__(
-        self, terms: tuple[str, ...], warmup: DistillWarmup, weights: dict[str, float]
+        self,
+        terms: tuple[str, ...],
+        warmup: DistillWarmup,
+        weights: dict[str, float],
+        *,
+        reduce_losses: LossReducer | None = None,
     ) -> None:
-        super().__init__(terms, warmup)
+        super().__init__(terms, warmup, reduce_losses=reduce_losses)
         self.fixed = [float(weights.get(t, 1.0)) for t in terms]
         # a buffer, for the reason `is_distill` is one
         self.register_buffer("fixed_weights", torch.tensor(self.fixed), persistent=False)
 
     def reset_parameters(self) -> None:
+        """Refill the constants and the configured weights (after DMP re-initialises)."""
         super().reset_parameters()
         with torch.no_grad():
             self.fixed_weights.copy_(torch.tensor(self.fixed))
 
-    def combine(
+    def _combine(
         self, losses: torch.Tensor, mult: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """sum_k m_k w_k L_k with the configured weights w_k."""
         w = mult * self.fixed_weights.to(losses.dtype)
         return (w * losses).sum(), w
 
@@ -239,9 +308,15 @@ class DWAWeighting(LossWeighting):
     prev_mean: torch.Tensor
 
     def __init__(
-        self, terms: tuple[str, ...], warmup: DistillWarmup, temperature: float, window: int
+        self,
+        terms: tuple[str, ...],
+        warmup: DistillWarmup,
+        temperature: float,
+        window: int,
+        *,
+        reduce_losses: LossReducer | None = None,
     ) -> None:
-        super().__init__(terms, warmup)
+        super().__init__(terms, warmup, reduce_losses=reduce_losses)
         self.temperature = temperature
         self.window = window
         k = len(terms)
@@ -261,34 +336,59 @@ class DWAWeighting(LossWeighting):
         self.window_count.mul_((~full).to(self.window_count.dtype))
 
     def current(self) -> torch.Tensor:
-        """The weights DWA gives now (no multipliers)."""
+        """The weights DWA gives now (no multipliers).
+
+        Returns:
+            [K] weights: K softmax(r / T) once two windows have passed, else ones.
+        """
         ready = (self.prev_mean > 0).all()
         ratio = self.last_mean / self.prev_mean.clamp(min=1e-12)
         dwa = len(self.terms) * torch.softmax(ratio / self.temperature, dim=0)
         return torch.where(ready, dwa, torch.ones_like(dwa))
 
-    def combine(
+    def _combine(
         self, losses: torch.Tensor, mult: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """sum_k m_k w_k L_k with DWA's current weights; updates the windows in training mode."""
         if self.training:
             self._update(losses)
         w = mult * self.current().to(losses.dtype)
         return (w * losses).sum(), w
 
 
-def build_weighting(terms: tuple[str, ...], cfg: LossConfig) -> LossWeighting:
-    """The scheme named by `cfg.weighting`, with the distillation warm-up of `cfg`."""
+def build_weighting(
+    terms: tuple[str, ...], cfg: LossConfig, reduce_losses: LossReducer | None = None
+) -> LossWeighting:
+    """The scheme named by `cfg.weighting`, with the distillation warm-up of `cfg`.
+
+    Args:
+        terms: the loss terms, in the order the weights are reported.
+        cfg: `model.loss` (scheme, warm-up, scheme parameters).
+        reduce_losses: averages a detached loss vector over the ranks, so that the statistics
+            of `scaled`, `anchored` and `dwa` are the same on every rank (None: one process).
+
+    Returns:
+        The weighting module, to be held by the dense part of the model.
+    """
     warmup = DistillWarmup(
         cfg.distill_warmup_start, cfg.distill_warmup_steps, cfg.distill_ramp_steps
     )
     if cfg.weighting == "scaled":
-        return ScaledWeighting(terms, warmup, cfg.uncertainty_init, cfg.scale_decay)
+        return ScaledWeighting(
+            terms, warmup, cfg.uncertainty_init, cfg.scale_decay, reduce_losses=reduce_losses
+        )
     if cfg.weighting == "anchored":
-        return AnchoredWeighting(terms, warmup, cfg.uncertainty_init, cfg.scale_decay)
+        return AnchoredWeighting(
+            terms, warmup, cfg.uncertainty_init, cfg.scale_decay, reduce_losses=reduce_losses
+        )
     if cfg.weighting == "uncertainty":
-        return UncertaintyWeighting(terms, warmup, cfg.uncertainty_init)
+        return UncertaintyWeighting(
+            terms, warmup, cfg.uncertainty_init, reduce_losses=reduce_losses
+        )
     if cfg.weighting == "fixed":
-        return FixedWeighting(terms, warmup, cfg.fixed_weights)
+        return FixedWeighting(terms, warmup, cfg.fixed_weights, reduce_losses=reduce_losses)
     if cfg.weighting == "dwa":
-        return DWAWeighting(terms, warmup, cfg.dwa_temperature, cfg.dwa_window)
+        return DWAWeighting(
+            terms, warmup, cfg.dwa_temperature, cfg.dwa_window, reduce_losses=reduce_losses
+        )
     raise ValueError(f"model.loss.weighting: unknown scheme {cfg.weighting!r}")

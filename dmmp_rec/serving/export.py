@@ -39,9 +39,9 @@ import dmmp_rec
 from dmmp_rec.config import DmmpConfig
 from dmmp_rec.data.catalogue import ITEMS_FILE, USERS_FILE, user_side
 from dmmp_rec.data.schema import split_files
-from dmmp_rec.distributed.encode import encode_items, encode_users
 from dmmp_rec.distributed.env import init_distributed, shutdown
 from dmmp_rec.distributed.runtime import checkpoint_dir, load_for_inference
+from dmmp_rec.inference.catalogue_vectors import encode_items, encode_users
 from dmmp_rec.model.sparse import EBC_PATH
 from dmmp_rec.serving import index as faiss_index
 from dmmp_rec.serving import quantize

@@ -1,4 +1,4 @@
-"""FAISS indexes over the item vectors: exact inner product (`model.item_index`, shared with
+"""FAISS indexes over the item vectors: exact inner product (`inference.item_index`, shared with
 evaluation), and HNSW tuned to a recall target.
 
 Fused score = <query, item vector>, so retrieval is maximum inner-product search. Item vectors
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import faiss
 import numpy as np
 
-from dmmp_rec.model.item_index import exact_index
+from dmmp_rec.inference.item_index import exact_index
 
 __all__ = ["ApproxTuning", "exact_index", "hnsw_index", "recall_at_k", "tune_ef_search"]
 

@@ -11,7 +11,7 @@ from torch import nn
 from dmmp_rec.config.features import FeaturesConfig
 from dmmp_rec.data.batch import Batch
 from dmmp_rec.distributed.collectives import gather_to_main, on_main
-from dmmp_rec.distributed.scores import score_rows
+from dmmp_rec.inference.split_scores import score_rows
 from dmmp_rec.metrics import auc
 
 

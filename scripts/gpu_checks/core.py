@@ -111,10 +111,5 @@ def cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "dmmp_rec.cli", *args]
 
 
-def torchrun(check: Check, *args: str) -> list[str]:
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone",
-            f"--nproc_per_node={check.gpus}", *args]  # fmt: skip
-
-
 def read_json(path: Path) -> dict[str, Any]:
     return json.loads(Path(path).read_text())

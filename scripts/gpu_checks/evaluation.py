@@ -17,7 +17,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from gpu_checks.core import CONFIG, Check, CheckFailed, cli, read_json, torchrun
+from dmmp_rec.distributed.launch import CLI_MODULE, torchrun_command
+from gpu_checks.core import CONFIG, Check, CheckFailed, cli, read_json
 
 IMPRESSION_TOL = 1e-3
 RETRIEVAL_TOL = 1e-2
@@ -31,7 +32,7 @@ def _eval_argv(check: Check, report: str) -> list[str]:
 
 def step_eval(check: Check) -> dict[str, Any]:
     report = check.out / "eval.json"
-    argv = torchrun(check, "-m", "dmmp_rec.cli", *_eval_argv(check, str(report)))
+    argv = torchrun_command(check.gpus, [*CLI_MODULE, *_eval_argv(check, str(report))])
     check.run("eval", argv + check.job(f"sharding.plan={check.out / 'plan.json'}"))
     if check.dry_run:
         return {}

@@ -10,7 +10,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from gpu_checks.core import CONFIG, Check, CheckFailed, cli, read_json, torchrun
+from dmmp_rec.distributed.launch import torchrun_command
+from gpu_checks.core import CONFIG, Check, CheckFailed, cli, read_json
 
 
 def step_world(check: Check) -> dict[str, Any]:
@@ -140,7 +141,8 @@ def step_elastic(check: Check) -> dict[str, Any]:
 
 def step_bench_train(check: Check) -> dict[str, Any]:
     raw = check.out / "bench_train.json"
-    argv = torchrun(check, "benchmarks/train_worker.py", "--system", "dmmp", "--config", CONFIG)
+    worker = ["benchmarks/train_worker.py", "--system", "dmmp", "--config", CONFIG]
+    argv = torchrun_command(check.gpus, worker)
     sizes = ("1", "3", "2") if check.device == "cpu" else ("5", "20", "3")  # smoke: tiny
     argv += ["--out", str(raw), "--warmup", sizes[0], "--steps", sizes[1], "--reps", sizes[2]]
     check.run("bench_train", argv + check.job())

@@ -10,9 +10,8 @@ import torch
 from dmmp_rec.compare.rechub.models import RechubPeer, RechubRetriever
 from dmmp_rec.config.root import DmmpConfig
 from dmmp_rec.console.progress import track
-from dmmp_rec.data.catalogue import id_features
+from dmmp_rec.data.catalogue import truth_keys
 from dmmp_rec.data.loader import loader_for_split
-from dmmp_rec.distributed.scores import HOUR_FEATURE
 from dmmp_rec.eval.report import load_truth
 from dmmp_rec.eval.retrieval_eval import RetrievalOptions, evaluate_retrieval
 from dmmp_rec.eval.teacher_eval import bayes_metrics, teacher_metrics
@@ -25,10 +24,7 @@ def score_split(
     """Labels, ids (for the Bayes ceiling) and the peer's pctr / pcvr / pctcvr for every row of
     `split` (file order)."""
     peer.model.eval()
-    user_key, item_key = id_features(cfg.features)
-    ids = {"user_id": user_key, "item_id": item_key}
-    if HOUR_FEATURE in cfg.features.names:
-        ids["hour"] = HOUR_FEATURE
+    ids = truth_keys(cfg.features)
     cols: dict[str, list[np.ndarray]] = {}
     loader = loader_for_split(cfg, split, drop_last=False)
     batches = track(loader, f"scoring {split}", "batch", enabled=progress)

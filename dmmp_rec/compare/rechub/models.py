@@ -32,6 +32,7 @@ from dmmp_rec.compare.rechub.recipes import (
 from dmmp_rec.compare.rechub.recipes import recipe as get_recipe
 from dmmp_rec.config.features import FeatureSpec
 from dmmp_rec.config.root import DmmpConfig
+from dmmp_rec.data.catalogue import item_side, user_side
 
 
 def uniform_dim(cfg: DmmpConfig) -> int:
@@ -51,6 +52,12 @@ def rechub_feature(spec: FeatureSpec, dim: int) -> SparseFeature | SequenceFeatu
             padding_idx=spec.cardinality,
         )
     return SparseFeature(spec.name, vocab_size=spec.cardinality, embed_dim=dim)
+
+
+def input_specs(cfg: DmmpConfig) -> list[FeatureSpec]:
+    """The features a peer reads, in input order: query side (user, context), then item side;
+    the cross features are the teacher's alone."""
+    return user_side(cfg.features) + item_side(cfg.features)
 
 
 def _padded(values: torch.Tensor, lengths: torch.Tensor, pad: int) -> torch.Tensor:
@@ -88,9 +95,9 @@ class RechubPeer:
         self.recipe = recipe if isinstance(recipe, RechubRecipe) else get_recipe(recipe)
         self.kind: RechubKind = self.recipe.kind
         self.embed_dim = self.recipe.embed_dim or uniform_dim(cfg)
-        self.query_specs = cfg.features.group("user") + cfg.features.group("context")
-        self.item_specs = cfg.features.group("item")
-        self.specs = self.query_specs + self.item_specs
+        self.query_specs = user_side(cfg.features)
+        self.item_specs = item_side(cfg.features)
+        self.specs = input_specs(cfg)
         self.vector_dim = 0  # DSSM's tower output width; 0 for the rankers
         self.query_features = [rechub_feature(s, self.embed_dim) for s in self.query_specs]
         self.item_features = [rechub_feature(s, self.embed_dim) for s in self.item_specs]

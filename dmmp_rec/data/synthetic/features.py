@@ -12,6 +12,7 @@ import pyarrow as pa
 
 from dmmp_rec.config import ConfigError, DmmpConfig
 from dmmp_rec.config.features import GROUPS, FeatureSpec
+from dmmp_rec.data.schema import HOUR
 from dmmp_rec.data.synthetic.cross import CROSSES
 from dmmp_rec.data.synthetic.entities import Cardinalities, World
 
@@ -28,7 +29,7 @@ KNOWN: dict[str, tuple[bool, str | None]] = {
     "item_brand": (False, "brand"),
     "item_price_bucket": (False, "price"),
     "item_title_bucket": (False, "title"),
-    "ctx_hour": (False, None),
+    HOUR: (False, None),
     **{name: (False, None) for name in CROSSES},  # pair features: group `cross` only
 }
 
@@ -79,7 +80,7 @@ def cardinalities(cfg: DmmpConfig) -> Cardinalities:
         "user_id": (syn.num_users, "synthetic.num_users"),
         "item_id": (syn.num_items, "synthetic.num_items"),
         "user_hist_items": (syn.num_items, "synthetic.num_items"),
-        "ctx_hour": (24, "the 24 hours of a day"),
+        HOUR: (24, "the 24 hours of a day"),
     }
     for name, (path, spec) in paths.items():
         if name not in KNOWN:
@@ -150,6 +151,6 @@ def feature_column(
         "item_brand": lambda: it.brand[item],
         "item_price_bucket": lambda: it.price_bucket[item],
         "item_title_bucket": lambda: it.title_bucket[item],
-        "ctx_hour": lambda: hour,
+        HOUR: lambda: hour,
     }[name]()
     return pa.array(np.asarray(column, dtype=np.int64))

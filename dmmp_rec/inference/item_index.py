@@ -16,14 +16,30 @@ def _f32(x: np.ndarray) -> np.ndarray:
 
 
 def exact_index(vectors: np.ndarray) -> faiss.Index:
-    """An IndexFlatIP over `vectors` [n, D] (row r = id r)."""
+    """The exact inner-product index over item vectors (row r = id r).
+
+    Args:
+        vectors: [n, D] item vectors.
+
+    Returns:
+        A faiss.IndexFlatIP holding the rows of `vectors`.
+    """
     index = faiss.IndexFlatIP(vectors.shape[1])
     index.add(_f32(vectors))
     return index
 
 
 def search_top_k(item_vectors: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
-    """Rows [n, k] of the k items of highest inner product per query (exact, IndexFlatIP)."""
+    """The k items of highest inner product for each query (exact, IndexFlatIP).
+
+    Args:
+        item_vectors: [n, D] item vectors (row r = item row r).
+        queries: [m, D] query vectors.
+        k: how many items per query.
+
+    Returns:
+        [m, k] int64 item rows, best first.
+    """
     index = exact_index(item_vectors)
     if len(queries) == 0:
         return np.empty((0, k), dtype=np.int64)

@@ -31,11 +31,40 @@ _CPU = torch.device("cpu")
 class RetrievalModel(Protocol):
     """What encoding needs: a DMMPModel, or `dmp.module` of a DistributedModelParallel."""
 
-    def query_vector(self, features: KeyedJaggedTensor, beta: float = 0.0) -> torch.Tensor: ...
+    def query_vector(self, features: KeyedJaggedTensor, beta: float = 0.0) -> torch.Tensor:
+        """Query vectors of users.
 
-    def item_vector(self, features: KeyedJaggedTensor) -> torch.Tensor: ...
+        Args:
+            features: a KJT of the user and context features.
+            beta: the serving knob (0 = as trained).
 
-    def user_gate(self, features: KeyedJaggedTensor, beta: float = 0.0) -> torch.Tensor: ...
+        Returns:
+            [B, D] query vectors.
+        """
+        ...
+
+    def item_vector(self, features: KeyedJaggedTensor) -> torch.Tensor:
+        """Item vectors.
+
+        Args:
+            features: a KJT of the item features.
+
+        Returns:
+            [B, D] item vectors.
+        """
+        ...
+
+    def user_gate(self, features: KeyedJaggedTensor, beta: float = 0.0) -> torch.Tensor:
+        """Per-user (click, conversion) preferences.
+
+        Args:
+            features: a KJT of the user features.
+            beta: the serving knob (0 = as trained).
+
+        Returns:
+            [B, 2] gate weights.
+        """
+        ...
 
 
 @torch.no_grad()
@@ -81,7 +110,19 @@ def encode_items(
     device: torch.device = _CPU,
     progress: bool = False,
 ) -> np.ndarray:
-    """Item vectors [num_items, D] float32, row i for row i of `items` (the FAISS index rows)."""
+    """Item vectors of a catalogue, row i for row i of `items` (the FAISS index rows).
+
+    Args:
+        model: a DMMPModel, or `dmp.module` of a DistributedModelParallel (every rank calls).
+        features: the job's features (which columns belong to which side).
+        items: the item catalogue's feature columns (items.parquet rows).
+        batch_size: rows per EBC call.
+        device: where the model runs.
+        progress: show a progress bar (rank 0).
+
+    Returns:
+        [num_items, D] float32 item vectors, on every rank.
+    """
     (vectors,) = _encode(
         items,
         item_side(features),
@@ -103,8 +144,20 @@ def encode_users(
     progress: bool = False,
     beta: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(query vectors [n, D] float32, gates [n, 2] (click, conversion)) for the rows of `users`,
-    from its user and context columns, at the serving knob `beta` (0 = as trained)."""
+    """Query vectors and gates of users, from their user and context columns.
+
+    Args:
+        model: a DMMPModel, or `dmp.module` of a DistributedModelParallel (every rank calls).
+        features: the job's features (which columns belong to which side).
+        users: the user catalogue's feature columns (users.parquet rows).
+        batch_size: rows per EBC call.
+        device: where the model runs.
+        progress: show a progress bar (rank 0).
+        beta: the serving knob (0 = as trained).
+
+    Returns:
+        (query vectors [n, D] float32, gates [n, 2] (click, conversion) float32), on every rank.
+    """
     vectors, gates = _encode(
         users,
         user_side(features),
@@ -125,8 +178,21 @@ def encode_query_parts(
     device: torch.device = _CPU,
     progress: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(u / tau [n, d], gate logit z [n]) float32 for the rows of `users`: one encoding from
-    which `student.compose_query` makes the query at any serving-knob beta."""
+    """The parts of every user's query: one encoding for a whole grid of beta.
+
+    `student.compose_query(u / tau, z, beta)` makes the query at any serving-knob beta.
+
+    Args:
+        model: a DMMPModel, or `dmp.module` of a DistributedModelParallel (every rank calls).
+        features: the job's features (which columns belong to which side).
+        users: the user catalogue's feature columns.
+        batch_size: rows per EBC call.
+        device: where the model runs.
+        progress: show a progress bar (rank 0).
+
+    Returns:
+        (u / tau [n, d], gate logit z [n]) float32, on every rank.
+    """
     u_tau, z = _encode(
         users,
         user_side(features),
@@ -147,8 +213,21 @@ def encode_groups(
     batch_size: int = 4096,
     device: torch.device = _CPU,
 ) -> dict[str, np.ndarray]:
-    """Pooled embeddings {group: [n, group_dim]} of `table`'s rows from the shared EBC (the
-    teacher's input), with the same matched calls across ranks as the vector encoders."""
+    """Pooled embeddings of a table's rows from the shared EBC (the teacher's input).
+
+    The calls are matched across ranks as in the vector encoders.
+
+    Args:
+        model: a DMMPModel, or `dmp.module` of a DistributedModelParallel (every rank calls).
+        features: the job's features (which columns belong to which side).
+        table: feature columns of the rows to encode.
+        groups: the feature groups to pool ("user", "item", "context", "cross").
+        batch_size: rows per EBC call.
+        device: where the model runs.
+
+    Returns:
+        {group: [n, group_dim]} for each group of `groups` that has features.
+    """
     specs = [s for g in groups for s in features.group(g)]  # type: ignore[arg-type]
     present = [g for g in groups if features.group(g)]  # type: ignore[arg-type]
     arrays = _encode(

@@ -3,6 +3,7 @@
 Training's validation and evaluation both need them, so they live below both. The loader without
 drop_last gives every rank the same number of non-empty batches, so DMP's collectives stay
 matched; `collectives.gather_rows` joins the ranks' rows in rank order (the split's file order).
+The ground-truth keys (ids, hour) are the columns `data.catalogue.truth_keys` names.
 """
 
 from __future__ import annotations
@@ -16,14 +17,10 @@ from torch import nn
 
 from dmmp_rec.config.features import FeaturesConfig
 from dmmp_rec.data.batch import Batch
-from dmmp_rec.data.catalogue import id_features
+from dmmp_rec.data.catalogue import truth_keys
 
 if TYPE_CHECKING:
     from dmmp_rec.model.dmmp import DMMPModel
-
-# The synthetic world's hour feature (dmmp_rec.data.synthetic.features.KNOWN): the true pCTR
-# depends on it, so the Bayes ceiling reads it per row when the config has it.
-HOUR_FEATURE = "ctx_hour"
 
 
 @torch.no_grad()
@@ -33,11 +30,21 @@ def score_rows(
     features: FeaturesConfig,
     device: torch.device,
 ) -> dict[str, np.ndarray]:
-    """This rank's labels, model outputs and (user id, item id, hour) of every row of
-    `batches`; `model` is the DMP or a DMMPModel (`score` runs the sharded EBC: scoring only,
-    no candidates or losses)."""
-    user_key, item_key = id_features(features)
-    keys = [user_key, item_key] + ([HOUR_FEATURE] if HOUR_FEATURE in features.names else [])
+    """This rank's labels, model outputs and ground-truth keys of every row of its batches.
+
+    `score` runs the sharded EBC: scoring only, no candidates or losses.
+
+    Args:
+        model: the DistributedModelParallel or a DMMPModel.
+        batches: this rank's batches of a labelled split (a loader without drop_last).
+        features: the job's features (which columns are the user id, item id and hour).
+        device: where the model runs.
+
+    Returns:
+        {column: [rows] array}: user_id, item_id (and hour, when the config has it), click,
+        conversion and every row score of the model's output.
+    """
+    keys = truth_keys(features)
     cols: dict[str, list[np.ndarray]] = {}
     scorer = cast("DMMPModel", getattr(model, "module", model))
 
@@ -46,7 +53,7 @@ def score_rows(
 
     for batch in batches:
         jts = batch.features.to_dict()
-        for key, name in zip(keys, ("user_id", "item_id", "hour"), strict=False):
+        for name, key in keys.items():
             add(name, jts[key].values())
         batch = batch.to(device)
         out = scorer.score(batch)
