@@ -10,6 +10,7 @@ import pytest
 from dmmp_rec.eval.oracle_gate import drop_rankers, oracle_gate_report, rate_row
 from dmmp_rec.eval.oracle_metrics import summarise
 from dmmp_rec.eval.ranking import sum_at
+from dmmp_rec.eval.records import MetricKey
 
 BETAS = [-1.0, 0.0, 1.0]
 # [n_beta, n_users]: user 0 likes clicks, user 1 buys
@@ -62,7 +63,7 @@ def test_clicks_only_rate_has_no_gain() -> None:
     assert row["oracle_gain"] == 0.0 and math.isnan(row["captured"])
 
 
-def _per_user(name: str, clicks: np.ndarray, conv: np.ndarray) -> dict[str, np.ndarray]:
+def _per_user(name: str, clicks: np.ndarray, conv: np.ndarray) -> dict[MetricKey, np.ndarray]:
     """`name{j}/sample/metric` arrays [users, len(ks)] as evaluation gathers them (K 10, 50:
     the bound reads K = 50; K = 10 holds other numbers that must not be read)."""
     out = {}
@@ -73,7 +74,9 @@ def _per_user(name: str, clicks: np.ndarray, conv: np.ndarray) -> dict[str, np.n
             ("exp_clicks_ratio", clicks / 10.0),
             ("exp_conversions_ratio", conv),
         ):
-            out[f"{name}{j}/sample/{metric}"] = np.stack([-np.ones(2), grid[j]], axis=1)
+            out[MetricKey(f"{name}{j}", "sample", metric)] = np.stack(
+                [-np.ones(2), grid[j]], axis=1
+            )
     return out
 
 
@@ -96,16 +99,16 @@ def test_report_reads_k50_on_both_metrics() -> None:
     assert total["captured"] == pytest.approx(np.mean(got) / np.mean(gains))
     assert report["per_user_mean"]["rates"][0]["rate"] == 0.5
     drop_rankers(per_user, names[1])
-    assert not any(k.startswith("flat") for k in per_user) and len(per_user) == 12
+    assert not any(k.ranker.startswith("flat") for k in per_user) and len(per_user) == 12
 
 
 def test_platform_totals_are_sums_over_users_of_the_top_k() -> None:
     true_ctr = np.array([[0.5, 0.25, 0.125], [0.1, 0.2, 0.3]])
     per_user = {
-        "m/sample/exp_clicks_total": sum_at(true_ctr, [1, 3]),
-        "m/sample/exp_clicks_ratio": np.array([[0.5, 1.0], [0.25, np.nan]]),
+        MetricKey("m", "sample", "exp_clicks_total"): sum_at(true_ctr, [1, 3]),
+        MetricKey("m", "sample", "exp_clicks_ratio"): np.array([[0.5, 1.0], [0.25, np.nan]]),
     }
-    out = summarise(per_user, [1, 3])["m"]["sample"]
+    out = summarise(per_user, [1, 3])["m"].scopes["sample"].metrics
     # totals: K=1: 0.5 + 0.1, K=3: 0.875 + 0.6; ratios: means, NaN left out
-    assert out["exp_clicks_total"] == pytest.approx({"1": 0.6, "3": 1.475})
-    assert out["exp_clicks_ratio"] == pytest.approx({"1": 0.375, "3": 1.0})
+    assert out["exp_clicks_total"] == pytest.approx({1: 0.6, 3: 1.475})
+    assert out["exp_clicks_ratio"] == pytest.approx({1: 0.375, 3: 1.0})

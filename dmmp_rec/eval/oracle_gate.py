@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from dmmp_rec.eval.records import MetricKey
+
 # Exchange rates: a conversion is worth lambda clicks. Platform totals count conversions
 # (~1/30 of clicks in a top 50), so a purchase worth 10-100 clicks is where the trade-off bites;
 # the per-user means are ratios to the oracle of similar size, so lambda near 1.
@@ -47,9 +49,11 @@ def flat_gate_logit(z: np.ndarray) -> float:
     return float(np.median(z)) if z.size else 0.0
 
 
-def _grid(per_user: dict[str, np.ndarray], names: Sequence[str], metric: str, col: int):
-    """[n_beta, n_users] of one metric at one K from `name/sample/metric` arrays."""
-    return np.stack([per_user[f"{n}/{SCOPE}/{metric}"][:, col] for n in names])
+def _grid(
+    per_user: dict[MetricKey, np.ndarray], names: Sequence[str], metric: str, col: int
+) -> np.ndarray:
+    """[n_beta, n_users] of one metric at one K from the rankers' sample arrays."""
+    return np.stack([per_user[MetricKey(n, SCOPE, metric)][:, col] for n in names])
 
 
 def _trait_correlations(
@@ -135,7 +139,7 @@ def rate_row(
 
 
 def oracle_gate_report(
-    per_user: dict[str, np.ndarray],
+    per_user: dict[MetricKey, np.ndarray],
     learned_names: Sequence[str],
     flat_names: Sequence[str],
     betas: Sequence[float],
@@ -167,8 +171,7 @@ def oracle_gate_report(
     return out
 
 
-def drop_rankers(per_user: dict[str, np.ndarray], names: Sequence[str]) -> None:
+def drop_rankers(per_user: dict[MetricKey, np.ndarray], names: Sequence[str]) -> None:
     """Remove the flat-gate rankers' arrays once the bound is computed."""
-    prefixes = tuple(f"{n}/" for n in names)
-    for key in [k for k in per_user if k.startswith(prefixes)]:
+    for key in [k for k in per_user if k.ranker in names]:
         del per_user[key]
