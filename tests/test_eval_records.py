@@ -15,9 +15,10 @@ import pytest
 from dmmp_rec.compare.flatten import bayes_metrics, reference_rows
 from dmmp_rec.compare.records import SplitColumns
 from dmmp_rec.compare.runner import _json_safe
-from dmmp_rec.eval.records import MetricKey, PerUser, RetrievalReport
+from dmmp_rec.eval.gate_records import OracleGateBound
+from dmmp_rec.eval.records import MetricKey, PerUser
 from dmmp_rec.eval.report import _nan_to_none
-from dmmp_rec.eval.report_types import EvalReport
+from dmmp_rec.eval.report_types import EvalReport, RetrievalReport
 
 REPORTS = Path(__file__).parent / "fixtures" / "reports"
 OURS = ("eval_val.json", "dmmp_seed7_eval_test.json")
@@ -94,7 +95,7 @@ def test_flattened_columns_are_the_report_values() -> None:
     assert point["beta"] == float(old["beta"]) == 0.0
     assert point["conversions"] == old["exp_conversions_ratio"]["50"]
     assert point["clicks_total"] == old["exp_clicks_total"]["50"]
-    assert columns.oracle_gate == raw["oracle_gate"]
+    assert _nan_to_none(columns.oracle_gate) == raw["oracle_gate"]
 
 
 def test_bayes_and_reference_rows_equal_the_old_comparison() -> None:
@@ -121,3 +122,14 @@ def test_a_retrieval_report_without_optional_sections_writes_none_of_them() -> N
     raw = _raw("eval_val.json")
     minimal = {"retrieval": raw["retrieval"], "references": raw["references"]}
     assert _nan_to_none(RetrievalReport.from_dict(minimal).to_dict()) == minimal
+
+
+def test_an_oracle_gate_bound_from_before_the_traits_reads_back_without_them() -> None:
+    raw = _raw("eval_val.json")["oracle_gate"]
+    for metric in ("platform_total", "per_user_mean"):
+        for row in raw[metric]["rates"]:
+            del row["best_beta_correlation"], row["trait_gate_gain"]
+    bound = OracleGateBound.from_dict(raw)
+    assert bound.platform_total.rates[0].trait_gate_gain is None
+    assert bound.metric("per_user_mean").users == raw["per_user_mean"]["users"]
+    assert _nan_to_none(bound.to_dict()) == raw

@@ -85,8 +85,10 @@ def frontier_points(report: EvalReport, k: int = 50) -> list[JsonObject] | None:
 
 
 def oracle_gate(report: EvalReport) -> JsonObject | None:
-    """The oracle-gate bound of a three-tower run (eval.oracle_gate), or None."""
-    return report.retrieval.oracle_gate if report.retrieval is not None else None
+    """The oracle-gate bound of a three-tower run (eval.oracle_gate) as comparison.json holds
+    it, or None."""
+    bound = report.retrieval.oracle_gate if report.retrieval is not None else None
+    return bound.to_dict() if bound is not None else None
 
 
 def bayes_metrics(report: EvalReport) -> dict[str, float | None]:

@@ -6,7 +6,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from dmmp_rec.eval.records import JsonObject, RetrievalReport, number
+from dmmp_rec.eval.gate_records import OracleGateBound
+from dmmp_rec.eval.records import (
+    Frontier,
+    JsonObject,
+    RankerScores,
+    RetrievalSummary,
+    TeacherRetrieval,
+    number,
+)
 
 
 @dataclass
@@ -64,6 +72,45 @@ _META_FIELDS = (
     "ground_truth",
     "options",
 )
+
+
+@dataclass
+class RetrievalReport:
+    """What `eval.retrieval_eval.evaluate_retrieval` measures: the model's retrieval, the
+    teacher as a retriever and the serving knob's frontier (when measured), the oracle-gate
+    bound (three-tower models on the synthetic world) and the reference rankers."""
+
+    retrieval: RetrievalSummary
+    references: dict[str, RankerScores]
+    teacher_retrieval: TeacherRetrieval | None = None
+    frontier: Frontier | None = None
+    oracle_gate: OracleGateBound | None = None
+
+    def to_dict(self) -> JsonObject:
+        out: JsonObject = {"retrieval": self.retrieval.to_dict()}
+        if self.teacher_retrieval is not None:
+            out["teacher_retrieval"] = self.teacher_retrieval.to_dict()
+        if self.frontier is not None:
+            out["frontier"] = self.frontier.to_dict()
+        if self.oracle_gate is not None:
+            out["oracle_gate"] = self.oracle_gate.to_dict()
+        out["references"] = {name: r.to_dict() for name, r in self.references.items()}
+        return out
+
+    @classmethod
+    def from_dict(cls, raw: JsonObject) -> RetrievalReport:
+        tr, frontier, gate = (
+            raw.get("teacher_retrieval"),
+            raw.get("frontier"),
+            raw.get("oracle_gate"),
+        )
+        return cls(
+            RetrievalSummary.from_dict(raw["retrieval"]),
+            {name: RankerScores.from_dict(r) for name, r in raw.get("references", {}).items()},
+            TeacherRetrieval.from_dict(tr) if tr is not None else None,
+            Frontier.from_dict(frontier) if frontier is not None else None,
+            OracleGateBound.from_dict(gate) if gate is not None else None,
+        )
 
 
 @dataclass

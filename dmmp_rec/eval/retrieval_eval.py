@@ -42,6 +42,7 @@ from dmmp_rec.distributed.encode import (
 )
 from dmmp_rec.errors import InputError
 from dmmp_rec.eval.frontier import DEFAULT_BETAS, frontier_report, ranker_name
+from dmmp_rec.eval.gate_records import OracleGateBound
 from dmmp_rec.eval.oracle_gate import (
     drop_rankers,
     flat_gate_logit,
@@ -49,7 +50,8 @@ from dmmp_rec.eval.oracle_gate import (
 )
 from dmmp_rec.eval.oracle_metrics import oracle_metrics, recalls, summarise
 from dmmp_rec.eval.queries import Queries, compose, encode_queries, flat_rankers, gate_mean
-from dmmp_rec.eval.records import PerUser, RankerScores, RetrievalReport, RetrievalSummary
+from dmmp_rec.eval.records import PerUser, RankerScores, RetrievalSummary
+from dmmp_rec.eval.report_types import RetrievalReport
 from dmmp_rec.eval.samples import TEST_SPLIT, oracle_sample
 from dmmp_rec.eval.teacher_retrieval import teacher_subset
 from dmmp_rec.eval.teacher_section import TeacherUsers, teacher_per_user, teacher_section
@@ -226,7 +228,7 @@ class _GateInputs:
 
 def _summarise_with_gate(
     arrays: dict[str, np.ndarray], ks: list[int], gate: _GateInputs | None
-) -> tuple[dict[str, RankerScores], dict[str, object] | None]:
+) -> tuple[dict[str, RankerScores], OracleGateBound | None]:
     """Summary and oracle-gate bound (when `gate`) from every rank's rows, computed on rank 0
     alone."""
     per_user = PerUser.from_arrays(arrays)
@@ -345,7 +347,7 @@ def _assemble(
     measured: _Measured,
     q: Queries,
     summary: dict[str, RankerScores],
-    gate_bound: dict[str, object] | None,
+    gate_bound: OracleGateBound | None,
     dim: int,
 ) -> RetrievalReport:
     """The report's records from rank 0's summary (the model's scores, the teacher section and
