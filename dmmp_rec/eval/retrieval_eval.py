@@ -221,8 +221,7 @@ class _GateInputs:
 
     betas: list[float]
     flat_names: list[str]
-    ks: list[int]
-    flat_z: float
+    flat_z: float  # the flat gate's shared logit
     truth: GroundTruth
 
 
@@ -334,7 +333,7 @@ def evaluate_retrieval(
     gate = None
     if betas and measured.sample_size:
         assert q.z is not None and truth is not None
-        gate = _GateInputs(betas, measured.flat_names, data.ks, flat_gate_logit(q.z), truth)
+        gate = _GateInputs(betas, measured.flat_names, flat_gate_logit(q.z), truth)
     # rank 0 computes, sends round
     compute = partial(_summarise_with_gate, ks=data.ks, gate=gate)
     summary, gate_bound = on_main(measured.per_user.to_arrays(), compute)
