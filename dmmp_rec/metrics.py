@@ -10,6 +10,8 @@ neither layer may import the other (tests/test_layering.py).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 
@@ -47,3 +49,38 @@ def calibration(labels: np.ndarray, probs: np.ndarray) -> float:
     if not observed:
         return float("nan")
     return float(np.mean(probs) / observed)
+
+
+@dataclass
+class ImpressionAucs:
+    """The AUCs of one set of scored impressions, computed once for training's validation
+    (its `val/*` keys) and for evaluation (the report's teacher and student sections): the
+    teacher's CTR over all rows, CVR over clicked rows (ESMM), CTCVR over all rows, and the
+    student's scores where the model has them (None where not)."""
+
+    rows: int
+    teacher_ctr: float
+    teacher_cvr: float
+    teacher_ctcvr: float
+    student_ctr: float | None = None  # s_c against clicks
+    student_ctcvr: float | None = None  # s_v against conversions
+    fused_ctcvr: float | None = None  # the fused score against conversions
+    fused_ctr: float | None = None  # the fused score against clicks
+
+
+def impression_aucs(scores: dict[str, np.ndarray]) -> ImpressionAucs:
+    """`ImpressionAucs` of scored rows: "click", "conversion", "pctr", "pcvr", "pctcvr" and,
+    for a student, any of "s_c", "s_v", "fused" (inference.split_scores.score_rows)."""
+    click, conv = scores["click"], scores["conversion"]
+    clicked = click > 0
+    fused = scores.get("fused")
+    return ImpressionAucs(
+        rows=int(click.size),
+        teacher_ctr=auc(click, scores["pctr"]),
+        teacher_cvr=auc(conv[clicked], scores["pcvr"][clicked]),
+        teacher_ctcvr=auc(conv, scores["pctcvr"]),
+        student_ctr=auc(click, scores["s_c"]) if "s_c" in scores else None,
+        student_ctcvr=auc(conv, scores["s_v"]) if "s_v" in scores else None,
+        fused_ctcvr=auc(conv, fused) if fused is not None else None,
+        fused_ctr=auc(click, fused) if fused is not None else None,
+    )

@@ -13,6 +13,7 @@ from support import spawn_ranks
 from dmmp_rec.distributed.collectives import gather_to_main, on_main
 from dmmp_rec.distributed.env import DistEnv
 from dmmp_rec.eval.oracle_metrics import summarise
+from dmmp_rec.eval.records import PerUser, RankerScores
 from dmmp_rec.train.validation import teacher_and_student_aucs
 
 
@@ -41,6 +42,11 @@ def _per_user(rank: int) -> dict[str, np.ndarray]:
     return {"model/all_users/recall_click": values, "popularity/sample/exp_clicks": values * 2}
 
 
+def _summarise(rows: dict[str, np.ndarray], ks: list[int]) -> dict[str, RankerScores]:
+    """The summary of gathered string-keyed rows, as evaluation computes it on rank 0."""
+    return summarise(PerUser.from_arrays(rows).values, ks)
+
+
 def _compare_on_two_ranks(env: DistEnv, out: Path) -> None:
     calls: list[int] = []
 
@@ -51,8 +57,8 @@ def _compare_on_two_ranks(env: DistEnv, out: Path) -> None:
     now = on_main(_impressions(env.rank), aucs)
     before = teacher_and_student_aucs(_gather_rows_before(_impressions(env.rank)))
     ks = [1, 2]
-    users_now = on_main(_per_user(env.rank), lambda rows: summarise(rows, ks))
-    users_before = summarise(_gather_rows_before(_per_user(env.rank)), ks)
+    users_now = on_main(_per_user(env.rank), lambda rows: _summarise(rows, ks))
+    users_before = _summarise(_gather_rows_before(_per_user(env.rank)), ks)
     on_rank = gather_to_main(_impressions(env.rank))
     failed = ""
     try:

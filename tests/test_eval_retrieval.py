@@ -54,7 +54,7 @@ def test_model_and_reference_metrics_equal_brute_force(setup, tiny_world: Path) 
     cfg, model = setup
     truth = GroundTruth.load(tiny_world)
     opts = RetrievalOptions(ks=KS, oracle_users=10**6, batch_size=700, seed=1)
-    report = evaluate_retrieval(model, cfg, truth, opts, progress=False)
+    report = evaluate_retrieval(model, cfg, truth, opts, progress=False).to_dict()
     r, refs = report["retrieval"], report["references"]
 
     test = pq.read_table(split_files(tiny_world, "test"), columns=["user_id"])
@@ -140,7 +140,7 @@ def test_data_without_catalogues_or_truth_uses_the_split(
         (bare / split).symlink_to(tiny_world / split)
     cfg.data.path = str(bare)
     opts = RetrievalOptions(ks=[5], oracle_users=100)
-    report = evaluate_retrieval(model, cfg, None, opts, progress=False)
+    report = evaluate_retrieval(model, cfg, None, opts, progress=False).to_dict()
     r = report["retrieval"]
     test = pq.read_table(split_files(bare, "test"), columns=["item_id", "user_id"])
     assert r["catalogue"] == "first rows of the test split"
@@ -163,7 +163,7 @@ def test_frontier_ends_and_middle_are_the_single_towers_and_the_fused_score(
     truth = GroundTruth.load(tiny_world)
     betas = [-float("inf"), -1.0, 0.0, 2.0, float("inf")]
     opts = RetrievalOptions(ks=KS, oracle_users=60, seed=3, betas=betas)
-    report = evaluate_retrieval(model, cfg, truth, opts, progress=False)
+    report = evaluate_retrieval(model, cfg, truth, opts, progress=False).to_dict()
     points = report["frontier"]["points"]
     assert [p["beta"] for p in points] == betas
     # beta = 0: exactly today's fused retrieval (the model's own sample metrics)
@@ -223,7 +223,7 @@ def test_two_tower_is_a_point_without_a_frontier(tiny_world: Path, tmp_path: Pat
     truth = GroundTruth.load(tiny_world)
     report = evaluate_retrieval(
         model, cfg, truth, RetrievalOptions(ks=KS, oracle_users=30), progress=False
-    )
+    ).to_dict()
     assert "frontier" not in report
     assert report["retrieval"]["sample"]["exp_clicks_ratio"]["5"] > 0
 
@@ -243,7 +243,7 @@ def test_validation_sample_never_meets_the_test_sample(setup, tiny_world: Path) 
         assert set(val) <= set(val_users)
     truth = GroundTruth.load(tiny_world)
     opts = RetrievalOptions(ks=KS, oracle_users=40, seed=5, split="val", betas=[0.0])
-    report = evaluate_retrieval(model, cfg, truth, opts, progress=False)
+    report = evaluate_retrieval(model, cfg, truth, opts, progress=False).to_dict()
     assert report["retrieval"]["split"] == "val"
     assert report["retrieval"]["oracle_sample_users"] == 40
     with pytest.raises(ValueError, match="test users"):
@@ -260,7 +260,7 @@ def test_teacher_as_a_full_catalogue_retriever_on_a_subset(setup, tiny_world: Pa
     truth = GroundTruth.load(tiny_world)
     betas = [-float("inf"), 0.0, float("inf")]
     opts = RetrievalOptions(ks=KS, oracle_users=50, seed=2, betas=betas, teacher_users=12)
-    report = evaluate_retrieval(model, cfg, truth, opts, progress=False)
+    report = evaluate_retrieval(model, cfg, truth, opts, progress=False).to_dict()
     section = report["teacher_retrieval"]
     assert section["users"] == 12
     sample = report["retrieval"]["oracle_sample_users"]

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from dmmp_rec.eval.frontier import best_at_clicks, click_range, curve, mean_best_conversions
+from dmmp_rec.eval.records import Frontier
 
 # (clicks, conversions, bait) in beta order: clicks fall, conversions rise, then fall again
 POINTS = np.array(
@@ -56,11 +57,14 @@ def test_curve_reads_a_report_frontier_at_k() -> None:
         "points": [
             {
                 "beta": "-inf",
+                "mean_gate_conversion": 0.2,
                 "exp_clicks_ratio": {"10": 0.5, "50": 0.6},
                 "exp_conversions_ratio": {"10": 0.1, "50": 0.2},
                 "bait_share": {"10": 0.3, "50": None},
             }
         ],
     }
-    np.testing.assert_allclose(curve(frontier, 50), [[0.6, 0.2, math.nan]])
-    np.testing.assert_allclose(curve(frontier, 10), [[0.5, 0.1, 0.3]])
+    record = Frontier.from_dict(frontier)
+    np.testing.assert_allclose(curve(record, 50), [[0.6, 0.2, math.nan]])
+    np.testing.assert_allclose(curve(record, 10), [[0.5, 0.1, 0.3]])
+    assert record.points[0].beta == -math.inf

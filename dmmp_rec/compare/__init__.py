@@ -1,5 +1,6 @@
 """`dmmp-rec compare`: DMMP, its baselines and the torch-rechub peers (`rechub/`) trained at N
-seeds on one world (`runner`, `models`), read on the validation and test days (`flatten`,
-`analysis`, `gate_analysis`), with means, intervals and paired differences (`stats`), the product's
-targets (`targets`) and the report (`table`, `gate_table`, `notes`, `plot`).
+seeds on one world (`runner`, `models`, the run records in `records`), read on the validation
+and test days (`flatten`, `analysis`, `gate_analysis`), with means, intervals and paired
+differences (`stats`), the product's targets (`targets`) and the report (`table`, `gate_table`,
+`notes`, `plot`).
 """

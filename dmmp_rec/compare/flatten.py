@@ -3,15 +3,17 @@
 Recall of clicks and conversions is over all test users with such an item (scope
 `all_users`); NDCG, bait share and expected conversions need the ground truth and come from the
 report's seeded user sample (scope `sample`). Reference rankers scored on the sample only
-(the oracles) take their recalls from the sample too.
+(the oracles) take their recalls from the sample too. A report is parsed once into its records
+(`EvalReport.from_dict`); these functions read their fields.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
 
 from dmmp_rec.compare.columns import empty_metrics
+from dmmp_rec.eval.records import JsonObject, RankerScores
+from dmmp_rec.eval.report_types import TASKS, EvalReport, ImpressionMetrics
 
 LABELS = {
     "popularity": "popularity (train clicks)",
@@ -20,89 +22,89 @@ LABELS = {
 }
 
 
-def _value(x: Any) -> float | None:
+def _value(x: float | None) -> float | None:
+    """A finite value, None for a missing or non-finite one (NaN: no user had the event)."""
     if x is None:
         return None
     x = float(x)
     return x if math.isfinite(x) else None
 
 
-def _at(scopes: dict, scope: str, metric: str, k: int) -> float | None:
-    return _value(scopes.get(scope, {}).get(metric, {}).get(str(k)))
-
-
-def _retrieval(scopes: dict, out: dict[str, float | None]) -> None:
-    recall_scope = "all_users" if "all_users" in scopes else "sample"
+def _retrieval(scores: RankerScores, out: dict[str, float | None]) -> None:
+    recall_scope = "all_users" if "all_users" in scores.scopes else "sample"
     for k in (10, 50, 100):
-        out[f"click_recall@{k}"] = _at(scopes, recall_scope, "recall_click", k)
-    out["conversion_recall@50"] = _at(scopes, recall_scope, "recall_conversion", 50)
-    out["ndcg@50"] = _at(scopes, "sample", "ndcg_pctcvr", 50)
-    out["bait_share@50"] = _at(scopes, "sample", "bait_share", 50)
-    out["expected_clicks@50"] = _at(scopes, "sample", "exp_clicks_ratio", 50)
-    out["expected_conversions@50"] = _at(scopes, "sample", "exp_conversions_ratio", 50)
+        out[f"click_recall@{k}"] = _value(scores.at(recall_scope, "recall_click", k))
+    out["conversion_recall@50"] = _value(scores.at(recall_scope, "recall_conversion", 50))
+    out["ndcg@50"] = _value(scores.at("sample", "ndcg_pctcvr", 50))
+    out["bait_share@50"] = _value(scores.at("sample", "bait_share", 50))
+    out["expected_clicks@50"] = _value(scores.at("sample", "exp_clicks_ratio", 50))
+    out["expected_conversions@50"] = _value(scores.at("sample", "exp_conversions_ratio", 50))
 
 
-def _probabilities(section: dict, out: dict[str, float | None]) -> None:
-    for task in ("ctr", "cvr", "ctcvr"):
-        out[f"{task}_auc"] = _value(section[task]["auc"])
-    out["ctr_logloss"] = _value(section["ctr"]["log_loss"])
-    out["ctcvr_logloss"] = _value(section["ctcvr"]["log_loss"])
+def _probabilities(section: ImpressionMetrics, out: dict[str, float | None]) -> None:
+    for task in TASKS:
+        out[f"{task}_auc"] = _value(section.task(task).auc)
+    out["ctr_logloss"] = _value(section.ctr.log_loss)
+    out["ctcvr_logloss"] = _value(section.ctcvr.log_loss)
 
 
-def model_metrics(report: dict[str, Any]) -> dict[str, float | None]:
+def model_metrics(report: EvalReport) -> dict[str, float | None]:
     """The columns of one model: teacher columns if it has a `teacher` section, retrieval
     columns if it has a `retrieval` section; None elsewhere."""
     out = empty_metrics()
-    if "teacher" in report:
-        _probabilities(report["teacher"], out)
-    if "retrieval" in report:
-        _retrieval(report["retrieval"], out)
-    tr = report.get("teacher_retrieval")
-    if tr:
-        out["teacher_conversions@50"] = _value(tr["teacher"]["exp_conversions_ratio"].get("50"))
-        out["student_best_conversions@50"] = _value(tr["student_best"].get("50"))
+    if report.teacher is not None:
+        _probabilities(report.teacher, out)
+    if report.retrieval is not None:
+        _retrieval(report.retrieval.retrieval.model, out)
+        tr = report.retrieval.teacher_retrieval
+        if tr is not None:
+            out["teacher_conversions@50"] = _value(tr.teacher.at("exp_conversions_ratio", 50))
+            out["student_best_conversions@50"] = _value(tr.student_best.get(50))
     return out
 
 
-def frontier_points(report: dict[str, Any], k: int = 50) -> list[dict[str, Any]] | None:
+def frontier_points(report: EvalReport, k: int = 50) -> list[JsonObject] | None:
     """The serving knob's frontier at K = k as {beta, clicks, conversions, bait, gate} points
     (expected clicks / conversions over the oracle's), or None for a model without one."""
-    frontier = report.get("frontier")
-    if not frontier:
+    frontier = report.retrieval.frontier if report.retrieval is not None else None
+    if frontier is None:
         return None
     return [
         {
-            "beta": float(p["beta"]),
-            "clicks": _value(p["exp_clicks_ratio"].get(str(k))),
-            "conversions": _value(p["exp_conversions_ratio"].get(str(k))),
-            "bait": _value(p["bait_share"].get(str(k))),
-            "gate": _value(p["mean_gate_conversion"]),
+            "beta": p.beta,
+            "clicks": _value(p.scores.at("exp_clicks_ratio", k)),
+            "conversions": _value(p.scores.at("exp_conversions_ratio", k)),
+            "bait": _value(p.scores.at("bait_share", k)),
+            "gate": _value(p.mean_gate_conversion),
             # platform totals (sums over the sample's users); absent from older reports
-            "clicks_total": _value(p.get("exp_clicks_total", {}).get(str(k))),
-            "conversions_total": _value(p.get("exp_conversions_total", {}).get(str(k))),
+            "clicks_total": _value(p.scores.at("exp_clicks_total", k)),
+            "conversions_total": _value(p.scores.at("exp_conversions_total", k)),
         }
-        for p in frontier["points"]
+        for p in frontier.points
     ]
 
 
-def oracle_gate(report: dict[str, Any]) -> dict[str, Any] | None:
-    """The oracle-gate bound of a three-tower run (eval.oracle_gate), or None."""
-    return report.get("oracle_gate")
+def oracle_gate(report: EvalReport) -> JsonObject | None:
+    """The oracle-gate bound of a three-tower run (eval.oracle_gate) as comparison.json holds
+    it, or None."""
+    bound = report.retrieval.oracle_gate if report.retrieval is not None else None
+    return bound.to_dict() if bound is not None else None
 
 
-def bayes_metrics(report: dict[str, Any]) -> dict[str, float | None]:
+def bayes_metrics(report: EvalReport) -> dict[str, float | None]:
     """The Bayes ceiling row (true probabilities as scores on the same test rows)."""
     out = empty_metrics()
-    if "bayes" in report:
-        _probabilities(report["bayes"], out)
+    if report.bayes is not None:
+        _probabilities(report.bayes, out)
     return out
 
 
-def reference_rows(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+def reference_rows(report: EvalReport) -> dict[str, JsonObject]:
     """Reference rankers (popularity, oracle pCTR, oracle pCTCVR) as labelled rows."""
     rows = {}
-    for name, scopes in report.get("references", {}).items():
+    references = report.retrieval.references if report.retrieval is not None else {}
+    for name, scores in references.items():
         metrics = empty_metrics()
-        _retrieval(scopes, metrics)
+        _retrieval(scores, metrics)
         rows[name] = {"label": LABELS.get(name, name), "metrics": metrics}
     return rows

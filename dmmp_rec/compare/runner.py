@@ -30,18 +30,12 @@ import yaml
 
 from dmmp_rec.compare import analysis
 from dmmp_rec.compare.columns import COLUMNS
-from dmmp_rec.compare.flatten import (
-    bayes_metrics,
-    frontier_points,
-    model_metrics,
-    oracle_gate,
-    reference_rows,
-)
 from dmmp_rec.compare.gate_analysis import gate_section
 from dmmp_rec.compare.gate_table import gate_markdown
 from dmmp_rec.compare.models import ModelSpec, select_models
 from dmmp_rec.compare.notes import notes_for
 from dmmp_rec.compare.plot import plot_frontiers
+from dmmp_rec.compare.records import Comparison, ModelEntry, RunResult
 from dmmp_rec.compare.table import comparison_markdown
 from dmmp_rec.compare.targets import check_targets
 from dmmp_rec.config import DmmpConfig, config_from_dict, to_dict
@@ -49,6 +43,7 @@ from dmmp_rec.config.model import DISTILLING_VARIANTS
 from dmmp_rec.distributed.env import DistEnv
 from dmmp_rec.errors import InputError
 from dmmp_rec.eval.report import EvalOptions, write_report
+from dmmp_rec.eval.report_types import EvalReport
 from dmmp_rec.eval.retrieval_eval import RetrievalOptions
 
 KS = [10, 50, 100]
@@ -125,16 +120,19 @@ def _finished(run_dir: Path, splits: tuple[str, ...]) -> bool:
     return all(f.is_file() for f in files)
 
 
-def _load_finished(run_dir: Path, splits: tuple[str, ...]) -> tuple[dict, dict, float]:
+def _read_run(run_dir: Path, splits: tuple[str, ...], eval_s: float | None = None) -> RunResult:
+    """A run's summary.json and reports from its directory (the reports parsed once into
+    records); the eval seconds from the summary unless given."""
     summary = json.loads((run_dir / "summary.json").read_text())
-    reports = {s: json.loads(_eval_path(run_dir, s).read_text()) for s in splits}
-    return summary, reports, float(summary.get("eval_seconds", math.nan))
+    reports = {
+        s: EvalReport.from_dict(json.loads(_eval_path(run_dir, s).read_text())) for s in splits
+    }
+    seconds = float(summary.get("eval_seconds", math.nan)) if eval_s is None else eval_s
+    return RunResult(summary, reports, seconds)
 
 
-def _run_ours(
-    cfg: DmmpConfig, run_dir: Path, env: DistEnv, opts: CompareOptions
-) -> tuple[dict, dict[str, dict], float]:
-    """(train summary, {split: eval report}, eval seconds) of one run of our models."""
+def _run_ours(cfg: DmmpConfig, run_dir: Path, env: DistEnv, opts: CompareOptions) -> RunResult:
+    """Train and evaluate one run of our models (as torchrun jobs when `opts.nproc > 1`)."""
     if opts.nproc > 1:
         config_file = run_dir / "config.yaml"
         config_file.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
@@ -147,26 +145,24 @@ def _run_ours(
             teacher = _retrieval_options(cfg, opts).teacher_users if split == "test" else 0
             argv += ["--teacher-users", str(teacher)]
             _torchrun(opts.nproc, [*argv, *([] if opts.progress else ["--quiet"])])
-        seconds = time.perf_counter() - t0
-        summary = json.loads((run_dir / "summary.json").read_text())
-        reports = {s: json.loads(_eval_path(run_dir, s).read_text()) for s in opts.splits}
-        return summary, reports, seconds
+        return _read_run(run_dir, opts.splits, time.perf_counter() - t0)
     from dmmp_rec.eval.report import evaluate_splits
     from dmmp_rec.train.trainer import train
 
     summary = train(cfg, env)
     t0 = time.perf_counter()
     options = EvalOptions(_retrieval_options(cfg, opts), progress=opts.progress)
-    typed = evaluate_splits(cfg, run_dir, env, list(opts.splits), options)
+    reports = evaluate_splits(cfg, run_dir, env, list(opts.splits), options)
     seconds = time.perf_counter() - t0
-    for split, report in typed.items():
+    for split, report in reports.items():
         write_report(report, _eval_path(run_dir, split))
-    return summary, {split: report.to_dict() for split, report in typed.items()}, seconds
+    return RunResult(summary, reports, seconds)
 
 
 def _run_peer(
     spec: ModelSpec, cfg: DmmpConfig, run_dir: Path, env: DistEnv, opts: CompareOptions, steps: int
-) -> tuple[dict, dict[str, dict], float]:
+) -> RunResult:
+    """Train and evaluate one run of a torch-rechub peer, in this process."""
     from dataclasses import replace
 
     from dmmp_rec.compare.rechub.eval import evaluate_peer
@@ -179,35 +175,10 @@ def _run_peer(
     reports = {}
     for split in opts.splits:
         options = replace(_retrieval_options(cfg, opts), split=split)
-        reports[split] = evaluate_peer(peer, cfg, options, env.device, opts.progress)
-        write_report(reports[split], _eval_path(run_dir, split))
-    return summary, reports, time.perf_counter() - t0
-
-
-def _run_record(seed: int, summary: dict, reports: dict[str, dict], eval_s: float) -> dict:
-    return {
-        "seed": seed,
-        "train": {
-            k: summary.get(k)
-            for k in (
-                "steps",
-                "samples_trained",
-                "seconds",
-                "samples_per_s",
-                "validation",
-                "best",
-            )
-        },
-        "eval_seconds": round(eval_s, 1),
-        "splits": {
-            split: {
-                "metrics": model_metrics(r),
-                "frontier": frontier_points(r),
-                "oracle_gate": oracle_gate(r),
-            }
-            for split, r in reports.items()
-        },
-    }
+        raw = evaluate_peer(peer, cfg, options, env.device, opts.progress)
+        write_report(raw, _eval_path(run_dir, split))
+        reports[split] = EvalReport.from_dict(raw)
+    return RunResult(summary, reports, time.perf_counter() - t0)
 
 
 def _json_safe(obj: Any) -> Any:
@@ -261,6 +232,71 @@ def analyse(result: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+def _new_comparison(
+    cfg: DmmpConfig, opts: CompareOptions, specs: list[ModelSpec], steps: int, seeds: list[int]
+) -> Comparison:
+    """The comparison's record before any run: the setup and an empty entry per model."""
+    comparison = Comparison(
+        command=opts.command,
+        setup=_setup_text(cfg, steps, opts, seeds),
+        config=cfg.source,
+        world_seed=cfg.seed,
+        seeds=seeds,
+        splits=list(opts.splits),
+        steps=steps,
+        global_batch=cfg.data.batch_size * opts.nproc,
+        nproc=opts.nproc,
+        notes=notes_for(cfg, [s.name for s in specs]),
+    )
+    for spec in specs:
+        entry = ModelEntry(spec.label, spec.short, spec.family, list(spec.overrides))
+        comparison.models[spec.name] = entry
+    return comparison
+
+
+@dataclass
+class _Job:
+    """One run of the comparison: a model at a training seed, the n-th of `total`."""
+
+    spec: ModelSpec
+    seed: int
+    n: int
+    total: int
+
+
+def _one_run(
+    cfg: DmmpConfig, env: DistEnv, opts: CompareOptions, job: _Job, steps: int
+) -> RunResult:
+    """Train and evaluate one run into its directory (or reuse it when `opts.reuse` finds it
+    finished), printing a line before and after."""
+    spec, seed = job.spec, job.seed
+    run_dir = Path(opts.out) / "runs" / spec.name / f"seed-{seed}"
+    t0 = time.perf_counter()
+    if opts.reuse and _finished(run_dir, opts.splits):
+        run, how = _read_run(run_dir, opts.splits), "reused"
+    else:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        run_dir.mkdir(parents=True)
+        print(
+            f"\n== [{job.n}/{job.total}] {spec.label}, seed {seed}: {steps} steps -> {run_dir}",
+            flush=True,
+        )
+        if spec.family == "dmmp_rec":
+            run = _run_ours(model_config(cfg, spec, steps, run_dir, seed), run_dir, env, opts)
+        else:
+            seeded = config_from_dict(to_dict(cfg), [f"train.seed={seed}"], source=cfg.source)
+            run = _run_peer(spec, seeded, run_dir, env, opts, steps)
+        run.summary["eval_seconds"] = round(run.eval_s, 1)
+        (run_dir / "summary.json").write_text(json.dumps(run.summary, indent=1))
+        how = "done"
+    print(
+        f"== {spec.label}, seed {seed}: {how} in {time.perf_counter() - t0:.1f} s "
+        f"(train {run.summary.get('seconds')} s, eval {run.eval_s:.1f} s)",
+        flush=True,
+    )
+    return run
+
+
 def run_comparison(cfg: DmmpConfig, env: DistEnv, opts: CompareOptions) -> dict[str, Any]:
     """Train and evaluate the selected models at every seed; write comparison.md / .json /
     .png under `opts.out` (the JSON after every run, so a long comparison can be followed);
@@ -273,73 +309,17 @@ def run_comparison(cfg: DmmpConfig, env: DistEnv, opts: CompareOptions) -> dict[
     seeds = training_seeds(cfg, opts.seeds)
     out = Path(opts.out)
     out.mkdir(parents=True, exist_ok=True)
-    result: dict[str, Any] = {
-        "command": opts.command,
-        "setup": _setup_text(cfg, steps, opts, seeds),
-        "config": cfg.source,
-        "world_seed": cfg.seed,
-        "seeds": seeds,
-        "splits": list(opts.splits),
-        "steps": steps,
-        "global_batch": cfg.data.batch_size * opts.nproc,
-        "nproc": opts.nproc,
-        "models": {},
-        "bayes": {},
-        "references": {},
-        "notes": notes_for(cfg, [s.name for s in specs]),
-        "complete": False,
-    }
+    comparison = _new_comparison(cfg, opts, specs, steps, seeds)
     t_all = time.perf_counter()
-    total = len(specs) * len(seeds)
-    done = 0
-    for spec in specs:
-        entry: dict[str, Any] = {
-            "label": spec.label,
-            "short": spec.short,
-            "family": spec.family,
-            "overrides": list(spec.overrides),
-            "runs": [],
-        }
-        result["models"][spec.name] = entry
-        for seed in seeds:
-            done += 1
-            run_dir = out / "runs" / spec.name / f"seed-{seed}"
-            t0 = time.perf_counter()
-            if opts.reuse and _finished(run_dir, opts.splits):
-                summary, reports, eval_s = _load_finished(run_dir, opts.splits)
-                how = "reused"
-            else:
-                shutil.rmtree(run_dir, ignore_errors=True)
-                run_dir.mkdir(parents=True)
-                print(
-                    f"\n== [{done}/{total}] {spec.label}, seed {seed}: {steps} steps -> {run_dir}",
-                    flush=True,
-                )
-                seeded = config_from_dict(to_dict(cfg), [f"train.seed={seed}"], source=cfg.source)
-                if spec.family == "dmmp_rec":
-                    run_cfg = model_config(cfg, spec, steps, run_dir, seed)
-                    summary, reports, eval_s = _run_ours(run_cfg, run_dir, env, opts)
-                else:
-                    summary, reports, eval_s = _run_peer(spec, seeded, run_dir, env, opts, steps)
-                summary["eval_seconds"] = round(eval_s, 1)
-                (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
-                how = "done"
-            entry["runs"].append(_run_record(seed, summary, reports, eval_s))
-            for split, report in reports.items():
-                if "bayes" in report:
-                    result["bayes"].setdefault(split, bayes_metrics(report))
-                if "references" in report:
-                    result["references"].setdefault(split, reference_rows(report))
-            print(
-                f"== {spec.label}, seed {seed}: {how} in {time.perf_counter() - t0:.1f} s "
-                f"(train {summary.get('seconds')} s, eval {eval_s:.1f} s)",
-                flush=True,
-            )
-            (out / REPORT_JSON).write_text(json.dumps(_json_safe(result), indent=1) + "\n")
-    result["total_seconds"] = round(time.perf_counter() - t_all, 1)
-    result["complete"] = True
-    analyse(result)
-    result = _json_safe(result)
+    pairs = [(spec, seed) for spec in specs for seed in seeds]
+    for n, (spec, seed) in enumerate(pairs, start=1):
+        run = _one_run(cfg, env, opts, _Job(spec, seed, n, len(pairs)), steps)
+        comparison.add_run(spec.name, seed, run)
+        progress = json.dumps(_json_safe(comparison.to_dict()), indent=1)
+        (out / REPORT_JSON).write_text(progress + "\n")
+    comparison.total_seconds = round(time.perf_counter() - t_all, 1)
+    comparison.complete = True
+    result = _json_safe(analyse(comparison.to_dict()))
     write_reports(result, out)
     return result
 

@@ -136,53 +136,43 @@ def _per_seed_table(result: dict[str, Any], split: str) -> list[str]:
     return lines
 
 
-def comparison_markdown(result: dict[str, Any], sections: Sequence[str] = ()) -> str:
-    """The whole report from the result dict that `run_comparison` returns; `sections`: more
-    Markdown lines placed before the per-seed table (the gate's, compare.gate_table)."""
-    n = len(result["seeds"])
-    lines = [
-        "# Comparison: DMMP, its baselines and the torch-rechub peers",
-        "",
-        "Reproduce with:",
-        "",
-        "```",
-        result["command"],
-        "```",
-        "",
-        result["setup"],
-        "",
-    ]
-    if "test" in result["splits"]:
-        lines += [f"## Test day: mean ± 95% interval over {n} seed(s)", ""]
-        lines += _split_table(result, "test")
-        lines += ["", "### Frontiers read at the two-tower's expected clicks (test)", ""]
-        lines += _readings_table(result, "test")
-        if result.get("operating_points"):
-            lines += [
-                "",
-                "### The serving knob set on the validation day, read on the test day",
-                "",
-            ]
-            lines += _operating_table(result)
-        lines += ["", "## Targets (test day, paired seeds)", ""]
-        lines += ["| target | measured | verdict |", "| --- | --- | --- |"]
-        for t in result.get("targets", []):
-            verdict = {True: "pass", False: "**MISS**", None: "not measured"}[t["passed"]]
-            lines.append(f"| {_escape(t['target'])} | {_escape(t['measured'])} | {verdict} |")
-    if "val" in result["splits"]:
+def _test_day(result: dict[str, Any], n: int) -> list[str]:
+    """The test day's table, frontier readings, operating points and targets."""
+    lines = [f"## Test day: mean ± 95% interval over {n} seed(s)", ""]
+    lines += _split_table(result, "test")
+    lines += ["", "### Frontiers read at the two-tower's expected clicks (test)", ""]
+    lines += _readings_table(result, "test")
+    if result.get("operating_points"):
         lines += [
             "",
-            f"## Validation day (where choices are made): mean ± 95% interval, {n} seed(s)",
+            "### The serving knob set on the validation day, read on the test day",
             "",
         ]
-        lines += _split_table(result, "val")
-        lines += ["", "### Frontiers read at the two-tower's expected clicks (validation)", ""]
-        lines += _readings_table(result, "val")
-    lines += list(sections)
-    main_split = "test" if "test" in result["splits"] else result["splits"][0]
-    lines += ["", f"## Per seed ({main_split})", ""] + _per_seed_table(result, main_split)
-    lines += ["", "## Notes", ""] + [f"- {_escape(note)}" for note in result["notes"]]
-    lines += ["", "## Time per run", ""]
+        lines += _operating_table(result)
+    lines += ["", "## Targets (test day, paired seeds)", ""]
+    lines += ["| target | measured | verdict |", "| --- | --- | --- |"]
+    for t in result.get("targets", []):
+        verdict = {True: "pass", False: "**MISS**", None: "not measured"}[t["passed"]]
+        lines.append(f"| {_escape(t['target'])} | {_escape(t['measured'])} | {verdict} |")
+    return lines
+
+
+def _validation_day(result: dict[str, Any], n: int) -> list[str]:
+    """The validation day's table and frontier readings."""
+    lines = [
+        "",
+        f"## Validation day (where choices are made): mean ± 95% interval, {n} seed(s)",
+        "",
+    ]
+    lines += _split_table(result, "val")
+    lines += ["", "### Frontiers read at the two-tower's expected clicks (validation)", ""]
+    lines += _readings_table(result, "val")
+    return lines
+
+
+def _time_table(result: dict[str, Any]) -> list[str]:
+    """Training and evaluation time of every run, their sum and this invocation's time."""
+    lines = ["", "## Time per run", ""]
     lines += ["| model | seed | steps | samples | train s | eval s |"]
     lines += ["| --- | ---: | ---: | ---: | ---: | ---: |"]
     for model in result["models"].values():
@@ -202,6 +192,34 @@ def comparison_markdown(result: dict[str, Any], sections: Sequence[str] = ()) ->
     if result.get("total_seconds") is not None:
         # reused runs (--reuse) cost this invocation nothing: its wall time is not the runs'
         lines += [f"This invocation: {result['total_seconds'] / 60:.1f} min."]
+    return lines
+
+
+def comparison_markdown(result: dict[str, Any], sections: Sequence[str] = ()) -> str:
+    """The whole report from the result dict that `run_comparison` returns; `sections`: more
+    Markdown lines placed before the per-seed table (the gate's, compare.gate_table)."""
+    n = len(result["seeds"])
+    lines = [
+        "# Comparison: DMMP, its baselines and the torch-rechub peers",
+        "",
+        "Reproduce with:",
+        "",
+        "```",
+        result["command"],
+        "```",
+        "",
+        result["setup"],
+        "",
+    ]
+    if "test" in result["splits"]:
+        lines += _test_day(result, n)
+    if "val" in result["splits"]:
+        lines += _validation_day(result, n)
+    lines += list(sections)
+    main_split = "test" if "test" in result["splits"] else result["splits"][0]
+    lines += ["", f"## Per seed ({main_split})", ""] + _per_seed_table(result, main_split)
+    lines += ["", "## Notes", ""] + [f"- {_escape(note)}" for note in result["notes"]]
+    lines += _time_table(result)
     lines.append("")
     return "\n".join(lines)
 

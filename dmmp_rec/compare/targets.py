@@ -63,14 +63,14 @@ def _paired_target(
     return TargetResult(text, _describe(p, need), passes(p, ratio, higher_is_better), p.to_dict())
 
 
-def check_targets(result: dict[str, Any]) -> list[TargetResult]:
-    """Every target on the test day of `result` (comparison.json's shape)."""
+def _frontier_targets(result: dict[str, Any]) -> list[TargetResult]:
+    """DMMP's frontier against the two-tower's point and the no-distillation frontier."""
     seeds = analysis.seeds(result)
     reads = analysis.frontier_readings(result, SPLIT)
     empty = {k: [None] * len(seeds) for k in ("conv_at_share", "bait_at_share", "area")}
     dmmp, no_distill = reads.get("dmmp", empty), reads.get("no_distill", empty)
     two_tower_conv = analysis.values(result, "two_tower", SPLIT, CONVERSIONS)
-    out = [
+    return [
         _paired_target(
             "DMMP's expected conversions@50 >= 1.15x the two-tower's, at >= 0.9x its expected "
             "clicks (DMMP's frontier)",
@@ -96,31 +96,38 @@ def check_targets(result: dict[str, Any]) -> list[TargetResult]:
             higher_is_better=False,
         ),
     ]
+
+
+def _student_vs_teacher(result: dict[str, Any]) -> TargetResult:
+    """The student's best frontier point against 0.95x its teacher used as a retriever."""
     student = analysis.values(result, "dmmp", SPLIT, "student_best_conversions@50")
     teacher = analysis.values(result, "dmmp", SPLIT, "teacher_conversions@50")
     scaled = [None if t is None else 0.95 * t for t in teacher]
-    p = paired(seeds, student, scaled)
-    out.append(
-        TargetResult(
-            "the student's best expected conversions@50 within 5% of its own teacher used as a "
-            "brute-force full-catalogue retriever (same users)",
-            _describe(p, ">= 1 against 0.95x the teacher"),
-            passes(p, 1.0),
-            p.to_dict(),
-        )
+    p = paired(analysis.seeds(result), student, scaled)
+    return TargetResult(
+        "the student's best expected conversions@50 within 5% of its own teacher used as a "
+        "brute-force full-catalogue retriever (same users)",
+        _describe(p, ">= 1 against 0.95x the teacher"),
+        passes(p, 1.0),
+        p.to_dict(),
     )
-    for other, label in TEACHER_RIVALS:
-        out.append(
-            _paired_target(
-                f"teacher (CGC/PLE + ESMM) CTCVR AUC above {label}",
-                paired(
-                    seeds,
-                    analysis.values(result, "dmmp", SPLIT, "ctcvr_auc"),
-                    analysis.values(result, other, SPLIT, "ctcvr_auc"),
-                ),
-                1.0,
-            )
+
+
+def _teacher_targets(result: dict[str, Any]) -> list[TargetResult]:
+    """The teacher's CTCVR AUC against each rival, and its AUCs against the earlier figures."""
+    seeds = analysis.seeds(result)
+    out = [
+        _paired_target(
+            f"teacher (CGC/PLE + ESMM) CTCVR AUC above {label}",
+            paired(
+                seeds,
+                analysis.values(result, "dmmp", SPLIT, "ctcvr_auc"),
+                analysis.values(result, other, SPLIT, "ctcvr_auc"),
+            ),
+            1.0,
         )
+        for other, label in TEACHER_RIVALS
+    ]
     for key, before in BASELINE_TEACHER_AUC.items():
         iv = interval(analysis.values(result, "dmmp", SPLIT, key))
         ok = None if iv.n == 0 or math.isnan(iv.mean) else iv.mean >= before
@@ -134,3 +141,8 @@ def check_targets(result: dict[str, Any]) -> list[TargetResult]:
             )
         )
     return out
+
+
+def check_targets(result: dict[str, Any]) -> list[TargetResult]:
+    """Every target on the test day of `result` (comparison.json's shape)."""
+    return [*_frontier_targets(result), _student_vs_teacher(result), *_teacher_targets(result)]

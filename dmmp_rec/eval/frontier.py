@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
+
+from dmmp_rec.eval.records import Frontier, FrontierPoint, RankerScores, ScopeScores
 
 # The serving knob's grid: both single-tower ends, and enough points around the trained gate
 # (beta = 0) that linear interpolation between neighbours is close to the curve.
@@ -32,28 +33,25 @@ def ranker_name(j: int) -> str:
 
 
 def frontier_report(
-    summary: dict[str, dict], betas: Sequence[float], ks: list[int], gate_means: list[float]
-) -> dict:
-    """Pop the grid's rankers out of a retrieval summary into {"k", "points": [...]}; each
+    summary: dict[str, RankerScores], betas: Sequence[float], ks: list[int], gate_means: list[float]
+) -> Frontier:
+    """Pop the grid's rankers out of a retrieval summary into the frontier record; each
     point holds beta, the mean conversion gate at that beta and every POINT_METRICS by K."""
     points = []
     for j, beta in enumerate(betas):
-        sample = summary.pop(ranker_name(j))["sample"]
-        point = {"beta": float(beta), "mean_gate_conversion": gate_means[j]}
-        point.update({m: sample[m] for m in POINT_METRICS})
-        points.append(point)
-    return {"k": ks, "points": points}
+        sample = summary.pop(ranker_name(j)).scopes["sample"]
+        scores = ScopeScores({m: sample.metrics[m] for m in POINT_METRICS})
+        points.append(FrontierPoint(float(beta), gate_means[j], scores))
+    return Frontier(ks, points)
 
 
-def curve(frontier: dict, k: int = 50) -> np.ndarray:
+def curve(frontier: Frontier, k: int = 50) -> np.ndarray:
     """[n, 3] (clicks, conversions, bait share) at K = k, one row per beta, in beta order."""
-    rows = [
-        [_num(p[m].get(str(k))) for m in (CLICKS, CONVERSIONS, BAIT)] for p in frontier["points"]
-    ]
+    rows = [[_num(p.scores.at(m, k)) for m in (CLICKS, CONVERSIONS, BAIT)] for p in frontier.points]
     return np.array(rows, dtype=np.float64).reshape(-1, 3)
 
 
-def _num(x: Any) -> float:
+def _num(x: float | None) -> float:
     return float("nan") if x is None else float(x)
 
 

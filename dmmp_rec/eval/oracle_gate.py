@@ -24,6 +24,9 @@ from typing import Any
 
 import numpy as np
 
+from dmmp_rec.eval.gate_records import MetricBound, OracleGateBound, RateBound
+from dmmp_rec.eval.records import MetricKey
+
 # Exchange rates: a conversion is worth lambda clicks. Platform totals count conversions
 # (~1/30 of clicks in a top 50), so a purchase worth 10-100 clicks is where the trade-off bites;
 # the per-user means are ratios to the oracle of similar size, so lambda near 1.
@@ -47,9 +50,11 @@ def flat_gate_logit(z: np.ndarray) -> float:
     return float(np.median(z)) if z.size else 0.0
 
 
-def _grid(per_user: dict[str, np.ndarray], names: Sequence[str], metric: str, col: int):
-    """[n_beta, n_users] of one metric at one K from `name/sample/metric` arrays."""
-    return np.stack([per_user[f"{n}/{SCOPE}/{metric}"][:, col] for n in names])
+def _grid(
+    per_user: dict[MetricKey, np.ndarray], names: Sequence[str], metric: str, col: int
+) -> np.ndarray:
+    """[n_beta, n_users] of one metric at one K from the rankers' sample arrays."""
+    return np.stack([per_user[MetricKey(n, SCOPE, metric)][:, col] for n in names])
 
 
 def _trait_correlations(
@@ -97,7 +102,7 @@ def rate_row(
     betas: Sequence[float],
     reduce: str,
     traits: dict[str, np.ndarray] | None = None,
-) -> dict[str, Any]:
+) -> RateBound:
     """The bound at one exchange rate from (clicks, conversions) grids [n_beta, n_users];
     `reduce` is 'sum' (platform totals) or 'mean' over users; `traits`: hidden per-user values
     (aligned with the users) to correlate with each user's best knob value."""
@@ -113,29 +118,29 @@ def rate_row(
     oracle_l = float(agg(value_l.max(axis=0)))
     gain = oracle / g_f - 1.0 if g_f > 0 else math.nan
     got = g_l / g_f - 1.0 if g_f > 0 else math.nan
-    return {
-        "rate": float(rate),
-        "global_flat": g_f,
-        "global_learned": g_l,
-        "oracle": oracle,
-        "oracle_learned": oracle_l,
-        "best_beta_flat": float(betas[int(per_beta_f.argmax())]),
-        "best_beta_learned": float(betas[int(per_beta_l.argmax())]),
-        "oracle_gain": gain,
-        "learned_gain": got,
-        "captured": got / gain if gain > 0 else math.nan,
-        "best_beta_correlation": _trait_correlations(value_f, kept),
+    return RateBound(
+        rate=float(rate),
+        global_flat=g_f,
+        global_learned=g_l,
+        oracle=oracle,
+        oracle_learned=oracle_l,
+        best_beta_flat=float(betas[int(per_beta_f.argmax())]),
+        best_beta_learned=float(betas[int(per_beta_l.argmax())]),
+        oracle_gain=gain,
+        learned_gain=got,
+        captured=got / gain if gain > 0 else math.nan,
+        best_beta_correlation=_trait_correlations(value_f, kept),
         # a gate on the flat towers that knew the trait exactly: how much of the bound the
         # world's heterogeneity could explain
-        "trait_gate_gain": {
+        trait_gate_gain={
             k: _trait_gate(value_f, betas, t, agg) / g_f - 1.0 if g_f > 0 else math.nan
             for k, t in kept.items()
         },
-    }
+    )
 
 
 def oracle_gate_report(
-    per_user: dict[str, np.ndarray],
+    per_user: dict[MetricKey, np.ndarray],
     learned_names: Sequence[str],
     flat_names: Sequence[str],
     betas: Sequence[float],
@@ -143,32 +148,27 @@ def oracle_gate_report(
     flat_z: float,
     k: int = 50,
     traits: dict[str, np.ndarray] | None = None,
-) -> dict[str, object]:
+) -> OracleGateBound:
     """The bound at K = k on both metrics, at each of their exchange rates, plus `captured`
     over the rates: the mean learned gain over the mean oracle gain; `traits` as in
     `rate_row`."""
     col = ks.index(k) if k in ks else len(ks) - 1
-    out: dict[str, object] = {"k": ks[col], "flat_gate_logit": flat_z, "betas": list(betas)}
+    bounds = {}
     for name, (clicks, conv, rates) in METRICS.items():
         learned = (_grid(per_user, learned_names, clicks, col),
                    _grid(per_user, learned_names, conv, col))  # fmt: skip
         flat = (_grid(per_user, flat_names, clicks, col), _grid(per_user, flat_names, conv, col))
         reduce = "sum" if name == "platform_total" else "mean"
         rows = [rate_row(learned, flat, r, betas, reduce, traits) for r in rates]
-        gain = float(np.mean([float(r["oracle_gain"]) for r in rows]))
-        got = float(np.mean([float(r["learned_gain"]) for r in rows]))
-        out[name] = {
-            "users": int(learned[0].shape[1]),
-            "rates": rows,
-            "oracle_gain": gain,
-            "learned_gain": got,
-            "captured": got / gain if gain > 0 else math.nan,
-        }
-    return out
+        gain = float(np.mean([r.oracle_gain for r in rows]))
+        got = float(np.mean([r.learned_gain for r in rows]))
+        captured = got / gain if gain > 0 else math.nan
+        bounds[name] = MetricBound(int(learned[0].shape[1]), rows, gain, got, captured)
+    platform, per_user_mean = bounds["platform_total"], bounds["per_user_mean"]
+    return OracleGateBound(ks[col], flat_z, list(betas), platform, per_user_mean)
 
 
-def drop_rankers(per_user: dict[str, np.ndarray], names: Sequence[str]) -> None:
+def drop_rankers(per_user: dict[MetricKey, np.ndarray], names: Sequence[str]) -> None:
     """Remove the flat-gate rankers' arrays once the bound is computed."""
-    prefixes = tuple(f"{n}/" for n in names)
-    for key in [k for k in per_user if k.startswith(prefixes)]:
+    for key in [k for k in per_user if k.ranker in names]:
         del per_user[key]

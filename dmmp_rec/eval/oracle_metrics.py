@@ -18,6 +18,7 @@ from dmmp_rec.console.progress import track
 from dmmp_rec.data.catalogue import Catalogue, Interactions
 from dmmp_rec.data.synthetic.world import GroundTruth
 from dmmp_rec.eval import ranking
+from dmmp_rec.eval.records import MetricKey, RankerScores, ScopeScores
 
 _ORACLE_BLOCK = 64  # users scored against the whole corpus at once
 ORACLE_RANKERS = ("oracle_pctr", "oracle_pctcvr")
@@ -36,20 +37,22 @@ TOTAL_METRICS = ("exp_conversions_total", "exp_clicks_total")
 
 
 def recalls(
-    prefix: str,
+    ranker: str,
+    scope: str,
     rows: np.ndarray,
     users: np.ndarray,
     cat: Catalogue,
     inter: Interactions,
     ks: list[int],
-) -> dict[str, np.ndarray]:
+) -> dict[MetricKey, np.ndarray]:
+    """Per-user logged recall of clicks and of conversions of `ranker`'s rows."""
     item_ids = cat.item_ids[rows]
     n_click, n_conv = inter.counts(users)
     hit_c = ranking.hits(item_ids, users, inter.click_users, inter.click_items)
     hit_v = ranking.hits(item_ids, users, inter.conv_users, inter.conv_items)
     return {
-        f"{prefix}/recall_click": ranking.recall_at(hit_c, n_click, ks),
-        f"{prefix}/recall_conversion": ranking.recall_at(hit_v, n_conv, ks),
+        MetricKey(ranker, scope, "recall_click"): ranking.recall_at(hit_c, n_click, ks),
+        MetricKey(ranker, scope, "recall_conversion"): ranking.recall_at(hit_v, n_conv, ks),
     }
 
 
@@ -61,9 +64,9 @@ def oracle_block(
     truth: GroundTruth,
     ks: list[int],
     scope: str = "sample",
-) -> dict[str, np.ndarray]:
+) -> dict[MetricKey, np.ndarray]:
     """Per-user ground-truth metrics of every ranker (and the two oracles) for one block of
-    users, keyed `ranker/scope/metric`."""
+    users."""
     kmax = max(ks)
     ctr, ctcvr = truth.score_matrix(users, cat.item_ids)
     rankers = {
@@ -78,14 +81,16 @@ def oracle_block(
     for name, rows in rankers.items():
         got_ctcvr = np.take_along_axis(ctcvr, rows, axis=1)
         got_ctr = np.take_along_axis(ctr, rows, axis=1)
-        key = f"{name}/{scope}"
-        out.update(recalls(key, rows, users, cat, inter, ks))
-        out[f"{key}/ndcg_pctcvr"] = ranking.ndcg_at(got_ctcvr, best_ctcvr, ks)
-        out[f"{key}/bait_share"] = ranking.mean_at(bait[rows], ks)
-        out[f"{key}/exp_conversions_ratio"] = ranking.sum_ratio_at(got_ctcvr, best_ctcvr, ks)
-        out[f"{key}/exp_clicks_ratio"] = ranking.sum_ratio_at(got_ctr, best_ctr, ks)
-        out[f"{key}/exp_conversions_total"] = ranking.sum_at(got_ctcvr, ks)
-        out[f"{key}/exp_clicks_total"] = ranking.sum_at(got_ctr, ks)
+        out.update(recalls(name, scope, rows, users, cat, inter, ks))
+        values = {
+            "ndcg_pctcvr": ranking.ndcg_at(got_ctcvr, best_ctcvr, ks),
+            "bait_share": ranking.mean_at(bait[rows], ks),
+            "exp_conversions_ratio": ranking.sum_ratio_at(got_ctcvr, best_ctcvr, ks),
+            "exp_clicks_ratio": ranking.sum_ratio_at(got_ctr, best_ctr, ks),
+            "exp_conversions_total": ranking.sum_at(got_ctcvr, ks),
+            "exp_clicks_total": ranking.sum_at(got_ctr, ks),
+        }
+        out.update({MetricKey(name, scope, m): v for m, v in values.items()})
     return out
 
 
@@ -98,12 +103,12 @@ def oracle_metrics(
     ks: list[int],
     show: bool,
     scope: str = "sample",
-) -> dict[str, np.ndarray]:
+) -> dict[MetricKey, np.ndarray]:
     """Per-user ground-truth metrics of the sample `users` (this rank's; `rankers` hold their
     rows, aligned), in blocks; every key is present (with no rows) even when this rank has no
     sample user, so the gather lines up."""
-    parts: dict[str, list[np.ndarray]] = {
-        f"{name}/{scope}/{metric}": [np.empty((0, len(ks)))]
+    parts: dict[MetricKey, list[np.ndarray]] = {
+        MetricKey(name, scope, metric): [np.empty((0, len(ks)))]
         for name in (*rankers, *ORACLE_RANKERS)
         for metric in SAMPLE_METRICS
     }
@@ -117,15 +122,14 @@ def oracle_metrics(
     return {k: np.concatenate(v) for k, v in parts.items()}
 
 
-def summarise(per_user: dict[str, np.ndarray], ks: list[int]) -> dict[str, dict]:
-    """{ranker: {scope: {metric: {K: mean}}}} from `ranker/scope/metric` arrays; the
+def summarise(per_user: dict[MetricKey, np.ndarray], ks: list[int]) -> dict[str, RankerScores]:
+    """{ranker: its scores on each scope: {metric: {K: mean}}} from the per-user arrays; the
     TOTAL_METRICS are sums over the users instead of means."""
-    out: dict[str, dict] = {}
+    out: dict[str, RankerScores] = {}
     for key, values in per_user.items():
-        ranker, scope, metric = key.split("/")
-        total = metric in TOTAL_METRICS
+        total = key.metric in TOTAL_METRICS
         means = ranking.user_sum(values) if total else ranking.user_mean(values)
-        out.setdefault(ranker, {}).setdefault(scope, {})[metric] = {
-            str(k): m for k, m in zip(ks, means, strict=True)
-        }
+        scopes = out.setdefault(key.ranker, RankerScores()).scopes
+        scope = scopes.setdefault(key.scope, ScopeScores())
+        scope.metrics[key.metric] = dict(zip(ks, means, strict=True))
     return out

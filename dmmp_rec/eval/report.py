@@ -14,7 +14,7 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from pathlib import Path
-from typing import Any, cast
+from typing import cast
 
 import numpy as np
 import torch
@@ -26,11 +26,13 @@ from dmmp_rec.data.synthetic.world import GROUND_TRUTH_FILE, GroundTruth
 from dmmp_rec.distributed.collectives import on_main
 from dmmp_rec.distributed.env import DistEnv
 from dmmp_rec.distributed.runtime import checkpoint_dir, load_for_inference
-from dmmp_rec.eval.report_types import EvalMeta, EvalReport
+from dmmp_rec.eval.records import JsonObject
+from dmmp_rec.eval.report_types import EvalMeta, EvalReport, ImpressionMetrics
 from dmmp_rec.eval.retrieval_eval import RetrievalOptions, evaluate_retrieval
 from dmmp_rec.eval.teacher_eval import bayes_metrics, student_metrics, teacher_metrics
 from dmmp_rec.inference.catalogue_vectors import RetrievalModel
 from dmmp_rec.inference.split_scores import score_rows
+from dmmp_rec.metrics import impression_aucs
 
 
 @dataclass
@@ -49,10 +51,13 @@ def load_truth(cfg: DmmpConfig) -> GroundTruth | None:
 
 def impression_metrics(
     rows: dict[str, np.ndarray], truth: GroundTruth | None
-) -> tuple[dict[str, object], dict[str, float], dict[str, object] | None]:
-    """(teacher, student, Bayes-ceiling) metrics of every scored impression."""
-    bayes = bayes_metrics(rows, truth) if truth is not None else None
-    return teacher_metrics(rows), student_metrics(rows), bayes
+) -> tuple[ImpressionMetrics, dict[str, float], ImpressionMetrics | None]:
+    """(teacher, student, Bayes-ceiling) metrics of every scored impression; the AUCs of the
+    model are computed once (metrics.impression_aucs, as training's validation does)."""
+    aucs = impression_aucs(rows)
+    bayes = ImpressionMetrics.from_dict(bayes_metrics(rows, truth)) if truth is not None else None
+    teacher = ImpressionMetrics.from_dict(teacher_metrics(rows, aucs))
+    return teacher, student_metrics(rows, aucs), bayes
 
 
 def evaluate_model(
@@ -109,9 +114,9 @@ def evaluate(
     dmp = load_for_inference(cfg, env, step_dir)
     load_s = time.perf_counter() - t0
     report = evaluate_model(dmp, cfg, env, options)
-    report.meta.checkpoint = str(step_dir)
-    report.meta.timings_s["load_s"] = round(load_s, 2)
-    report.meta.config_values = to_dict(cfg)
+    report.our_meta.checkpoint = str(step_dir)
+    report.our_meta.timings_s["load_s"] = round(load_s, 2)
+    report.our_meta.config_values = to_dict(cfg)
     return report
 
 
@@ -135,15 +140,15 @@ def evaluate_splits(
         retrieval = replace(options.retrieval, split=split, teacher_users=teacher_users)
         opts = replace(options, retrieval=retrieval)
         report = evaluate_model(dmp, cfg, env, opts)
-        report.meta.checkpoint = str(step_dir)
-        report.meta.config_values = to_dict(cfg)
+        report.our_meta.checkpoint = str(step_dir)
+        report.our_meta.config_values = to_dict(cfg)
         reports[split] = report
     return reports
 
 
-def write_report(report: EvalReport | dict[str, Any], path: str | Path) -> Path:
+def write_report(report: EvalReport | JsonObject, path: str | Path) -> Path:
     """JSON with NaN written as null (strict JSON readers reject NaN); a plain dict is a peer
-    model's retrieval-only report (dmmp_rec/compare)."""
+    model's report (dmmp_rec/compare)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     raw = report.to_dict() if isinstance(report, EvalReport) else report
@@ -244,7 +249,7 @@ def _oracle_gate_lines(bound: dict | None) -> list[str]:
     return lines
 
 
-def format_report(typed: EvalReport | dict[str, Any]) -> str:
+def format_report(typed: EvalReport | JsonObject) -> str:
     """The report as a plain-text table for the terminal."""
     report = typed.to_dict() if isinstance(typed, EvalReport) else typed
     r = report["retrieval"]

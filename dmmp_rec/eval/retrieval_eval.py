@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import cast
+from functools import partial
 
 import numpy as np
 import pyarrow as pa
@@ -34,36 +34,25 @@ from dmmp_rec.data.catalogue import (
     split_users,
     train_click_counts,
 )
-from dmmp_rec.data.pair_features import pair_features_for
 from dmmp_rec.data.synthetic.world import GroundTruth
 from dmmp_rec.distributed.collectives import on_main, rank_and_world, share_bounds
 from dmmp_rec.errors import InputError
 from dmmp_rec.eval.frontier import DEFAULT_BETAS, frontier_report, ranker_name
+from dmmp_rec.eval.gate_records import OracleGateBound
 from dmmp_rec.eval.oracle_gate import (
     drop_rankers,
     flat_gate_logit,
-    flat_ranker_name,
     oracle_gate_report,
 )
-from dmmp_rec.eval.oracle_metrics import (
-    ORACLE_RANKERS,
-    oracle_metrics,
-    recalls,
-    summarise,
-)
+from dmmp_rec.eval.oracle_metrics import oracle_metrics, recalls, summarise
+from dmmp_rec.eval.queries import Queries, compose, encode_queries, flat_rankers, gate_mean
+from dmmp_rec.eval.records import PerUser, RankerScores, RetrievalSummary
+from dmmp_rec.eval.report_types import RetrievalReport
 from dmmp_rec.eval.samples import TEST_SPLIT, oracle_sample
-from dmmp_rec.eval.teacher_retrieval import PairCross, teacher_subset, teacher_top_k
-from dmmp_rec.inference.catalogue_vectors import (
-    RetrievalModel,
-    encode_groups,
-    encode_items,
-    encode_query_parts,
-    encode_users,
-)
+from dmmp_rec.eval.teacher_retrieval import teacher_subset
+from dmmp_rec.eval.teacher_section import TeacherUsers, teacher_per_user, teacher_section
+from dmmp_rec.inference.catalogue_vectors import RetrievalModel, encode_items
 from dmmp_rec.inference.item_index import search_top_k
-from dmmp_rec.model.student import compose_query, shifted_gate
-
-TEACHER_SCOPE = "teacher_sample"  # the users the teacher also ranks the catalogue for
 
 
 @dataclass
@@ -119,66 +108,184 @@ def _user_rows(cat: Catalogue, inter: Interactions, split: str) -> pa.Table:
     return cat.users.take(pa.array(order[pos]))
 
 
-def _has_knob(model: RetrievalModel, u_tau: np.ndarray) -> bool:
-    """A gated query ([g_c u, g_v u] / tau) is twice the tower width; a two-tower's is not."""
-    width = cast(int, getattr(model, "vector_dim", u_tau.shape[1]))
-    return int(width) == 2 * u_tau.shape[1]
+@dataclass
+class _SplitData:
+    """The split being evaluated: its catalogue, logged interactions, every user's row (in
+    `inter.users` order) and the sorted Ks."""
+
+    cat: Catalogue
+    inter: Interactions
+    user_rows: pa.Table
+    ks: list[int]
 
 
-def _compose(u_tau: np.ndarray, z: np.ndarray, beta: float) -> np.ndarray:
-    q = compose_query(torch.from_numpy(u_tau), torch.from_numpy(z), beta)
-    return np.ascontiguousarray(q.numpy(), dtype=np.float32)
+@dataclass
+class _Measured:
+    """This rank's per-user values and what the summary needs to know of them."""
+
+    per_user: PerUser
+    sample_size: int = 0  # users of the ground-truth sample (all ranks)
+    teacher_size: int = 0  # users the teacher ranked the catalogue for (all ranks)
+    flat_names: list[str] = field(default_factory=list)  # the knob's grid on a flat gate
 
 
-def _flat_rankers(
-    rankers: dict[str, np.ndarray],
+def _load_split(cfg: DmmpConfig, options: RetrievalOptions) -> _SplitData:
+    ks = sorted(set(options.ks))
+    cat = load_catalogue(cfg, options.split)
+    if max(ks) > len(cat.item_ids):
+        raise InputError(f"K = {max(ks)} exceeds the {len(cat.item_ids)} items of the catalogue")
+    inter = split_interactions(cfg, options.split)
+    return _SplitData(cat, inter, _user_rows(cat, inter, options.split), ks)
+
+
+@dataclass
+class _RankShare:
+    """This rank's contiguous share [lo, hi) of the split's users and its rankers' rows for
+    them (the model's, popularity's)."""
+
+    lo: int
+    hi: int
+    users: np.ndarray
+    rankers: dict[str, np.ndarray]
+
+
+def _sample_rankers(
     item_vecs: np.ndarray,
-    u_tau: np.ndarray,
-    z: np.ndarray,
+    q: Queries,
+    share: _RankShare,
+    in_sample: np.ndarray,
     betas: list[float],
     kmax: int,
-) -> list[str]:
-    """Add the knob's grid on a flat gate (every user at the median gate logit) to `rankers`;
-    its names, or the learned grid's when the gate is already flat (no_gate)."""
-    if z.size == 0 or float(np.ptp(z)) == 0.0:
-        return [ranker_name(j) for j in range(len(betas))]
-    flat = np.full(u_tau.shape[0], flat_gate_logit(z), dtype=z.dtype)
+) -> tuple[dict[str, np.ndarray], list[str]]:
+    """The rows of the sample users `in_sample` (indices into the share) of every ranker:
+    the share's, then the knob's grid on the learned gate and on a flat gate (three-tower
+    models); with the flat grid's ranker names."""
+    rows = {name: r[in_sample] for name, r in share.rankers.items()}
+    if not betas:
+        return rows, []
+    assert q.u_tau is not None and q.z is not None  # betas need the query parts
+    u_tau = q.u_tau[share.lo : share.hi][in_sample]
+    z = q.z[share.lo : share.hi][in_sample]
     for j, beta in enumerate(betas):
-        rankers[flat_ranker_name(j)] = search_top_k(item_vecs, _compose(u_tau, flat, beta), kmax)
-    return [flat_ranker_name(j) for j in range(len(betas))]
+        rows[ranker_name(j)] = search_top_k(item_vecs, compose(u_tau, z, beta), kmax)
+    # the flat gate sits at the median of every user's learned gate logit
+    return rows, flat_rankers(rows, item_vecs, u_tau, q.z, betas, kmax)
 
 
-def _gate_mean(z: np.ndarray, beta: float) -> float:
-    return float(shifted_gate(torch.from_numpy(z), beta)[:, 1].double().mean())
+def _oracle_sample(cfg: DmmpConfig, inter: Interactions, options: RetrievalOptions) -> np.ndarray:
+    test_users = inter.users if options.split == TEST_SPLIT else split_users(cfg, TEST_SPLIT)
+    return oracle_sample(options.split, inter.users, test_users, options.oracle_users, options.seed)
 
 
-def _teacher_section(
-    summary: dict[str, dict], model_summary: dict[str, dict], betas: list[float], users: int
-) -> dict[str, object]:
-    """The teacher ranking the whole catalogue vs the student on the same users: the student
-    as trained (beta 0) and its best frontier point for expected conversions, per K."""
-    student = model_summary.pop(TEACHER_SCOPE)
-    candidates = [(0.0, student)] + [
-        (b, summary[ranker_name(j)].pop(TEACHER_SCOPE)) for j, b in enumerate(betas)
-    ]
-    best: dict[str, float] = {}
-    best_beta: dict[str, float] = {}
-    for k in student["exp_conversions_ratio"]:
-        beta, scope = max(candidates, key=lambda c: _nan_low(c[1]["exp_conversions_ratio"][k]))
-        best[k], best_beta[k] = scope["exp_conversions_ratio"][k], beta
-    for name in ORACLE_RANKERS:
-        summary[name].pop(TEACHER_SCOPE, None)
-    return {
-        "users": users,
-        "teacher": summary.pop("teacher")[TEACHER_SCOPE],
-        "student": student,
-        "student_best": best,
-        "student_best_beta": best_beta,
-    }
+def _measure_sample(
+    model: RetrievalModel,
+    cfg: DmmpConfig,
+    data: _SplitData,
+    truth: GroundTruth,
+    share: _RankShare,
+    search: tuple[np.ndarray, Queries, list[float]],
+    options: RetrievalOptions,
+    env: tuple[torch.device, bool],
+) -> _Measured:
+    """Ground-truth metrics of this rank's users of the oracle sample; `search`: the item
+    vectors, the queries and the knob's grid; `env`: the device and whether to show progress.
+    Returns the sample's per-user values (without the all-users recalls)."""
+    item_vecs, q, betas = search
+    device, show = env
+    _check_truth(truth, data.cat, data.inter.users)
+    sample = _oracle_sample(cfg, data.inter, options)
+    in_sample = np.flatnonzero(np.isin(share.users, sample))
+    rankers, flat_names = _sample_rankers(item_vecs, q, share, in_sample, betas, max(data.ks))
+    out = _Measured(PerUser(), len(sample), flat_names=flat_names)
+    local = share.users[in_sample]
+    if betas:  # the world's hidden traits of these users, for the oracle-gate bound
+        out.per_user.sample_users = local
+    out.per_user.values.update(
+        oracle_metrics(local, rankers, data.cat, data.inter, truth, data.ks, show)
+    )
+    if options.teacher_users > 0 and hasattr(model, "dense"):
+        who = TeacherUsers(teacher_subset(sample, options.teacher_users, options.seed), local)
+        out.teacher_size = len(who.subset)
+        split = (data.cat, data.inter, data.user_rows, truth)
+        args = (data.ks, options.batch_size, device, show)
+        out.per_user.values.update(teacher_per_user(model, cfg, split, who, rankers, *args))
+    return out
 
 
-def _nan_low(x: float) -> float:
-    return -math.inf if x is None or math.isnan(x) else x
+@dataclass
+class _GateInputs:
+    """What the oracle-gate bound needs besides the gathered rows (eval.oracle_gate)."""
+
+    betas: list[float]
+    flat_names: list[str]
+    flat_z: float  # the flat gate's shared logit
+    truth: GroundTruth
+
+
+def _summarise_with_gate(
+    arrays: dict[str, np.ndarray], ks: list[int], gate: _GateInputs | None
+) -> tuple[dict[str, RankerScores], OracleGateBound | None]:
+    """Summary and oracle-gate bound (when `gate`) from every rank's rows, computed on rank 0
+    alone."""
+    per_user = PerUser.from_arrays(arrays)
+    bound = None
+    if gate is not None:
+        learned = [ranker_name(j) for j in range(len(gate.betas))]
+        who = per_user.sample_users
+        assert who is not None  # recorded with the grid
+        traits = {
+            "propensity": gate.truth.propensity[who],
+            "purchase_rho": gate.truth.purchase_rho[who],
+        }
+        bound = oracle_gate_report(
+            per_user.values, learned, gate.flat_names, gate.betas, ks, gate.flat_z, traits=traits
+        )
+        drop_rankers(per_user.values, [n for n in gate.flat_names if n not in learned])
+    return summarise(per_user.values, ks), bound
+
+
+def _betas(options: RetrievalOptions, q: Queries) -> list[float]:
+    """The knob's grid for a model with one (the query parts), else none."""
+    return list(options.betas) if q.z is not None else []
+
+
+def _rank_share(data: _SplitData, cfg: DmmpConfig, item_vecs: np.ndarray, q: Queries) -> _RankShare:
+    """This rank's users, searched by the model, and the popularity ranker's rows for them."""
+    rank, world_size = rank_and_world()
+    lo, hi = share_bounds(len(data.inter.users), rank, world_size)
+    users = data.inter.users[lo:hi]
+    kmax = max(data.ks)
+    model_rows = search_top_k(item_vecs, q.queries[lo:hi], kmax)
+    n_items = len(data.cat.item_ids)
+    popular = np.lexsort((np.arange(n_items), -train_click_counts(cfg, data.cat.item_ids)))
+    popular_rows = np.broadcast_to(popular[:kmax], (len(users), kmax))
+    return _RankShare(lo, hi, users, {"model": model_rows, "popularity": popular_rows})
+
+
+def _summary_section(
+    data: _SplitData,
+    options: RetrievalOptions,
+    measured: _Measured,
+    q: Queries,
+    dim: int,
+    model: RankerScores,
+) -> RetrievalSummary:
+    """The "retrieval" section: the split, the index, the sample and the model's scores."""
+    n_click, n_conv = data.inter.counts(data.inter.users)
+    return RetrievalSummary(
+        k=data.ks,
+        split=options.split,
+        catalogue=data.cat.source,
+        items=int(len(data.cat.item_ids)),
+        users=int(len(data.inter.users)),
+        users_with_clicks=int((n_click > 0).sum()),
+        users_with_conversions=int((n_conv > 0).sum()),
+        oracle_sample_users=measured.sample_size,
+        oracle_sample_seed=options.seed,
+        mean_gate=[float(x) for x in q.gates.mean(axis=0)],
+        index=f"faiss IndexFlatIP (exact), dim {dim}",
+        model=model,
+    )
 
 
 def evaluate_retrieval(
@@ -188,156 +295,69 @@ def evaluate_retrieval(
     options: RetrievalOptions,
     device: torch.device | None = None,
     progress: bool = True,
-) -> dict[str, object]:
+) -> RetrievalReport:
     """Retrieval metrics of the model, of its serving-knob frontier (three-tower models) and of
-    the reference rankers; the same dict on every rank. `model` is a DMMPModel, `dmp.module` or
-    any RetrievalModel (every rank must call this together)."""
+    the reference rankers; the same report on every rank.
+
+    Args:
+        model: a DMMPModel, `dmp.module` or any RetrievalModel (every rank must call this
+            together).
+        cfg: the config whose data is evaluated.
+        truth: the synthetic world's ground truth, None for data without one.
+        options: split, Ks, sample sizes and the knob's grid.
+        device: where the model runs (CPU when None).
+        progress: show progress bars (rank 0 only).
+
+    Returns:
+        The retrieval sections of the report as records."""
     options.validate()
     device = device if device is not None else torch.device("cpu")
-    rank, world_size = rank_and_world()
-    ks = sorted(set(options.ks))
-    cat = load_catalogue(cfg, options.split)
-    kmax = max(ks)
-    if kmax > len(cat.item_ids):
-        raise InputError(f"K = {kmax} exceeds the {len(cat.item_ids)} items of the catalogue")
-    inter = split_interactions(cfg, options.split)
-    user_rows = _user_rows(cat, inter, options.split)
-    show = progress and rank == 0
-    item_vecs = encode_items(model, cfg.features, cat.items, options.batch_size, device, show)
-    u_tau = z = None
-    if hasattr(model, "query_parts"):
-        u_tau, z = encode_query_parts(
-            model, cfg.features, user_rows, options.batch_size, device, show
-        )
-    if u_tau is not None and z is not None and _has_knob(model, u_tau):
-        queries = _compose(u_tau, z, 0.0)
-        gates = shifted_gate(torch.from_numpy(z), 0.0).numpy()
-    else:
-        u_tau = z = None
-        queries, gates = encode_users(
-            model, cfg.features, user_rows, options.batch_size, device, show
-        )
-    betas = list(options.betas) if z is not None else []
-
-    lo, hi = share_bounds(len(inter.users), rank, world_size)
-    users = inter.users[lo:hi]
-    model_rows = search_top_k(item_vecs, queries[lo:hi], kmax)
-    popular = np.lexsort((np.arange(len(cat.item_ids)), -train_click_counts(cfg, cat.item_ids)))
-    popular_rows = np.broadcast_to(popular[:kmax], (len(users), kmax))
-    per_user = {
-        **recalls("model/all_users", model_rows, users, cat, inter, ks),
-        **recalls("popularity/all_users", popular_rows, users, cat, inter, ks),
-    }
-    sample_size = teacher_size = 0
-    flat_names: list[str] = []  # the knob's grid on a flat gate (eval.oracle_gate)
+    show = progress and rank_and_world()[0] == 0
+    data = _load_split(cfg, options)
+    item_vecs = encode_items(model, cfg.features, data.cat.items, options.batch_size, device, show)
+    q = encode_queries(model, cfg, data.user_rows, options.batch_size, device, show)
+    betas = _betas(options, q)
+    share = _rank_share(data, cfg, item_vecs, q)
+    measured = _Measured(PerUser())
     if truth is not None and options.oracle_users > 0:
-        _check_truth(truth, cat, inter.users)
-        test_users = inter.users if options.split == TEST_SPLIT else split_users(cfg, TEST_SPLIT)
-        sample = oracle_sample(
-            options.split, inter.users, test_users, options.oracle_users, options.seed
-        )
-        sample_size = len(sample)
-        mine = np.flatnonzero(np.isin(users, sample))
-        rankers = {"model": model_rows[mine], "popularity": popular_rows[mine]}
-        for j, beta in enumerate(betas):
-            assert u_tau is not None and z is not None  # betas need the query parts
-            q = _compose(u_tau[lo:hi][mine], z[lo:hi][mine], beta)
-            rankers[ranker_name(j)] = search_top_k(item_vecs, q, kmax)
-        if betas:
-            assert u_tau is not None and z is not None
-            per_user["sample_users"] = users[mine]  # for the bound's hidden-trait readings
-            flat_names = _flat_rankers(rankers, item_vecs, u_tau[lo:hi][mine], z, betas, kmax)
-        per_user.update(oracle_metrics(users[mine], rankers, cat, inter, truth, ks, show))
-        if options.teacher_users > 0 and hasattr(model, "dense"):
-            subset = teacher_subset(sample, options.teacher_users, options.seed)
-            teacher_size = len(subset)
-            local = users[mine]
-            on_rank = np.isin(local, subset)
-            emb_u = encode_groups(
-                model,
-                cfg.features,
-                user_rows.take(pa.array(np.searchsorted(inter.users, subset))),
-                ("user", "context"),
-                options.batch_size,
-                device,
-            )
-            emb_i = encode_groups(
-                model, cfg.features, cat.items, ("item",), options.batch_size, device
-            )
-            mask = np.isin(subset, local)
-            cross_of = None
-            if cfg.features.group("cross"):
-                source = pair_features_for(cfg)
-                if source is None:
-                    raise InputError(
-                        "the teacher reads cross features, and this data cannot compute them "
-                        "for unlogged pairs: teacher retrieval needs a world with catalogues"
-                    )
-                cross_of = PairCross(model, cfg.features, source, cat.item_ids, device)
-            t_rows = teacher_top_k(
-                model,
-                {g: a[mask] for g, a in emb_u.items()},
-                emb_i,
-                kmax,
-                device,
-                subset[mask],
-                cross_of,
-            )
-            t_rankers = {
-                name: rows[on_rank]
-                for name, rows in rankers.items()
-                if name != "popularity" and not name.startswith("flat")
-            }
-            t_rankers["teacher"] = t_rows
-            per_user.update(
-                oracle_metrics(
-                    local[on_rank], t_rankers, cat, inter, truth, ks, show, TEACHER_SCOPE
-                )
-            )
+        search = (item_vecs, q, betas)
+        measured = _measure_sample(model, cfg, data, truth, share, search, options, (device, show))
+    recall = {}
+    for name in ("model", "popularity"):
+        rows = share.rankers[name]
+        recall.update(recalls(name, "all_users", rows, share.users, data.cat, data.inter, data.ks))
+    measured.per_user.values = {**recall, **measured.per_user.values}
+    gate = None
+    if betas and measured.sample_size:
+        assert q.z is not None and truth is not None
+        gate = _GateInputs(betas, measured.flat_names, flat_gate_logit(q.z), truth)
+    # rank 0 computes, sends round
+    compute = partial(_summarise_with_gate, ks=data.ks, gate=gate)
+    summary, gate_bound = on_main(measured.per_user.to_arrays(), compute)
+    return _assemble(data, options, measured, q, summary, gate_bound, item_vecs.shape[1])
 
-    def summarise_with_gate(rows: dict[str, np.ndarray]) -> tuple[dict, object]:
-        """Summary and oracle-gate bound from every rank's rows, computed on rank 0 alone."""
-        gate_bound = None
-        if betas and sample_size:
-            assert z is not None and truth is not None
-            learned = [ranker_name(j) for j in range(len(betas))]
-            who = rows.pop("sample_users")
-            traits = {"propensity": truth.propensity[who], "purchase_rho": truth.purchase_rho[who]}
-            gate_bound = oracle_gate_report(
-                rows, learned, flat_names, betas, ks, flat_gate_logit(z), traits=traits
-            )
-            drop_rankers(rows, [n for n in flat_names if n not in learned])
-        return summarise(rows, ks), gate_bound
 
-    summary, gate_bound = on_main(per_user, summarise_with_gate)  # rank 0 computes, sends round
-    n_click, n_conv = inter.counts(inter.users)
-    model_summary = summary.pop("model")
+def _assemble(
+    data: _SplitData,
+    options: RetrievalOptions,
+    measured: _Measured,
+    q: Queries,
+    summary: dict[str, RankerScores],
+    gate_bound: OracleGateBound | None,
+    dim: int,
+) -> RetrievalReport:
+    """The report's records from rank 0's summary (the model's scores, the teacher section and
+    the frontier popped out of it; what remains are the references)."""
+    model = summary.pop("model")
+    betas = _betas(options, q)
     teacher = None
-    if teacher_size:
-        teacher = _teacher_section(summary, model_summary, betas, teacher_size)
-    report: dict[str, object] = {
-        "retrieval": {
-            "k": ks,
-            "split": options.split,
-            "catalogue": cat.source,
-            "items": int(len(cat.item_ids)),
-            "users": int(len(inter.users)),
-            "users_with_clicks": int((n_click > 0).sum()),
-            "users_with_conversions": int((n_conv > 0).sum()),
-            "oracle_sample_users": sample_size,
-            "oracle_sample_seed": options.seed,
-            "mean_gate": [float(x) for x in gates.mean(axis=0)],
-            "index": f"faiss IndexFlatIP (exact), dim {item_vecs.shape[1]}",
-            **model_summary,
-        },
-    }
-    if teacher is not None:
-        report["teacher_retrieval"] = teacher
-    if betas and sample_size:
-        assert z is not None  # betas need the query parts
-        gate_means = [_gate_mean(z, b) for b in betas]
-        report["frontier"] = frontier_report(summary, betas, ks, gate_means)
-    if gate_bound is not None:
-        report["oracle_gate"] = gate_bound
-    report["references"] = summary
+    if measured.teacher_size:
+        teacher = teacher_section(summary, model, betas, measured.teacher_size)
+    section = _summary_section(data, options, measured, q, dim, model)
+    report = RetrievalReport(section, summary, teacher)
+    if betas and measured.sample_size:
+        assert q.z is not None  # betas need the query parts
+        gate_means = [gate_mean(q.z, b) for b in betas]
+        report.frontier = frontier_report(summary, betas, data.ks, gate_means)
+    report.oracle_gate = gate_bound
     return report

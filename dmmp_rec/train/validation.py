@@ -12,7 +12,7 @@ from dmmp_rec.config.features import FeaturesConfig
 from dmmp_rec.data.batch import Batch
 from dmmp_rec.distributed.collectives import gather_to_main, on_main
 from dmmp_rec.inference.split_scores import score_rows
-from dmmp_rec.metrics import auc
+from dmmp_rec.metrics import impression_aucs
 
 
 @torch.no_grad()
@@ -44,19 +44,19 @@ def validation_metrics(
 
 
 def teacher_and_student_aucs(scores: dict[str, np.ndarray]) -> dict[str, float]:
-    """CTR AUC over all impressions, CVR AUC over clicked ones (ESMM), CTCVR AUC over all."""
-    click, conv = scores["click"], scores["conversion"]
-    clicked = click > 0
+    """The `val/*` metrics (summary.json, best.json, TensorBoard) of `metrics.impression_aucs`,
+    the computation evaluation's reports use too."""
+    aucs = impression_aucs(scores)
     metrics = {
-        "val/teacher_ctr_auc": auc(click, scores["pctr"]),
-        "val/teacher_ctcvr_auc": auc(conv, scores["pctcvr"]),
-        "val/teacher_cvr_auc": auc(conv[clicked], scores["pcvr"][clicked]),
-        "val/rows": float(click.size),
+        "val/teacher_ctr_auc": aucs.teacher_ctr,
+        "val/teacher_ctcvr_auc": aucs.teacher_ctcvr,
+        "val/teacher_cvr_auc": aucs.teacher_cvr,
+        "val/rows": float(aucs.rows),
     }
-    if "s_c" in scores:
-        metrics["val/student_ctr_auc"] = auc(click, scores["s_c"])
-    if "s_v" in scores:
-        metrics["val/student_ctcvr_auc"] = auc(conv, scores["s_v"])
-    if "fused" in scores:
-        metrics["val/student_fused_ctcvr_auc"] = auc(conv, scores["fused"])
+    students = (
+        ("val/student_ctr_auc", aucs.student_ctr),
+        ("val/student_ctcvr_auc", aucs.student_ctcvr),
+        ("val/student_fused_ctcvr_auc", aucs.fused_ctcvr),
+    )
+    metrics.update({key: value for key, value in students if value is not None})
     return metrics

@@ -55,7 +55,9 @@ def evaluate_peer(
     truth = load_truth(cfg)
     if peer.kind == "dssm":
         peer.model.eval()
-        return evaluate_retrieval(RechubRetriever(peer), cfg, truth, options, device, progress)
+        return evaluate_retrieval(
+            RechubRetriever(peer), cfg, truth, options, device, progress
+        ).to_dict()
     rows = score_split(peer, cfg, options.split, device, progress)
     report: dict[str, object] = {"teacher": teacher_metrics(rows)}
     if truth is not None:
