@@ -132,8 +132,8 @@ def _save_training_plan(cfg: DmmpConfig, env: DistEnv, dmp: DistributedModelPara
 
 
 def _build_job(cfg: DmmpConfig, env: DistEnv) -> _Job:
-    """The run directory (config.json, plan.json), the sharded model, its optimizer, the
-    training loader and the checkpoint manager, in the order that fixes the random state."""
+    """The run directory (rank 0 writes config.json and plan.json), the sharded model, its
+    optimizer, the training loader and the checkpoint manager."""
     out = Path(cfg.train.out)
     if env.is_main:
         out.mkdir(parents=True, exist_ok=True)
