@@ -15,12 +15,12 @@ With `quantize="int8"` the user side and the item encoder hold int8 row-wise tab
 written as item_side.pt2, and the manifest records table bytes and the top-k overlap with fp32.
 
 Before anything is written the exported user side is checked against the training model's own
-`query_vector` on the same users; a difference above QUERY_TOLERANCE stops the export.
+`query_vector` on the same users; a difference above QUERY_TOLERANCE stops the export
+(`dmmp_rec.serving.user_side_export`).
 """
 
 from __future__ import annotations
 
-import math
 import shutil
 import time
 from collections.abc import Callable
@@ -30,7 +30,6 @@ from typing import cast
 
 import faiss
 import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 import torch.distributed as dist
@@ -38,34 +37,31 @@ import torchrec
 
 import dmmp_rec
 from dmmp_rec.config import DmmpConfig
-from dmmp_rec.data.catalogue import ITEMS_FILE, USERS_FILE, user_side
-from dmmp_rec.data.schema import split_files
-from dmmp_rec.distributed.encode import encode_items, encode_users
+from dmmp_rec.data.catalogue import ITEMS_FILE
+from dmmp_rec.distributed.encode import encode_items
 from dmmp_rec.distributed.env import init_distributed, shutdown
 from dmmp_rec.distributed.runtime import checkpoint_dir, load_for_inference
 from dmmp_rec.model.dmmp import DMMPModel
 from dmmp_rec.model.sparse import EBC_PATH
 from dmmp_rec.serving import index as faiss_index
 from dmmp_rec.serving import quantize
-from dmmp_rec.serving.item_side import ItemSide
-from dmmp_rec.serving.managed_map import MANAGED_FILE, ServingIdMap, save_managed
+from dmmp_rec.serving.managed_map import MANAGED_FILE
 from dmmp_rec.serving.manifest import (
     FORMAT,
     MANIFEST_FILE,
     ApproxIndex,
     FileEntry,
     Manifest,
-    UserFeature,
 )
-from dmmp_rec.serving.requests import UserRequests, parse_table
-from dmmp_rec.serving.retrieve import run_user_side
-from dmmp_rec.serving.user_file import load_user_side, save_user_side
-from dmmp_rec.serving.user_side import UserSide
+from dmmp_rec.serving.user_side_export import (
+    UserSideExport,
+    UserSideOptions,
+    user_features,
+    write_user_side,
+)
 from dmmp_rec.serving.weights import ExportError, embedding_tables
 
 EBC_TABLES = f"{EBC_PATH}.embedding_bags."
-QUERY_TOLERANCE = 1e-4
-CHECK_BETAS = (0.0, -2.0, 1.0, 4.0, -math.inf, math.inf)  # serving-knob values checked
 FILES = {
     "user_side": "user_side.pt2",
     "item_vectors": "item_vectors.npy",
@@ -86,40 +82,6 @@ class ExportOptions:
     batch_size: int = 4096
     progress: bool = True
     quantize: str = "none"  # "int8": int8 row-wise tables (dmmp_rec.serving.quantize)
-
-
-def user_features(cfg: DmmpConfig) -> list[UserFeature]:
-    """The user-side features a serving request carries, as the manifest records them.
-
-    Args:
-        cfg: the run's config (its user and context feature groups).
-
-    Returns:
-        One UserFeature per user-side feature, in the order the user side reads them.
-    """
-    return [UserFeature.of(s) for s in user_side(cfg.features)]
-
-
-def sample_users(cfg: DmmpConfig, n: int, seed: int) -> pa.Table:
-    """Up to `n` users' user-side columns, to check the exported user side and tune the
-    approximate index on real queries: users.parquet rows when the world has one, else rows of
-    the test split's first file (real data has no user catalogue).
-
-    Args:
-        cfg: the run's config (data path and user-side features).
-        n: how many users at most.
-        seed: seeds the choice of rows.
-
-    Returns:
-        The chosen rows' user-side columns, in file order.
-    """
-    names = [s.name for s in user_side(cfg.features)]
-    path = Path(cfg.data.path) / USERS_FILE
-    table = pq.read_table(path, columns=names) if path.exists() else None
-    if table is None:
-        table = pq.read_table(split_files(cfg.data.path, "test")[0], columns=names)
-    rows = np.random.default_rng(seed).permutation(table.num_rows)[:n]
-    return table.take(np.sort(rows))
 
 
 def _catalogue(cfg: DmmpConfig) -> Path:
@@ -211,80 +173,6 @@ def _check_options(opts: ExportOptions) -> None:
         raise ExportError(f"--quantize must be one of {quantize.MODES}, got {opts.quantize!r}")
 
 
-def _check_user_side(
-    exported: torch.nn.Module,
-    model: DMMPModel,
-    cfg: DmmpConfig,
-    users: pa.Table,
-    requests: UserRequests,
-    int8: quantize.Int8Export | None,
-    batch_size: int,
-) -> float:
-    """The largest |difference| between the exported user side's queries and gates and the
-    model's own on `users`, over CHECK_BETAS; stops the export above QUERY_TOLERANCE."""
-    diff = 0.0
-    for beta in CHECK_BETAS:  # the knob is an input: check it where operators will turn it
-        queries, gates = run_user_side(exported, requests, batch_size, beta)
-        ref_q, ref_g = encode_users(model, cfg.features, users, batch_size, beta=beta)
-        if int8:  # the archive must reproduce the int8 module, measured against fp32
-            ref_q, ref_g = int8.reference(requests, ref_q, ref_g, batch_size, beta)
-        diff = max(diff, float(max(np.abs(queries - ref_q).max(), np.abs(gates - ref_g).max())))
-        if not diff <= QUERY_TOLERANCE:
-            raise ExportError(
-                f"exported user side differs from the model by {diff:.2e} at beta {beta}"
-            )
-    return diff
-
-
-@dataclass
-class _UserSideResult:
-    """The written user side: its module, the sample's queries, and what checking it found."""
-
-    module: UserSide  # the fp32 user side (its tau goes into the manifest)
-    int8: quantize.Int8Export | None
-    queries: np.ndarray  # the exported file's queries of the sampled users (index tuning)
-    diff: float  # max |exported - model| over the sample and CHECK_BETAS
-    has_managed: bool  # managed-id maps written beside it
-
-
-def _write_user_side(
-    cfg: DmmpConfig,
-    model: DMMPModel,
-    tables: dict[str, torch.Tensor],
-    tmp: Path,
-    opts: ExportOptions,
-    log: Callable[[str], None],
-) -> _UserSideResult:
-    """user_side.pt2 (and the managed-id maps) in `tmp`, read back and checked against the
-    model on a sample of users before anything else is written."""
-    features = user_features(cfg)
-    log("export: user side -> torch.export")
-    module = UserSide(
-        cfg.features.group("user"), cfg.features.group("context"), tables, model.student
-    )
-    int8 = None
-    if opts.quantize == "int8":  # fp32 modules checked against the model, then quantized
-        item_module = ItemSide(cfg.features.group("item"), tables, model.student)
-        int8 = quantize.Int8Export(module, item_module, QUERY_TOLERANCE)
-    served = int8.user if int8 else module
-    save_user_side(served, [f.cardinality for f in features], tmp / FILES["user_side"])
-    exported = load_user_side(tmp / FILES["user_side"])
-
-    users = sample_users(cfg, opts.queries, cfg.seed)
-    requests = parse_table(users, features, "users")
-    has_managed = save_managed(model.sparse.managed, features, tmp)
-    if has_managed:  # raw ids -> trained rows, read back from the file serving will load
-        requests = ServingIdMap(features, tmp / MANAGED_FILE).apply(requests)
-    diff = _check_user_side(exported, model, cfg, users, requests, int8, opts.batch_size)
-    queries, _ = run_user_side(exported, requests, opts.batch_size)
-    what = "its int8 module (checked in fp32 against the model)" if int8 else "the model"
-    log(
-        f"export: user side matches {what} on {len(users)} users at beta "
-        f"{', '.join(f'{b:g}' for b in CHECK_BETAS)} (max |diff| {diff:.1e})"
-    )
-    return _UserSideResult(module, int8, queries, diff, has_managed)
-
-
 def _write_items(
     cfg: DmmpConfig,
     model: DMMPModel,
@@ -345,7 +233,7 @@ def _manifest(
     model: DMMPModel,
     step_dir: Path,
     tmp: Path,
-    user: _UserSideResult,
+    user: UserSideExport,
     vectors: np.ndarray,
     tuning: faiss_index.ApproxTuning,
 ) -> Manifest:
@@ -396,7 +284,9 @@ def _export(
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    user = _write_user_side(cfg, model, tables, tmp, opts, log)
+    log("export: user side -> torch.export")
+    user_options = UserSideOptions(opts.queries, opts.batch_size, opts.quantize == "int8")
+    user = write_user_side(cfg, model, tables, tmp / FILES["user_side"], user_options, log)
     vectors = _write_items(cfg, model, tmp, opts, user.int8)
     tuning = _write_indexes(vectors, user.queries, tmp, opts, log)
     manifest = _manifest(cfg, model, step_dir, tmp, user, vectors, tuning)
