@@ -135,7 +135,7 @@ def measure(
     return wall, cpu
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--system", required=True, choices=SYSTEMS)
     p.add_argument("--config", required=True)
@@ -151,7 +151,42 @@ def main(argv: list[str] | None = None) -> int:
         help="draw batches in memory with ~HIST_LEN-id histories instead of reading the world",
     )
     p.add_argument("overrides", nargs="*")
-    args = p.parse_args(argv)
+    return p.parse_args(argv)
+
+
+def _result(
+    args: argparse.Namespace,
+    world_size: int,
+    global_batch: int,
+    build_s: float,
+    seconds: list[float],
+    per_rank: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """The measurement's JSON: samples/s and CPU per sample per repetition, memory per rank."""
+    return {
+        "system": args.system,
+        "world_size": world_size,
+        "global_batch": global_batch,
+        "steps_per_rep": args.steps,
+        "warmup_steps": args.warmup,
+        "build_s": round(build_s, 2),
+        "rep_seconds": [round(s, 4) for s in seconds],
+        "samples_per_s": [global_batch * args.steps / s for s in seconds],
+        # CPU time of all ranks together per sample, per repetition
+        "cpu_us_per_sample": [
+            sum(m["cpu"][r] for m in per_rank) / (global_batch * args.steps) * 1e6
+            for r in range(args.reps)
+        ],
+        "torch_threads": torch.get_num_threads(),
+        "random_batches_hist_len": args.random_batches,
+        "peak_rss_gib_per_process": [m["peak_rss_gib"] for m in per_rank],
+        "rss_gib_after_data_per_process": [round(m["data_gib"], 2) for m in per_rank],
+        "loadavg": load_now(),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse_args(argv)
     benign_warnings.install()
 
     cfg = load_config(args.config, args.overrides)
@@ -167,33 +202,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.system} x{env.world_size}: built in {build_s:.1f} s, measuring", flush=True)
     seconds, cpu_seconds = measure(step, args.warmup, args.steps, args.reps)
     global_batch = cfg.data.batch_size * env.world_size
-    per_rank = [None] * env.world_size
+    per_rank: list[Any] = [None] * env.world_size
     mine = {"peak_rss_gib": round(peak_rss_gib(), 2), "data_gib": rss_data, "cpu": cpu_seconds}
     dist.all_gather_object(per_rank, mine)
     if env.is_main:
-        write_json(
-            args.out,
-            {
-                "system": args.system,
-                "world_size": env.world_size,
-                "global_batch": global_batch,
-                "steps_per_rep": args.steps,
-                "warmup_steps": args.warmup,
-                "build_s": round(build_s, 2),
-                "rep_seconds": [round(s, 4) for s in seconds],
-                "samples_per_s": [global_batch * args.steps / s for s in seconds],
-                # CPU time of all ranks together per sample, per repetition
-                "cpu_us_per_sample": [
-                    sum(m["cpu"][r] for m in per_rank) / (global_batch * args.steps) * 1e6
-                    for r in range(args.reps)
-                ],
-                "torch_threads": torch.get_num_threads(),
-                "random_batches_hist_len": args.random_batches,
-                "peak_rss_gib_per_process": [m["peak_rss_gib"] for m in per_rank],
-                "rss_gib_after_data_per_process": [round(m["data_gib"], 2) for m in per_rank],
-                "loadavg": load_now(),
-            },
-        )
+        result = _result(args, env.world_size, global_batch, build_s, seconds, per_rank)
+        write_json(args.out, result)
     dist.barrier()
     dist.destroy_process_group()
     return 0

@@ -234,6 +234,19 @@ def test_out_of_range_error_keeps_raw_ids_or_stops(tmp_path):
     assert e.value.line == 6 and "id 7006 is outside [0, 7006)" in e.value.reason
 
 
+def test_conversion_progress_is_the_console_printers(tmp_path, capsys):
+    # off a terminal: one line a pass here (a real pass prints one a minute), in lines read
+    # and the share of the file's bytes
+    convert(tmp_path, progress=True)
+    err = capsys.readouterr().err.splitlines()
+    assert [line.split(",")[0] for line in err] == [
+        "common_features: 3 lines",
+        "sample_skeleton: 7 lines",
+    ]
+    assert err[0].endswith("line/s, read 100.0% of file, md5_keys 3")
+    assert err[1].endswith("line/s, read 100.0% of file, rows_written 6")
+
+
 def test_command_converts_and_reports(tmp_path, capsys):
     parser = argparse.ArgumentParser()
     command.add_arguments(parser)

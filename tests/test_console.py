@@ -16,7 +16,7 @@ from support import REPO, tiny_overrides
 
 from dmmp_rec.console import benign_warnings
 from dmmp_rec.console.benign_warnings import BENIGN
-from dmmp_rec.console.progress import LineProgress, progress_bar, track
+from dmmp_rec.console.progress import LineProgress, advance_lines, progress_bar, track
 
 # The text each third-party library really prints (torchrec 1.8.0, torch 2.13, fbgemm 1.8.0)
 SAMPLES = {
@@ -181,6 +181,21 @@ def test_line_progress_is_bounded_by_time_without_a_total() -> None:
     lines = out.getvalue().splitlines()
     assert len(lines) == 600 // 30 + 1  # one every 30 s, then the final state once
     assert lines[-1] == "scoring test: 600 batches, 600 s, 1.0 batch/s, rows 12"
+
+
+def test_advancing_through_a_file_shows_lines_and_the_share_of_bytes_read() -> None:
+    out, clock = io.StringIO(), _Clock()
+    bar = LineProgress(None, "sample_skeleton", "line", stream=out, clock=clock, every_s=10)
+    for lines, position in ((4000, 250), (9000, 500), (12000, 1000)):
+        clock.now += 10.0
+        advance_lines(bar, lines, position, 1000, rows_written=f"{lines - 1:,}")
+    advance_lines(None, 5, 5, 10)  # progress off: nothing to move
+    bar.close()
+    assert out.getvalue().splitlines() == [
+        "sample_skeleton: 4000 lines, 10 s, 400 line/s, read 25.0% of file, rows_written 3,999",
+        "sample_skeleton: 9000 lines, 20 s, 450 line/s, read 50.0% of file, rows_written 8,999",
+        "sample_skeleton: 12000 lines, 30 s, 400 line/s, read 100.0% of file, rows_written 11,999",
+    ]
 
 
 def test_progress_off_a_terminal_is_lines_and_tracks_every_item() -> None:

@@ -4,6 +4,7 @@ same order, the same resume positions, loader errors still naming file and row."
 from __future__ import annotations
 
 import contextlib
+import multiprocessing
 import shutil
 from pathlib import Path
 
@@ -106,18 +107,20 @@ def test_a_loader_error_in_the_worker_is_raised_to_the_trainer(tmp_path, feature
     )
 
 
-def _corrupt_a_click(world: Path, tmp_path: Path) -> tuple[Path, str, int]:
-    """A copy of `world` whose second train file has click = 2 at row 4321."""
-    copy = tmp_path / "world"
+def _corrupt_a_click(
+    world: Path, tmp_path: Path, split: str = "train", part: int = 1, row: int = 4321
+) -> tuple[Path, str, int]:
+    """A copy of `world` whose `part`-th file of `split` has click = 2 at `row`."""
+    copy = tmp_path / f"world_{split}"
     shutil.copytree(world, copy)
-    path = sorted((copy / "train").glob("*.parquet"))[1]
+    path = sorted((copy / split).glob("*.parquet"))[part]
     table = pq.read_table(path)
     click = table.column(schema.CLICK).to_numpy().copy()
-    click[4321] = 2
+    click[row] = 2
     i = table.schema.get_field_index(schema.CLICK)
     table = table.set_column(i, table.schema.field(i), pc.cast(click, table.schema.field(i).type))
     pq.write_table(table, path)
-    return copy, path.name, 4321
+    return copy, path.name, row
 
 
 def test_training_with_and_without_prefetch_is_identical(tiny_world, tmp_path) -> None:
@@ -147,6 +150,32 @@ def test_training_with_and_without_prefetch_is_identical(tiny_world, tmp_path) -
         )
         with pytest.raises(DataError, match=rf"{name}: row {row}: column 'click': label 2"):
             train(cfg, env)
+    finally:
+        shutdown()
+
+
+def test_an_error_mid_training_stops_the_read_ahead_worker(tiny_world, tmp_path) -> None:
+    # a bad validation day fails the job at its first validation, while the worker that reads
+    # the training batches ahead is running; the traceback kept in `failure` still references
+    # the trainer's frames, so only an explicit close stops the worker
+    world, name, row = _corrupt_a_click(tiny_world, tmp_path, "val", part=0, row=3)
+    cfg = tiny_config(
+        world,
+        tmp_path / "run",
+        "train.max_steps=8",
+        "train.eval_every=2",
+        "train.select_best_on=null",
+        "data.prefetch_batches=2",
+    )
+    assert multiprocessing.active_children() == []
+    env = init_distributed("cpu")
+    try:
+        with pytest.raises(
+            DataError, match=rf"{name}: row {row}: column 'click': label 2"
+        ) as failure:
+            train(cfg, env)
+        assert failure.tb is not None  # the trainer's frames are still referenced here
+        assert multiprocessing.active_children() == []
     finally:
         shutdown()
 

@@ -17,6 +17,13 @@ HELP = "train and evaluate DMMP, its baselines and torch-rechub peers; write the
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)
     parser.add_argument("--out", required=True, help="report directory (runs/ go inside)")
+    _add_training_arguments(parser)
+    _add_evaluation_arguments(parser)
+    _add_execution_arguments(parser)
+
+
+def _add_training_arguments(parser: argparse.ArgumentParser) -> None:
+    """What is trained: steps, processes, models, variants, seeds."""
     parser.add_argument(
         "--steps",
         type=positive_int,
@@ -47,6 +54,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="training seeds per model (the config's training seed and the next N-1); the "
         "world and the ground-truth user samples stay fixed, so runs are paired by seed",
     )
+
+
+def _add_evaluation_arguments(parser: argparse.ArgumentParser) -> None:
+    """What is evaluated: the days and the user samples."""
     parser.add_argument(
         "--splits",
         nargs="+",
@@ -66,6 +77,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=0,
         help="users of the sample the teacher ranks the whole catalogue for (slow; 0: skip)",
     )
+
+
+def _add_execution_arguments(parser: argparse.ArgumentParser) -> None:
+    """How this process runs: reuse of finished runs, threads, progress."""
     parser.add_argument(
         "--reuse",
         action="store_true",

@@ -1,4 +1,4 @@
-"""One progress helper for training, evaluation, export and comparison.
+"""One progress helper for training, evaluation, export, comparison and data conversion.
 
 On a terminal it is a tqdm bar. Anywhere else (a log file, a pipe, torchx's local_cwd
 scheduler) redrawn frames turn into thousands of lines, so it prints one plain line when the
@@ -152,3 +152,13 @@ def track(
         except TypeError:
             total = None
     return _Iterating(items, progress_bar(total, desc, unit, stream=stream))
+
+
+def advance_lines(bar: Any | None, lines: int, position: int, size: int, **postfix: object) -> None:
+    """Move `bar` (a progress_bar counting the lines of a file read front to back; None: no
+    progress) to `lines`, showing the share of the file's `size` bytes read at `position`:
+    the line count of a raw file of tens of GB is unknown, its byte size is not."""
+    if bar is None:
+        return
+    bar.set_postfix(read=f"{100.0 * position / max(size, 1):.1f}% of file", **postfix)
+    bar.update(lines - bar.n)

@@ -11,14 +11,17 @@ import math
 import os
 import signal
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+from torchrec.distributed import DistributedModelParallel
 from torchrec.distributed.train_pipeline import TrainPipelineSparseDist
+from torchrec.optim.keyed import CombinedOptimizer, KeyedOptimizerWrapper
 
 from dmmp_rec.config import DmmpConfig, to_dict
-from dmmp_rec.data.loader import loader_for_split
+from dmmp_rec.data.loader import ParquetBatchLoader, loader_for_split
 from dmmp_rec.data.prefetch import training_batches
 from dmmp_rec.distributed.checkpoint import CheckpointManager, list_checkpoints
 from dmmp_rec.distributed.env import DistEnv, device_report, init_distributed
@@ -31,11 +34,8 @@ from dmmp_rec.model.precision import enable_tf32, precision_problem
 from dmmp_rec.train.best import BestTracker
 from dmmp_rec.train.logger import TrainLogger
 from dmmp_rec.train.position import TrackedIterator
-from dmmp_rec.train.resume import (
-    changed_optimizer_layouts,
-    optimizer_state_to_load,
-    table_layouts,
-)
+from dmmp_rec.train.restore import restore_latest
+from dmmp_rec.train.resume import table_layouts
 from dmmp_rec.train.state import TrainerState
 from dmmp_rec.train.validation import validation_metrics
 
@@ -95,141 +95,200 @@ def run_report(cfg: DmmpConfig, env: DistEnv) -> dict[str, Any]:
     return report
 
 
+@dataclass
+class _Job:
+    """What one training job works with, built once before its first step."""
+
+    cfg: DmmpConfig
+    env: DistEnv
+    out: Path
+    dmp: DistributedModelParallel
+    optimizer: CombinedOptimizer
+    dense: KeyedOptimizerWrapper
+    loader: ParquetBatchLoader
+    checkpoints: CheckpointManager
+    best: BestTracker | None
+    layouts: dict[str, list[Any]]
+
+    def say(self, *values: object) -> None:
+        """Print on the main rank only (every rank runs the same job)."""
+        if self.env.is_main:
+            print(*values)
+
+
+def _save_training_plan(cfg: DmmpConfig, env: DistEnv, dmp: DistributedModelParallel) -> None:
+    """The plan this job trains with, reusable via sharding.plan=<this file>."""
+    save_plan(
+        dmp.plan,
+        Path(cfg.train.out) / "plan.json",
+        {
+            "world_size": env.world_size,
+            "local_world_size": env.local_world_size,
+            "device": env.device.type,
+            "config": cfg.source,
+            **plan_facts(cfg, env.device.type),
+        },
+    )
+
+
+def _build_job(cfg: DmmpConfig, env: DistEnv) -> _Job:
+    """The run directory (rank 0 writes config.json and plan.json), the sharded model, its
+    optimizer, the training loader and the checkpoint manager."""
+    out = Path(cfg.train.out)
+    if env.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text(json.dumps(to_dict(cfg), indent=1))
+    dmp = build_sharded_model(cfg, env)
+    if env.is_main:
+        _save_training_plan(cfg, env, dmp)
+    optimizer, dense = combined_optimizer(dmp, cfg.train)
+    loader = loader_for_split(cfg, "train", env.rank, env.world_size)
+    checkpoints = CheckpointManager(out / "checkpoints", cfg.train.keep_checkpoints)
+    best = BestTracker(out, cfg.train.select_best_on) if cfg.train.select_best_on else None
+    if best is not None:
+        checkpoints.protected = best.step
+    layouts = table_layouts(dmp.plan)
+    return _Job(cfg, env, out, dmp, optimizer, dense, loader, checkpoints, best, layouts)
+
+
+@dataclass
+class _Outcome:
+    """What the training steps leave for the summary."""
+
+    last: dict[str, float] = field(default_factory=dict)  # rank 0's last logged scalars
+    metrics: dict[str, float] = field(default_factory=dict)  # the last validation
+    eval_s: float = 0.0  # seconds spent validating
+    elapsed: float = 0.0  # seconds spent training, validation excluded
+
+
+class _TrainingLoop:
+    """Steps `start + 1 .. total` of `job` through TrainPipelineSparseDist, validating,
+    keeping the best and checkpointing on the configured steps."""
+
+    def __init__(self, job: _Job, start: int, total: int, logger: TrainLogger) -> None:
+        self.job, self.start, self.total, self.logger = job, start, total, logger
+        self.validating = job.cfg.train.eval_batches != 0
+        self.outcome = _Outcome()
+        self.pipeline = TrainPipelineSparseDist(
+            job.dmp, job.optimizer, job.env.device, execute_all_batches=True
+        )
+
+    def run(self) -> _Outcome:
+        """Train every step; the read-ahead worker (data.prefetch_batches) stops on any exit,
+        an error's included, so no forked process outlives a failed job."""
+        job, left = self.job, self.total - self.start
+        source = training_batches(job.loader, job.env.device, left, job.cfg.data.prefetch_batches)
+        try:  # positions travel with the batches
+            batches = TrackedIterator(source, source, left)
+            t0 = time.perf_counter()
+            for step in range(self.start + 1, self.total + 1):
+                self._step(step, batches)
+            self.outcome.elapsed = time.perf_counter() - t0 - self.outcome.eval_s
+            self.pipeline.detach()
+        finally:
+            source.close()
+        return self.outcome
+
+    def _step(self, step: int, batches: TrackedIterator) -> None:
+        cfg, inner = self.job.cfg, self.job.dmp.module
+        inner.train_step.fill_(step - 1)  # warm-up clock; the pipeline may trace forward once
+        out_step = self.pipeline.progress(batches)
+        log_now = step % cfg.train.log_every == 0 or step == self.total
+        if log_now:  # rank 0's last batch: loss terms, weights, scales, mean gate
+            self.outcome.last = out_step.scalars()
+        self.logger.step(step, self.outcome.last, log_now)
+        _maybe_inject_fault(cfg, self.job.env, step)
+        _maybe_inject_nan(cfg, inner, step)
+        final = step == self.total
+        validate_now = self.validating and (
+            final or (cfg.train.eval_every > 0 and step % cfg.train.eval_every == 0)
+        )
+        if validate_now:
+            self._validate(step, final)
+        best = self.job.best
+        improved = best is not None and validate_now and best.update(step, self.outcome.metrics)
+        if improved:
+            assert best is not None
+            self.job.checkpoints.protected = step
+            self.job.say(f"step {step}: best {best.metric} so far, {best.value:.4f}")
+        if step % cfg.train.checkpoint_every == 0 or final or improved:
+            self._checkpoint(step, batches)
+        if best is not None and validate_now and self.job.env.is_main:
+            best.write()  # after the save: best.json never names a checkpoint not yet written
+
+    def _validate(self, step: int, final: bool) -> None:
+        t_val = time.perf_counter()
+        self.pipeline.detach()
+        self.outcome.metrics = validate(self.job.cfg, self.job.dmp, self.job.env)
+        self.logger.scalars(step, self.outcome.metrics)
+        self.outcome.eval_s += time.perf_counter() - t_val
+        if not final:
+            self.pipeline.attach(self.job.dmp)
+
+    def _checkpoint(self, step: int, batches: TrackedIterator) -> None:
+        job = self.job
+        position = batches.position_after(step - self.start)
+        state = TrainerState(step, job.env.world_size, position, job.layouts, job.cfg.source)
+        model_and_optim = {"model": job.dmp.state_dict(), "optim": job.optimizer.state_dict()}
+        job.checkpoints.save(step, model_and_optim, state.to_dict())
+
+
+def _summary(
+    job: _Job, report: dict[str, Any], start: int, total: int, outcome: _Outcome
+) -> dict[str, Any]:
+    """summary.json: the device report, the steps, the throughput and the last figures."""
+    global_batch = job.cfg.data.batch_size * job.env.world_size
+    trained, elapsed = total - start, outcome.elapsed
+    best = job.best
+    return {
+        **report,
+        "steps": total,
+        "epochs": round(total / job.loader.num_batches_per_epoch, 3),
+        "resumed_from_step": start,
+        "world_size": job.env.world_size,
+        "global_batch": global_batch,
+        "samples_trained": trained * global_batch,
+        "seconds": round(elapsed, 2),
+        "samples_per_s": round(trained * global_batch / elapsed, 1) if elapsed > 0 else None,
+        "last_logged": outcome.last,
+        "validation": outcome.metrics,
+        "validation_seconds": round(outcome.eval_s, 2),
+        "best": best.summary() if best is not None else None,
+        "checkpoint": str(list_checkpoints(job.checkpoints.root)[0].path),
+        "oov_counts": dict(getattr(job.loader, "oov_counts", {})),
+    }
+
+
 def train(cfg: DmmpConfig, env: DistEnv | None = None) -> dict[str, Any]:
     """Train to `cfg.train.max_steps` (fewer when `max_epochs` passes over the training days
     come first), resuming from the newest usable checkpoint."""
     env = env or init_distributed(cfg.train.device, cfg.train.dist_timeout_s)
     report = run_report(cfg, env)
-    out = Path(cfg.train.out)
-    if env.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "config.json").write_text(json.dumps(to_dict(cfg), indent=1))
-
-    dmp = build_sharded_model(cfg, env)
-    if env.is_main:  # the plan this job trains with, reusable via sharding.plan=<this file>
-        save_plan(
-            dmp.plan,
-            out / "plan.json",
-            {
-                "world_size": env.world_size,
-                "local_world_size": env.local_world_size,
-                "device": env.device.type,
-                "config": cfg.source,
-                **plan_facts(cfg, env.device.type),
-            },
-        )
-    optimizer, dense = combined_optimizer(dmp, cfg.train)
-    loader = loader_for_split(cfg, "train", env.rank, env.world_size)
-    checkpoints = CheckpointManager(out / "checkpoints", cfg.train.keep_checkpoints)
-    say = print if env.is_main else (lambda *_: None)
-    best = BestTracker(out, cfg.train.select_best_on) if cfg.train.select_best_on else None
-    if best is not None:
-        checkpoints.protected = best.step
-
-    start = 0
-    layouts = table_layouts(dmp.plan)
-    if list_checkpoints(checkpoints.root):
-        dense.init_state()  # DCP skips optimizer state that does not exist yet
-        model_state, optim_state = dmp.state_dict(), optimizer.state_dict()
-        reset: list[str] = []
-
-        def state_to_load(saved: dict[str, Any]) -> dict[str, Any]:
-            saved_layouts = TrainerState.from_dict(saved).table_layouts
-            reset[:] = changed_optimizer_layouts(saved_layouts, layouts)
-            return {"model": model_state, "optim": optimizer_state_to_load(optim_state, reset)}
-
-        restored = checkpoints.restore_latest(state_to_load, log=say)
-        if restored is not None:
-            info, saved_state, _ = restored
-            trainer_state = TrainerState.from_dict(saved_state)
-            dmp.load_state_dict(model_state)
-            optimizer.load_state_dict(optim_state)
-            loader.load_state_dict(trainer_state.loader)
-            start = info.step
-            say(
-                f"resumed from {info.path} (step {start}, written by "
-                f"{trainer_state.world_size} ranks, now {env.world_size})"
-            )
-            if reset:
-                say(f"optimizer state re-initialised for re-split tables: {', '.join(reset)}")
-        else:
-            say("no usable checkpoint: starting from scratch")
-
-    global_batch = cfg.data.batch_size * env.world_size
-    total = total_steps(cfg, loader.num_batches_per_epoch)
+    job = _build_job(cfg, env)
+    start = restore_latest(
+        job.dmp,
+        job.optimizer,
+        job.dense,
+        job.loader,
+        job.checkpoints,
+        job.layouts,
+        env.world_size,
+        job.say,
+    )
+    total = total_steps(cfg, job.loader.num_batches_per_epoch)
     if start > total:
         raise InputError(
-            f"{checkpoints.root}: the checkpoint is at step {start}, past this job's budget of "
-            f"{total} steps (train.max_steps / train.max_epochs)"
+            f"{job.checkpoints.root}: the checkpoint is at step {start}, past this job's budget "
+            f"of {total} steps (train.max_steps / train.max_epochs)"
         )
-    logger = TrainLogger(out, total, start, global_batch, env.is_main)
-    pipeline = TrainPipelineSparseDist(dmp, optimizer, env.device, execute_all_batches=True)
-    # read ahead by a worker process (data.prefetch_batches); positions travel with batches
-    source = training_batches(loader, env.device, total - start, cfg.data.prefetch_batches)
-    batches = TrackedIterator(source, source, total - start)
-    inner = dmp.module
-    last: dict[str, float] = {}
-    metrics: dict[str, float] = {}
-    validating = cfg.train.eval_batches != 0
-    eval_s = 0.0
-    t0 = time.perf_counter()
-    for step in range(start + 1, total + 1):
-        inner.train_step.fill_(step - 1)  # warm-up clock; the pipeline may trace forward once
-        out_step = pipeline.progress(batches)
-        log_now = step % cfg.train.log_every == 0 or step == total
-        if log_now:  # rank 0's last batch: loss terms, weights, scales, mean gate
-            last = out_step.scalars()
-        logger.step(step, last, log_now)
-        _maybe_inject_fault(cfg, env, step)
-        _maybe_inject_nan(cfg, inner, step)
-        final = step == total
-        validate_now = validating and (
-            final or (cfg.train.eval_every > 0 and step % cfg.train.eval_every == 0)
-        )
-        if validate_now:
-            t_val = time.perf_counter()
-            pipeline.detach()
-            metrics = validate(cfg, dmp, env)
-            logger.scalars(step, metrics)
-            eval_s += time.perf_counter() - t_val
-            if not final:
-                pipeline.attach(dmp)
-        improved = best is not None and validate_now and best.update(step, metrics)
-        if improved:
-            assert best is not None
-            checkpoints.protected = step
-            say(f"step {step}: best {best.metric} so far, {best.value:.4f}")
-        if step % cfg.train.checkpoint_every == 0 or final or improved:
-            position = batches.position_after(step - start)
-            state = TrainerState(step, env.world_size, position, layouts, cfg.source)
-            model_and_optim = {"model": dmp.state_dict(), "optim": optimizer.state_dict()}
-            checkpoints.save(step, model_and_optim, state.to_dict())
-        if best is not None and validate_now and env.is_main:
-            best.write()  # after the save: best.json never names a checkpoint not yet written
-    elapsed = time.perf_counter() - t0 - eval_s
-    trained = total - start
-    pipeline.detach()
-    source.close()
-    if start == total and validating:  # nothing left to train: validate anyway
-        metrics = validate(cfg, dmp, env)
+    global_batch = cfg.data.batch_size * env.world_size
+    logger = TrainLogger(job.out, total, start, global_batch, env.is_main)
+    loop = _TrainingLoop(job, start, total, logger)
+    outcome = loop.run()
+    if start == total and loop.validating:  # nothing left to train: validate anyway
+        outcome.metrics = validate(cfg, job.dmp, env)
     logger.close()
-    summary = {
-        **report,
-        "steps": total,
-        "epochs": round(total / loader.num_batches_per_epoch, 3),
-        "resumed_from_step": start,
-        "world_size": env.world_size,
-        "global_batch": global_batch,
-        "samples_trained": trained * global_batch,
-        "seconds": round(elapsed, 2),
-        "samples_per_s": round(trained * global_batch / elapsed, 1) if elapsed > 0 else None,
-        "last_logged": last,
-        "validation": metrics,
-        "validation_seconds": round(eval_s, 2),
-        "best": best.summary() if best is not None else None,
-        "checkpoint": str(list_checkpoints(checkpoints.root)[0].path),
-        "oov_counts": dict(getattr(loader, "oov_counts", {})),
-    }
+    summary = _summary(job, report, start, total, outcome)
     if env.is_main:
-        (out / "summary.json").write_text(json.dumps(summary, indent=1))
+        (job.out / "summary.json").write_text(json.dumps(summary, indent=1))
     return summary

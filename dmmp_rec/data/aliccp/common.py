@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
+from dmmp_rec.console.progress import advance_lines, progress_bar
 from dmmp_rec.data.aliccp.entries import EntryBuffer, Ragged
 from dmmp_rec.data.aliccp.fields import FieldSlot
 from dmmp_rec.data.aliccp.parse import MalformedRowError, RowProblem, parse_common_line
-from dmmp_rec.data.aliccp.progress import Progress
 
 
 @dataclass
@@ -142,7 +142,8 @@ def load_common(
 ) -> CommonFeatures:
     """Read a common_features file into memory, keeping only the configured fields."""
     loader = _Loader(path, slots, on_bad_row)
-    meter = Progress("common_features", path.stat().st_size, progress)
+    size = path.stat().st_size
+    bar = progress_bar(None, "common_features", "line") if progress else None
     lines = 0
     with open(path, "rb") as f:
         for line_no, line in enumerate(f, start=1):
@@ -152,7 +153,9 @@ def load_common(
             loader.add(line_no, line)
             if loader.buffer.entries >= block_entries:
                 loader.flush()
-                meter.update(lines, f.tell())
+                advance_lines(bar, lines, f.tell(), size)
         table = loader.finish(lines)
-        meter.update(lines, f.tell(), f"{len(table):,} md5 keys", force=True)
+        advance_lines(bar, lines, f.tell(), size, md5_keys=f"{len(table):,}")
+    if bar is not None:
+        bar.close()
     return table

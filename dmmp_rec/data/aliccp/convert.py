@@ -28,12 +28,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dmmp_rec.config import DmmpConfig
+from dmmp_rec.console.progress import advance_lines, progress_bar
 from dmmp_rec.data.aliccp.columns import concat_rows, multi_column, ragged_take, single_column
 from dmmp_rec.data.aliccp.common import CommonFeatures, load_common
 from dmmp_rec.data.aliccp.entries import EntryBuffer
 from dmmp_rec.data.aliccp.fields import FieldSlot, resolve_fields
 from dmmp_rec.data.aliccp.parse import MalformedRowError, RowProblem, parse_skeleton_line
-from dmmp_rec.data.aliccp.progress import Progress
 from dmmp_rec.data.schema import arrow_schema, part_path, split_dir
 
 __all__ = ["ConversionStats", "MalformedRowError", "convert_aliccp"]
@@ -234,6 +234,75 @@ class _Converter:
         b.clear()
 
 
+def _check_arguments(
+    skeleton: Path, common: Path, on_bad_row: str, rows_per_group: int, rows_per_part: int
+) -> None:
+    if on_bad_row not in ON_BAD_ROW:
+        raise ValueError(f"on_bad_row must be one of {', '.join(ON_BAD_ROW)}, got {on_bad_row!r}")
+    if rows_per_group <= 0 or rows_per_part <= 0:
+        raise ValueError("rows_per_group and rows_per_part must be > 0")
+    for p in (skeleton, common):
+        if not p.is_file():
+            raise FileNotFoundError(f"no such file: {p}")
+
+
+def _clear_target(out: Path, split: str, overwrite: bool) -> None:
+    """An empty `out/<split>/`: earlier Parquet files go only with `overwrite`."""
+    target = split_dir(out, split)
+    old = sorted(target.glob("*.parquet"))
+    if old and not overwrite:
+        raise FileExistsError(
+            f"{target} already holds {len(old)} Parquet file(s); remove them or pass overwrite"
+        )
+    for p in old:
+        p.unlink()
+    target.mkdir(parents=True, exist_ok=True)
+
+
+def _load_common_features(
+    common: Path, slots: list[FieldSlot], on_bad_row: str, progress: bool, stats: ConversionStats
+) -> CommonFeatures:
+    started = time.perf_counter()
+    table = load_common(common, slots, on_bad_row, progress)
+    stats.common_seconds = time.perf_counter() - started
+    stats.common_rows = len(table)
+    stats.bad_common_rows_skipped = table.bad_rows_skipped
+    stats.ids_hashed = table.ids_hashed
+    return table
+
+
+def _stream_skeleton(
+    conv: _Converter, skeleton: Path, group_rows: int, stats: ConversionStats, progress: bool
+) -> None:
+    """Every skeleton line through `conv`, a row group per `group_rows` rows (or
+    BLOCK_ENTRIES entries); the parts written so far are removed when anything fails."""
+    size = skeleton.stat().st_size
+    bar = progress_bar(None, "sample_skeleton", "line") if progress else None
+    started = time.perf_counter()
+    try:
+        with open(skeleton, "rb") as f:
+            for line_no, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                stats.skeleton_lines += 1
+                conv.add(line_no, line)
+                block = conv.block
+                if len(block.md5) >= group_rows or block.entries.entries >= BLOCK_ENTRIES:
+                    conv.flush()
+                    rows = f"{stats.rows_written:,}"
+                    advance_lines(bar, stats.skeleton_lines, f.tell(), size, rows_written=rows)
+            conv.flush()
+            conv.writer.close()
+    except BaseException:
+        conv.writer.remove()
+        raise
+    stats.parts = list(conv.writer.parts)
+    stats.skeleton_seconds = time.perf_counter() - started
+    advance_lines(bar, stats.skeleton_lines, size, size, rows_written=f"{stats.rows_written:,}")
+    if bar is not None:
+        bar.close()
+
+
 def convert_aliccp(
     cfg: DmmpConfig,
     skeleton: Path,
@@ -248,56 +317,14 @@ def convert_aliccp(
     overwrite: bool = False,
 ) -> ConversionStats:
     """Convert one sample_skeleton file and its common_features file into `out/<split>/`."""
-    if on_bad_row not in ON_BAD_ROW:
-        raise ValueError(f"on_bad_row must be one of {', '.join(ON_BAD_ROW)}, got {on_bad_row!r}")
-    if rows_per_group <= 0 or rows_per_part <= 0:
-        raise ValueError("rows_per_group and rows_per_part must be > 0")
     skeleton, common, out = Path(skeleton), Path(common), Path(out)
-    for p in (skeleton, common):
-        if not p.is_file():
-            raise FileNotFoundError(f"no such file: {p}")
+    _check_arguments(skeleton, common, on_bad_row, rows_per_group, rows_per_part)
     slots = resolve_fields(cfg.features)
-    target = split_dir(out, split)
-    old = sorted(target.glob("*.parquet"))
-    if old and not overwrite:
-        raise FileExistsError(
-            f"{target} already holds {len(old)} Parquet file(s); remove them or pass overwrite"
-        )
-    for p in old:
-        p.unlink()
-    target.mkdir(parents=True, exist_ok=True)
-
+    _clear_target(out, split, overwrite)
     stats = ConversionStats()
-    started = time.perf_counter()
-    table = load_common(common, slots, on_bad_row, progress)
-    stats.common_seconds = time.perf_counter() - started
-    stats.common_rows = len(table)
-    stats.bad_common_rows_skipped = table.bad_rows_skipped
-    stats.ids_hashed = table.ids_hashed
-
+    table = _load_common_features(common, slots, on_bad_row, progress, stats)
     group_rows = max(1, min(rows_per_group, int(MAX_IDS_PER_GROUP / max(table.ids_per_row, 1))))
     writer = _PartWriter(out, split, arrow_schema(cfg.features), rows_per_part)
     conv = _Converter(slots, skeleton, table, writer, on_bad_row, stats)
-    meter = Progress("sample_skeleton", skeleton.stat().st_size, progress)
-    try:
-        with open(skeleton, "rb") as f:
-            for line_no, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                stats.skeleton_lines += 1
-                conv.add(line_no, line)
-                block = conv.block
-                if len(block.md5) >= group_rows or block.entries.entries >= BLOCK_ENTRIES:
-                    conv.flush()
-                    meter.update(
-                        stats.skeleton_lines, f.tell(), f"{stats.rows_written:,} rows written"
-                    )
-            conv.flush()
-            writer.close()
-    except BaseException:
-        writer.remove()
-        raise
-    stats.parts = list(writer.parts)
-    stats.skeleton_seconds = meter.elapsed()
-    meter.update(stats.skeleton_lines, skeleton.stat().st_size, "done", force=True)
+    _stream_skeleton(conv, skeleton, group_rows, stats, progress)
     return stats

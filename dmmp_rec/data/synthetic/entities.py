@@ -76,9 +76,7 @@ def _rank_bucket(score: np.ndarray, buckets: int) -> np.ndarray:
     return ranks * buckets // max(len(score), 1)
 
 
-def _correlated(
-    rng: np.random.Generator, base: np.ndarray, rho: float | np.ndarray
-) -> np.ndarray:
+def _correlated(rng: np.random.Generator, base: np.ndarray, rho: float | np.ndarray) -> np.ndarray:
     """Unit vectors correlated with `base` by `rho` (a scalar, or one value per row)."""
     noise = _unit(rng.standard_normal(base.shape))
     r = np.asarray(rho, dtype=np.float64).reshape(-1, 1) if np.ndim(rho) else rho
@@ -229,16 +227,20 @@ def _csr_unique(owner: np.ndarray, values: np.ndarray, n_owners: int) -> tuple[n
     return offsets, pairs[:, 1].astype(np.int64)
 
 
-def _users(
-    rng: np.random.Generator,
-    n: int,
-    card: Cardinalities,
-    k: int,
-    centres: np.ndarray,
-    items: ItemTable,
-    sampler: ItemSampler,
-    purchase_rho: float | np.ndarray,
-) -> tuple[UserTable, dict[str, np.ndarray]]:
+@dataclass
+class _Interests:
+    """A user's hidden tastes: a mixture of 1-3 interest clusters and the latent vectors."""
+
+    clusters: np.ndarray  # [U, MAX_USER_CLUSTERS] int
+    n_used: np.ndarray  # [U] how many of the clusters the user mixes
+    mix: np.ndarray  # [U, MAX_USER_CLUSTERS] mixture weights (zero beyond n_used)
+    vec: np.ndarray  # [U, LATENT_DIM] click taste
+    vec2: np.ndarray  # [U, LATENT_DIM] purchase taste, correlated with vec
+
+
+def _interests(
+    rng: np.random.Generator, n: int, k: int, centres: np.ndarray, purchase_rho: float | np.ndarray
+) -> _Interests:
     cluster_w = _zipf_weights(rng, k, CLUSTER_ZIPF)
     m = MAX_USER_CLUSTERS
     clusters = np.stack([rng.choice(k, size=n, p=cluster_w) for _ in range(m)], 1)
@@ -250,13 +252,20 @@ def _users(
         + USER_NOISE * rng.standard_normal((n, LATENT_DIM)) / 4.0
     )
     vec2 = _correlated(rng, vec, purchase_rho)
+    return _Interests(clusters, n_used, mix, vec, vec2)
 
+
+def _demographics(
+    rng: np.random.Generator, n: int, card: Cardinalities, k: int, tastes: _Interests
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(age, gender, city, propensity): observables loosely tied to the hidden propensity and
+    the user's main interest."""
     city_w = _zipf_weights(rng, card.city, CITY_ZIPF)
     city = rng.choice(card.city, size=n, p=city_w)
     city_effect = rng.normal(0.0, CITY_PROPENSITY_SD, card.city)
     propensity = city_effect[city] + rng.normal(0.0, PROPENSITY_SD, n)
 
-    primary = clusters[np.arange(n), mix.argmax(1)]
+    primary = tastes.clusters[np.arange(n), tastes.mix.argmax(1)]
     gender_lean = rng.beta(2.0, 2.0, k)
     gender = np.where(rng.random(n) < gender_lean[primary], 1, 2)
     if card.gender >= 3:
@@ -265,14 +274,46 @@ def _users(
     cluster_age = rng.normal(0.0, 0.7, k)
     age_score = cluster_age[primary] + AGE_PROPENSITY_WEIGHT * propensity + rng.standard_normal(n)
     age = _rank_bucket(age_score, card.age)
+    return age, gender, city, propensity
 
+
+def _draw_history(
+    rng: np.random.Generator,
+    table: UserTable,
+    owner: np.ndarray,
+    items: ItemTable,
+    sampler: ItemSampler,
+) -> None:
+    """Fill `table`'s item and category histories: one item per entry of `owner` (the user of
+    each history slot), mostly from the user's interests, some at random."""
+    n, total = len(table.age), len(owner)
+    picked = sampler.cluster_items(
+        pick_clusters(table, owner, rng.random(total)), rng.random(total)
+    )
+    noise = rng.random(total) < HIST_RANDOM_SHARE
+    picked[noise] = rng.integers(0, len(items.category), int(noise.sum()))
+    table.hist_offsets, table.hist_items = _csr_unique(owner, picked, n)
+    table.cat_offsets, table.hist_cats = _csr_unique(owner, items.category[picked], n)
+
+
+def _users(
+    rng: np.random.Generator,
+    n: int,
+    card: Cardinalities,
+    k: int,
+    centres: np.ndarray,
+    items: ItemTable,
+    sampler: ItemSampler,
+    purchase_rho: float | np.ndarray,
+) -> tuple[UserTable, dict[str, np.ndarray]]:
+    tastes = _interests(rng, n, k, centres, purchase_rho)
+    age, gender, city, propensity = _demographics(rng, n, card, k, tastes)
     activity = _zipf_weights(rng, n, USER_ACTIVITY_ZIPF)
     act_pct = _rank_bucket(activity, 100) / 99.0
     length = 1 + rng.binomial(HIST_MAX - 1, 0.15 + 0.6 * act_pct)
-    owner = np.repeat(np.arange(n), length)
-    total = len(owner)
-    cluster_cum = np.cumsum(mix, 1)
-    cluster_cum[np.arange(m)[None, :] >= (n_used - 1)[:, None]] = 1.0  # no rounding gap at 1
+    m = MAX_USER_CLUSTERS
+    cluster_cum = np.cumsum(tastes.mix, 1)
+    cluster_cum[np.arange(m)[None, :] >= (tastes.n_used - 1)[:, None]] = 1.0  # no gap at 1
     table = UserTable(
         age=age,
         gender=gender.astype(np.int64),
@@ -281,20 +322,14 @@ def _users(
         hist_items=np.zeros(0, np.int64),
         cat_offsets=np.zeros(1, np.int64),
         hist_cats=np.zeros(0, np.int64),
-        clusters=clusters.astype(np.int64),
+        clusters=tastes.clusters.astype(np.int64),
         cluster_cum=cluster_cum,
         activity=activity,
     )
-    picked = sampler.cluster_items(
-        pick_clusters(table, owner, rng.random(total)), rng.random(total)
-    )
-    noise = rng.random(total) < HIST_RANDOM_SHARE
-    picked[noise] = rng.integers(0, len(items.category), int(noise.sum()))
-    table.hist_offsets, table.hist_items = _csr_unique(owner, picked, n)
-    table.cat_offsets, table.hist_cats = _csr_unique(owner, items.category[picked], n)
+    _draw_history(rng, table, np.repeat(np.arange(n), length), items, sampler)
     hidden = {
-        "user_vec": vec,
-        "user_vec2": vec2,
+        "user_vec": tastes.vec,
+        "user_vec2": tastes.vec2,
         "propensity": propensity.astype(np.float32),
     }
     return table, hidden

@@ -110,23 +110,15 @@ def _clear_parts(out: Path) -> None:
             f.unlink()
 
 
-def generate_world(cfg: DmmpConfig, out: str | Path, progress: bool = True) -> dict:
-    """Generate the world of `cfg.synthetic` with `cfg.seed` into `out`; returns world.json."""
-    out = Path(out)
+def _write_logs(
+    cfg: DmmpConfig, world_: World, schema: pa.Schema, out: Path, progress: bool
+) -> LogStats:
+    """The impression logs, day by day in chunks of `synthetic.chunk_rows`, into the split each
+    day belongs to; returns what was logged."""
     syn = cfg.synthetic
-    card = cardinalities(cfg)
-    world_ = build_entities(
-        cfg.seed, syn.num_users, syn.num_items, card, syn.purchase_rho_sd
-    )
-    cross = {s.name: s.cardinality for s in cfg.features.group("cross")}
-    if cross:  # observables only: the static history and the items' category and brand
-        u, it = world_.users, world_.items
-        world_.crosses = HistoryCrosses(u.hist_offsets, u.hist_items, it.category, it.brand, cross)
-    schema = arrow_schema(cfg.features)
     for split in SPLITS:
         split_dir(out, split).mkdir(parents=True, exist_ok=True)
     _clear_parts(out)
-
     stats = LogStats(syn.num_users, syn.num_items)
     parts = dict.fromkeys(SPLITS, 0)
     bounds = day_bounds(syn.num_impressions, syn.num_days)
@@ -146,7 +138,12 @@ def generate_world(cfg: DmmpConfig, out: str | Path, progress: bool = True) -> d
                 bar.update(stop - start)
     if bar is not None:
         bar.close()
+    return stats
 
+
+def _write_catalogues(cfg: DmmpConfig, world_: World, schema: pa.Schema, out: Path) -> None:
+    """items.parquet and users.parquet: every item's and every user's features."""
+    syn = cfg.synthetic
     names = {g: [s.name for s in cfg.features.group(g)] for g in ("user", "item", "context")}
     items = np.arange(syn.num_items, dtype=np.int64)
     users = np.arange(syn.num_users, dtype=np.int64)
@@ -160,6 +157,21 @@ def generate_world(cfg: DmmpConfig, out: str | Path, progress: bool = True) -> d
         ),
         out / USERS_FILE,
     )
+
+
+def generate_world(cfg: DmmpConfig, out: str | Path, progress: bool = True) -> dict:
+    """Generate the world of `cfg.synthetic` with `cfg.seed` into `out`; returns world.json."""
+    out = Path(out)
+    syn = cfg.synthetic
+    card = cardinalities(cfg)
+    world_ = build_entities(cfg.seed, syn.num_users, syn.num_items, card, syn.purchase_rho_sd)
+    cross = {s.name: s.cardinality for s in cfg.features.group("cross")}
+    if cross:  # observables only: the static history and the items' category and brand
+        u, it = world_.users, world_.items
+        world_.crosses = HistoryCrosses(u.hist_offsets, u.hist_items, it.category, it.brand, cross)
+    schema = arrow_schema(cfg.features)
+    stats = _write_logs(cfg, world_, schema, out, progress)
+    _write_catalogues(cfg, world_, schema, out)
     world_.truth.save(out)
 
     summary = {

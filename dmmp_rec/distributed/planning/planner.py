@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -25,8 +26,15 @@ from torchrec.distributed.planner import EmbeddingShardingPlanner
 from torchrec.distributed.planner.enumerators import EmbeddingEnumerator
 from torchrec.distributed.planner.stats import EmbeddingStats
 from torchrec.distributed.planner.storage_reservations import HeuristicalStorageReservation
-from torchrec.distributed.planner.types import PlannerError, PlannerErrorType, Stats, Storage
-from torchrec.distributed.types import ModuleSharder
+from torchrec.distributed.planner.types import (
+    ParameterConstraints,
+    PlannerError,
+    PlannerErrorType,
+    Stats,
+    Storage,
+    Topology,
+)
+from torchrec.distributed.types import ModuleSharder, ShardingPlan
 from torchrec.modules.embedding_modules import EmbeddingBagCollection
 from torchrec.optim.apply_optimizer_in_backward import apply_optimizer_in_backward
 from torchrec.optim.rowwise_adagrad import RowWiseAdagrad
@@ -73,6 +81,9 @@ class PlanningModel(nn.Module):
 
     Row-wise Adagrad is attached in backward, as training does, so that the planner counts the
     optimizer state of every table.
+
+    Args:
+        cfg: the job config (its embedding tables and embedding learning rate).
     """
 
     def __init__(self, cfg: DmmpConfig) -> None:
@@ -95,7 +106,20 @@ def make_sharders(
     cfg: DmmpConfig, comms: CommsConfig | None = None, device: str = "cpu"
 ) -> list[ModuleSharder[nn.Module]]:
     """The EBC sharder with the fused row-wise Adagrad training uses, and the plan config's
-    quantized comms (`comms`) as torchrec qcomm codecs for `device`'s backend."""
+    quantized comms (`comms`) as torchrec qcomm codecs for `device`'s backend, so the planner
+    prices the same kernels and comms the job runs.
+
+    Args:
+        cfg: the job config (the embedding learning rate).
+        comms: the plan config's comms precisions (None or fp32: plain comms).
+        device: "cpu" or "cuda", the backend the codecs are for.
+
+    Returns:
+        A one-element list: the EmbeddingBagCollectionSharder.
+
+    Raises:
+        PlanError: quantized comms the backend does not support.
+    """
     fused = {
         "optimizer": EmbOptimType.EXACT_ROWWISE_ADAGRAD,
         "learning_rate": cfg.train.embedding_lr,
@@ -115,13 +139,78 @@ def make_sharders(
 
 def plan_assumptions(plan_cfg: PlanConfig, hbm: HbmCap | None) -> dict[str, Any]:
     """What a plan assumed beyond its shards, for its JSON's meta: the memory per GPU and where
-    that figure came from (cuda), and the quantized comms (when not fp32)."""
+    that figure came from (cuda), and the quantized comms (when not fp32).
+
+    Args:
+        plan_cfg: the plan config the plan was made with.
+        hbm: the memory per GPU the plan assumed (None on cpu).
+
+    Returns:
+        The meta entries: `comms`, `hbm_cap_gb` and `hbm_cap_source`, each only when it applies.
+    """
     facts: dict[str, Any] = {}
     if plan_cfg.comms.quantized:
         facts["comms"] = plan_cfg.comms.to_dict()
     if hbm is not None:
         facts.update(hbm_cap_gb=round(hbm.bytes / GIB, 3), hbm_cap_source=hbm.source)
     return facts
+
+
+def _check_job(device: str, world_size: int, local_world_size: int | None) -> None:
+    if device not in ("cpu", "cuda"):
+        raise PlanError(f"device must be cpu or cuda, got {device!r}")
+    if world_size < 1:
+        raise PlanError(f"world size must be >= 1, got {world_size}")
+    if local_world_size is not None and local_world_size < 1:
+        raise PlanError(f"local world size must be >= 1, got {local_world_size}")
+
+
+def _storage_reservation(plan_cfg: PlanConfig) -> HeuristicalStorageReservation:
+    """The share of each device kept from the tables, and the dense part's estimate."""
+    dense_gb = plan_cfg.topology.dense_reserve_gb
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torchrec's note on its dense heuristic
+        return HeuristicalStorageReservation(
+            percentage=plan_cfg.topology.reserve_fraction,
+            dense_tensor_estimate=None if dense_gb is None else int(dense_gb * GIB),
+        )
+
+
+@dataclass
+class _Planning:
+    """One planner run's inputs, kept to explain a plan that does not fit."""
+
+    plan_cfg: PlanConfig
+    topology: Topology
+    batch_size: int
+    module: nn.Module
+    sharders: list[ModuleSharder[nn.Module]]
+    reservation: HeuristicalStorageReservation
+    constraints: dict[str, ParameterConstraints]
+    enumerator: EmbeddingEnumerator
+
+
+def _run_planner(p: _Planning, stats: list[Stats], debug: bool) -> ShardingPlan:
+    """torchrec's EmbeddingShardingPlanner on `p`; each way it fails becomes a PlanError."""
+    planner = EmbeddingShardingPlanner(
+        topology=p.topology,
+        batch_size=p.batch_size,
+        enumerator=p.enumerator,
+        storage_reservation=p.reservation,
+        constraints=p.constraints,
+        stats=stats,
+        debug=debug,
+    )
+    try:
+        return planner.plan(p.module, p.sharders)
+    except PlannerError as e:
+        if e.error_type == PlannerErrorType.INSUFFICIENT_STORAGE:
+            raise does_not_fit(
+                e, p.enumerator, p.reservation, p.topology, p.module, p.sharders, p.plan_cfg
+            ) from None
+        raise PlanError(f"{p.plan_cfg.source}: the planner found no plan: {e}") from None
+    except RuntimeError as e:  # the enumerator: a constraint leaves a table no option
+        raise PlanError(f"{p.plan_cfg.source}: {e}") from None
 
 
 def make_plan(
@@ -134,22 +223,29 @@ def make_plan(
     local_world_size: int | None = None,
     gpu_properties: Callable[[], Sequence[Any]] = local_gpu_properties,
 ) -> PlanResult:
-    """Plan the embedding tables of `cfg` for `world_size` ranks on `device` ("cpu" or "cuda").
+    """Plan the embedding tables of `cfg` for `world_size` ranks on `device`, offline: no
+    process group, no GPU (a 64-GPU plan is made on a laptop).
 
-    `module` is the model to shard (default: a PlanningModel with DMMP's layout); the plan's
-    module paths are relative to it. `torchrec_stats` also logs torchrec's own stats table.
-    `local_world_size` is the job's ranks per host (a running job's, or `--local-world-size`).
-    On cuda without `topology.hbm_cap_gb`, each GPU has the memory of the smallest GPU that
-    `gpu_properties()` lists (torch's device properties of this host's GPUs by default).
-    Raises PlanError when the plan config does not suit the job or the tables do not fit.
+    Args:
+        cfg: the job config (tables, batch size, embedding learning rate).
+        plan_cfg: constraints, topology and comms (None: the defaults).
+        world_size: the job's ranks.
+        device: "cpu" or "cuda".
+        module: the model to shard; the plan's module paths are relative to it (default: a
+            PlanningModel with DMMP's layout).
+        torchrec_stats: also log torchrec's own stats table.
+        local_world_size: the job's ranks per host (a running job's, or --local-world-size).
+        gpu_properties: lists the GPUs whose smallest memory each GPU gets on cuda without
+            `topology.hbm_cap_gb` (default: torch's properties of this host's GPUs).
+
+    Returns:
+        The plan with its per-rank and per-table decisions and the plan file's meta.
+
+    Raises:
+        PlanError: the plan config does not suit the job, or the tables do not fit.
     """
-    if device not in ("cpu", "cuda"):
-        raise PlanError(f"device must be cpu or cuda, got {device!r}")
-    if world_size < 1:
-        raise PlanError(f"world size must be >= 1, got {world_size}")
+    _check_job(device, world_size, local_world_size)
     plan_cfg = plan_cfg or PlanConfig()
-    if local_world_size is not None and local_world_size < 1:
-        raise PlanError(f"local world size must be >= 1, got {local_world_size}")
     check_job_matches(plan_cfg, world_size, device, local_world_size)
     hbm = hbm_cap(plan_cfg, gpu_properties) if device == "cuda" else None
     topology = build_topology(plan_cfg, world_size, device, local_world_size, hbm)
@@ -157,60 +253,52 @@ def make_plan(
     batch_size = plan_cfg.topology.batch_size or cfg.data.batch_size
     module = module if module is not None else PlanningModel(cfg)
     sharders = make_sharders(cfg, plan_cfg.comms, device)
-    dense_gb = plan_cfg.topology.dense_reserve_gb
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)  # torchrec's note on its dense heuristic
-        reservation = HeuristicalStorageReservation(
-            percentage=plan_cfg.topology.reserve_fraction,
-            dense_tensor_estimate=None if dense_gb is None else int(dense_gb * GIB),
-        )
+    reservation = _storage_reservation(plan_cfg)
     enumerator = EmbeddingEnumerator(
         topology=topology, batch_size=batch_size, constraints=constraints
     )
+    planning = _Planning(
+        plan_cfg, topology, batch_size, module, sharders, reservation, constraints, enumerator
+    )
     capture = CaptureStats()
     stats: list[Stats] = [capture, EmbeddingStats()] if torchrec_stats else [capture]
-    planner = EmbeddingShardingPlanner(
-        topology=topology,
-        batch_size=batch_size,
-        enumerator=enumerator,
-        storage_reservation=reservation,
-        constraints=constraints,
-        stats=stats,
-        debug=torchrec_stats,
-    )
-    try:
-        plan = planner.plan(module, sharders)
-    except PlannerError as e:
-        if e.error_type == PlannerErrorType.INSUFFICIENT_STORAGE:
-            raise does_not_fit(
-                e, enumerator, reservation, topology, module, sharders, plan_cfg
-            ) from None
-        raise PlanError(f"{plan_cfg.source}: the planner found no plan: {e}") from None
-    except RuntimeError as e:  # the enumerator: a constraint leaves a table no option
-        raise PlanError(f"{plan_cfg.source}: {e}") from None
-    dense = reservation._dense_storage or Storage(0, 0, 0)  # noqa: SLF001 (no public getter)
-    kjt = reservation._kjt_storage or Storage(0, 0, 0)  # noqa: SLF001
+    plan = _run_planner(planning, stats, torchrec_stats)
+    return _plan_result(cfg, planning, plan, capture, world_size, device, hbm)
+
+
+def _plan_result(
+    cfg: DmmpConfig,
+    p: _Planning,
+    plan: ShardingPlan,
+    capture: CaptureStats,
+    world_size: int,
+    device: str,
+    hbm: HbmCap | None,
+) -> PlanResult:
+    """The plan with what the planner decided per table and rank, and the plan file's meta."""
+    dense = p.reservation._dense_storage or Storage(0, 0, 0)  # noqa: SLF001 (no public getter)
+    kjt = p.reservation._kjt_storage or Storage(0, 0, 0)  # noqa: SLF001
     tables = table_decisions(capture.best_plan)
     return PlanResult(
         plan=plan,
         world_size=world_size,
-        local_world_size=topology.local_world_size,
+        local_world_size=p.topology.local_world_size,
         device=device,
-        batch_size=batch_size,
-        ranks=rank_stats(capture.best_plan, topology, dense, kjt),
+        batch_size=p.batch_size,
+        ranks=rank_stats(capture.best_plan, p.topology, dense, kjt),
         tables=tables,
         dense_reserved=dense,
         kjt_reserved=kjt,
-        reserve_fraction=plan_cfg.topology.reserve_fraction,
+        reserve_fraction=p.plan_cfg.topology.reserve_fraction,
         num_proposals=capture.num_proposals,
         meta={
             "world_size": world_size,
-            "local_world_size": topology.local_world_size,
+            "local_world_size": p.topology.local_world_size,
             "device": device,
-            "batch_size": batch_size,
+            "batch_size": p.batch_size,
             "config": cfg.source,
-            "plan_config": plan_cfg.source,
+            "plan_config": p.plan_cfg.source,
             "tables": [t.name for t in tables],
-            **plan_assumptions(plan_cfg, hbm),
+            **plan_assumptions(p.plan_cfg, hbm),
         },
     )
