@@ -20,7 +20,6 @@ import math
 import os
 import shutil
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +40,7 @@ from dmmp_rec.compare.targets import check_targets
 from dmmp_rec.config import DmmpConfig, config_from_dict, to_dict
 from dmmp_rec.config.model import DISTILLING_VARIANTS
 from dmmp_rec.distributed.env import DistEnv
+from dmmp_rec.distributed.launch import CLI_MODULE, torchrun_command
 from dmmp_rec.errors import InputError
 from dmmp_rec.eval.report import EvalOptions, write_report
 from dmmp_rec.eval.report_types import EvalReport
@@ -105,9 +105,8 @@ def _retrieval_options(cfg: DmmpConfig, opts: CompareOptions) -> RetrievalOption
 
 
 def _torchrun(nproc: int, argv: list[str]) -> None:
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc)]
-    cmd += ["--rdzv_backend", "c10d", "--rdzv_endpoint", "localhost:0"]
-    cmd += ["-m", "dmmp_rec.cli", *argv]
+    """`dmmp-rec ARGV` on `nproc` local ranks, one intra-op thread each (as torchrun's default)."""
+    cmd = torchrun_command(nproc, [*CLI_MODULE, *argv])
     subprocess.run(cmd, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
 
 

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from dmmp_rec.model.student import Student, StudentOutput
-from dmmp_rec.model.teacher import Teacher, TeacherOutput
+from dmmp_rec.model.teacher import FirstLayer, Teacher, TeacherOutput
 
 
 class Candidates(NamedTuple):
@@ -96,17 +96,7 @@ def forward_with_candidates(
     pair_blocks = dict(pair_blocks or {})
     candidate_pair_blocks = dict(candidate_pair_blocks or {})
     shifts = candidate_shifts(user.shape[0], num_candidates)
-    if set(pair_blocks) != set(candidate_pair_blocks):
-        raise ValueError(
-            f"pair blocks {sorted(pair_blocks)} need values for every candidate pair too; "
-            f"got {sorted(candidate_pair_blocks)}"
-        )
-    for name, values in candidate_pair_blocks.items():
-        if values.shape[:2] != (len(shifts), user.shape[0]):
-            raise ValueError(
-                f"candidate pair block {name!r} must be [{len(shifts)}, {user.shape[0]}, width] "
-                f"(candidates x rows), got {tuple(values.shape)}"
-            )
+    _check_pair_blocks(pair_blocks, candidate_pair_blocks, len(shifts), user.shape[0])
     first = teacher.first_layer()
     row_blocks = {"user": user} if context is None else {"user": user, "context": context}
     per_row = first.partial(row_blocks) + first.bias
@@ -119,19 +109,53 @@ def forward_with_candidates(
     s, u_frozen, i_v_frozen = _student_twice(student, user, context, item)
 
     pctcvr = [t.pctcvr.detach()]
-    with torch.no_grad():
-        # one shift at a time: [B, F] blocks stay in cache, no [R, B, F] tensor is built
-        frozen = first.detach()
-        buffer = torch.empty_like(per_row)  # reused by every shift: one fresh block, not R
-        for k, r in enumerate(shifts):
-            pre_r = _rolled_sum(per_row.detach(), per_item.detach(), r, buffer)
-            if candidate_pair_blocks:
-                pre_r += frozen.partial({n: v[k] for n, v in candidate_pair_blocks.items()})
-            pctcvr.append(teacher.from_first_layer(pre_r).pctcvr)
+    pctcvr += _shifted_pctcvr(teacher, first, per_row, per_item, shifts, candidate_pair_blocks)
     teacher_pctcvr = torch.stack(pctcvr, dim=1)
     rolled = torch.stack([i_v_frozen.roll(r, 0) for r in [0] + shifts])  # [1 + R, B, d]
     s_v = (u_frozen.unsqueeze(0) * rolled).sum(-1).T / student.tau().to(u_frozen.device)
     return t, s, Candidates(teacher_pctcvr, s_v)
+
+
+def _check_pair_blocks(
+    pair_blocks: Mapping[str, torch.Tensor],
+    candidate_pair_blocks: Mapping[str, torch.Tensor],
+    num_shifts: int,
+    batch: int,
+) -> None:
+    """Every pair block has candidate values too, each [num_shifts, batch, width]."""
+    if set(pair_blocks) != set(candidate_pair_blocks):
+        raise ValueError(
+            f"pair blocks {sorted(pair_blocks)} need values for every candidate pair too; "
+            f"got {sorted(candidate_pair_blocks)}"
+        )
+    for name, values in candidate_pair_blocks.items():
+        if values.shape[:2] != (num_shifts, batch):
+            raise ValueError(
+                f"candidate pair block {name!r} must be [{num_shifts}, {batch}, width] "
+                f"(candidates x rows), got {tuple(values.shape)}"
+            )
+
+
+@torch.no_grad()
+def _shifted_pctcvr(
+    teacher: Teacher,
+    first: FirstLayer,
+    per_row: torch.Tensor,
+    per_item: torch.Tensor,
+    shifts: list[int],
+    candidate_pair_blocks: Mapping[str, torch.Tensor],
+) -> list[torch.Tensor]:
+    """The frozen teacher's pCTCVR of row i with row (i - r)'s item, one [B] per shift r."""
+    # one shift at a time: [B, F] blocks stay in cache, no [R, B, F] tensor is built
+    frozen = first.detach()
+    buffer = torch.empty_like(per_row)  # reused by every shift: one fresh block, not R
+    out = []
+    for k, r in enumerate(shifts):
+        pre_r = _rolled_sum(per_row.detach(), per_item.detach(), r, buffer)
+        if candidate_pair_blocks:
+            pre_r += frozen.partial({n: v[k] for n, v in candidate_pair_blocks.items()})
+        out.append(teacher.from_first_layer(pre_r).pctcvr)
+    return out
 
 
 def _rolled_sum(row: torch.Tensor, item: torch.Tensor, r: int, out: torch.Tensor) -> torch.Tensor:

@@ -16,6 +16,8 @@ Terms (names as in outputs `loss/<term>` and `model.loss.fixed_weights`):
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 
@@ -235,40 +237,74 @@ def compute_terms(
     """
     distilled = student if student_for_distill is None else student_for_distill
     click = click.to(teacher.pctr.dtype)
-    ctcvr = click * conversion.to(click.dtype)
-    c, temp = cfg.click_credit, cfg.distill_temperature
+    labels = _Labels(click, conversion.to(click.dtype), cfg.click_credit)
     out: dict[str, torch.Tensor] = {}
     for term in terms:
-        if term == "teacher/ctr":
-            out[term] = F.binary_cross_entropy_with_logits(teacher.logit_ctr, click)
-        elif term == "teacher/ctcvr":
-            out[term] = bce_prob(teacher.pctcvr, ctcvr)
-        elif term == "student/ctr":
-            out[term] = F.binary_cross_entropy_with_logits(student.s_c, click)
-        elif term == "student/ctcvr":
-            out[term] = F.binary_cross_entropy_with_logits(student.s_v, ctcvr)
-        elif term == "student/fused":
-            y = value_label(click, conversion.to(click.dtype), c)
-            out[term] = F.binary_cross_entropy_with_logits(student.fused, y)
-        elif term == "student/inbatch":
-            if item_ids is None:
-                raise ValueError("student/inbatch needs the batch's item ids")
-            out[term] = in_batch_softmax(
-                student.u, student.i_c, student.tau, item_ids, click > 0, clicked_rows
-            )
-        elif term == "distill/ctr":
-            out[term] = distill(distilled.s_c, teacher.pctr, temp)
-        elif term == "distill/ctcvr":
-            out[term] = distill(distilled.s_v, teacher.pctcvr, temp)
-        elif term == "distill/ctcvr_rank":
-            if candidates is None:
-                raise ValueError("distill/ctcvr_rank needs the in-batch candidates")
-            out[term] = listwise_distill(candidates.s_v, candidates.teacher_pctcvr, temp)
-        elif term == "distill/fused":
-            target = c * teacher.pctr + (1 - c) * teacher.pctcvr
-            out[term] = distill(distilled.fused, target, temp)
-        elif term == GATE_TERM:
-            out[term] = gate_loss(student.gate, teacher.pcvr)
+        if term.startswith("distill/"):
+            out[term] = _distill_term(term, teacher, student, distilled, candidates, cfg)
         else:
-            raise ValueError(f"unknown loss term {term!r}; known: {', '.join(LOSS_TERMS)}")
+            out[term] = _label_term(term, teacher, student, labels, item_ids, clicked_rows)
     return out
+
+
+class _Labels(NamedTuple):
+    """A batch's labels in the score dtype, and the click credit of the value label."""
+
+    click: torch.Tensor
+    conversion: torch.Tensor
+    click_credit: float
+
+
+def _label_term(
+    term: str,
+    teacher: TeacherOutput,
+    student: StudentOutput,
+    labels: _Labels,
+    item_ids: torch.Tensor | None,
+    clicked_rows: torch.Tensor | None,
+) -> torch.Tensor:
+    """One term fitted to the labels (teacher/*, student/*)."""
+    click = labels.click
+    if term == "teacher/ctr":
+        return F.binary_cross_entropy_with_logits(teacher.logit_ctr, click)
+    if term == "teacher/ctcvr":
+        return bce_prob(teacher.pctcvr, click * labels.conversion)
+    if term == "student/ctr":
+        return F.binary_cross_entropy_with_logits(student.s_c, click)
+    if term == "student/ctcvr":
+        return F.binary_cross_entropy_with_logits(student.s_v, click * labels.conversion)
+    if term == "student/fused":
+        y = value_label(click, labels.conversion, labels.click_credit)
+        return F.binary_cross_entropy_with_logits(student.fused, y)
+    if term == "student/inbatch":
+        if item_ids is None:
+            raise ValueError("student/inbatch needs the batch's item ids")
+        return in_batch_softmax(
+            student.u, student.i_c, student.tau, item_ids, click > 0, clicked_rows
+        )
+    raise ValueError(f"unknown loss term {term!r}; known: {', '.join(LOSS_TERMS)}")
+
+
+def _distill_term(
+    term: str,
+    teacher: TeacherOutput,
+    student: StudentOutput,
+    distilled: StudentOutput,
+    candidates: Candidates | None,
+    cfg: LossConfig,
+) -> torch.Tensor:
+    """One term fitted to the teacher (distill/*); `distilled` is the student they read."""
+    c, temp = cfg.click_credit, cfg.distill_temperature
+    if term == "distill/ctr":
+        return distill(distilled.s_c, teacher.pctr, temp)
+    if term == "distill/ctcvr":
+        return distill(distilled.s_v, teacher.pctcvr, temp)
+    if term == "distill/ctcvr_rank":
+        if candidates is None:
+            raise ValueError("distill/ctcvr_rank needs the in-batch candidates")
+        return listwise_distill(candidates.s_v, candidates.teacher_pctcvr, temp)
+    if term == "distill/fused":
+        return distill(distilled.fused, c * teacher.pctr + (1 - c) * teacher.pctcvr, temp)
+    if term == GATE_TERM:
+        return gate_loss(student.gate, teacher.pcvr)
+    raise ValueError(f"unknown loss term {term!r}; known: {', '.join(LOSS_TERMS)}")

@@ -311,6 +311,44 @@ def saved_plan_meta(path: str | Path) -> dict[str, Any]:
     return meta if isinstance(meta, dict) else {}
 
 
+def _check_job(
+    path: Path,
+    data: object,
+    expected_world_size: int,
+    expected_local_world_size: int | None,
+    expected_device: str | None,
+) -> None:
+    """The file is a plan of this format, made for the job's world size, hosts and device."""
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise PlanError(f"{path}: not a dmmp-rec sharding plan (format is not {FORMAT!r})")
+    if data.get("version") != VERSION:
+        raise PlanError(f"{path}: plan format version {data.get('version')!r}, expected {VERSION}")
+    meta = data.get("meta", {})
+    if meta.get("world_size") != expected_world_size:
+        raise PlanError(
+            f"{path}: the plan was made for world size {meta.get('world_size')} but the job has "
+            f"{expected_world_size} ranks; re-plan with "
+            f"`dmmp-rec plan --world-size {expected_world_size}`"
+        )
+    saved_local = meta.get("local_world_size")
+    if (
+        expected_local_world_size is not None
+        and saved_local is not None
+        and saved_local != expected_local_world_size
+    ):
+        raise PlanError(
+            f"{path}: the plan was made for {_shape(meta['world_size'], saved_local)} but the "
+            f"job runs {_shape(expected_world_size, expected_local_world_size)}; its shards "
+            "name GPUs by their index on a host, so re-plan with `dmmp-rec plan --world-size "
+            f"{expected_world_size} --local-world-size {expected_local_world_size}`"
+        )
+    if expected_device is not None and meta.get("device") not in (None, expected_device):
+        raise PlanError(
+            f"{path}: the plan was made for device {meta.get('device')} but the job runs on "
+            f"{expected_device}"
+        )
+
+
 def load_plan(
     path: str | Path,
     expected_world_size: int,
@@ -340,34 +378,7 @@ def load_plan(
     """
     path = Path(path)
     data = _read_json(path)
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise PlanError(f"{path}: not a dmmp-rec sharding plan (format is not {FORMAT!r})")
-    if data.get("version") != VERSION:
-        raise PlanError(f"{path}: plan format version {data.get('version')!r}, expected {VERSION}")
-    meta = data.get("meta", {})
-    if meta.get("world_size") != expected_world_size:
-        raise PlanError(
-            f"{path}: the plan was made for world size {meta.get('world_size')} but the job has "
-            f"{expected_world_size} ranks; re-plan with "
-            f"`dmmp-rec plan --world-size {expected_world_size}`"
-        )
-    saved_local = meta.get("local_world_size")
-    if (
-        expected_local_world_size is not None
-        and saved_local is not None
-        and saved_local != expected_local_world_size
-    ):
-        raise PlanError(
-            f"{path}: the plan was made for {_shape(meta['world_size'], saved_local)} but the "
-            f"job runs {_shape(expected_world_size, expected_local_world_size)}; its shards "
-            "name GPUs by their index on a host, so re-plan with `dmmp-rec plan --world-size "
-            f"{expected_world_size} --local-world-size {expected_local_world_size}`"
-        )
-    if expected_device is not None and meta.get("device") not in (None, expected_device):
-        raise PlanError(
-            f"{path}: the plan was made for device {meta.get('device')} but the job runs on "
-            f"{expected_device}"
-        )
+    _check_job(path, data, expected_world_size, expected_local_world_size, expected_device)
     modules = data.get("modules")
     if not isinstance(modules, dict):
         raise PlanError(f"{path}: missing 'modules'")

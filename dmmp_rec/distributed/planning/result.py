@@ -211,6 +211,19 @@ def _size(n: float) -> str:
     return f"{n / GIB:.2f} GiB" if abs(n) >= GIB else f"{n / 2**20:.2f} MiB"
 
 
+def _cheapest_storage(
+    enumerator: EmbeddingEnumerator, module: nn.Module, sharders: list[ModuleSharder[nn.Module]]
+) -> dict[str, Storage]:
+    """Per table, the storage of its cheapest allowed sharding option (the lower bound)."""
+    least: dict[str, Storage] = {}
+    for option in enumerator.enumerate(module=module, sharders=sharders):
+        total = sum((s.storage for s in option.shards if s.storage), Storage(0, 0, 0))
+        best = least.get(option.name)
+        if best is None or (total.hbm, total.ddr) < (best.hbm, best.ddr):
+            least[option.name] = total
+    return least
+
+
 def does_not_fit(
     err: PlannerError,
     enumerator: EmbeddingEnumerator,
@@ -237,12 +250,7 @@ def does_not_fit(
         PlanError: one line naming the plan config, what is needed, what each rank has, the
         largest tables and what to change.
     """
-    least: dict[str, Storage] = {}  # per table, its cheapest allowed option
-    for option in enumerator.enumerate(module=module, sharders=sharders):
-        total = sum((s.storage for s in option.shards if s.storage), Storage(0, 0, 0))
-        best = least.get(option.name)
-        if best is None or (total.hbm, total.ddr) < (best.hbm, best.ddr):
-            least[option.name] = total
+    least = _cheapest_storage(enumerator, module, sharders)
     need = sum(least.values(), Storage(0, 0, 0))
     cap = topology.devices[0].storage
     reserved = reservation.last_reserved_topology
