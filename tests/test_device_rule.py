@@ -132,7 +132,7 @@ def _evaluate_sharded(env: DistEnv, world: Path, run: Path, out: Path) -> None:
     assert log.internal_calls > 0  # the sharded EBC's own all-to-alls ran (not ours to check)
     if env.rank == 0:
         teacher = report.teacher
-        (out / "report.json").write_text(json.dumps({"rows": teacher["rows"]}))
+        (out / "report.json").write_text(json.dumps({"rows": teacher.counts["rows"]}))
 
 
 def test_distributed_eval_gathers_under_nccl_device_rule(tiny_world: Path, tmp_path: Path) -> None:
