@@ -23,7 +23,14 @@ from dmmp_rec.compare.rechub.models import (
     rechub_feature,
     uniform_dim,
 )
-from dmmp_rec.compare.records import Comparison, ModelEntry, RunRecord, SplitColumns
+from dmmp_rec.compare.records import (
+    Comparison,
+    ModelEntry,
+    RunRecord,
+    SplitColumns,
+    TrainFigures,
+    json_safe,
+)
 from dmmp_rec.compare.runner import model_config
 from dmmp_rec.compare.targets import check_targets
 from dmmp_rec.config.features import FeatureSpec
@@ -55,6 +62,12 @@ def test_compare_end_to_end(tiny_world: Path, tmp_path: Path) -> None:
     assert "±" in table  # two seeds: every mean carries its interval
 
     assert list(result["models"]) == [m.name for m in MODELS]
+    # the file reads back into records that write it again (the analysis' sections aside)
+    records = Comparison.from_dict(result)
+    added = ("summary", "readings", "operating_points", "targets", "gate")
+    assert json_safe(records.to_dict()) == {k: v for k, v in result.items() if k not in added}
+    dmmp_run = records.run("dmmp", 8)
+    assert dmmp_run is not None and dmmp_run.train.steps == 3
     for name, model in result["models"].items():
         assert [r["seed"] for r in model["runs"]] == [7, 8]
         for run in model["runs"]:
@@ -120,7 +133,7 @@ def _run(
         "ctcvr_auc": 0.7 + conv / 10,
     }
     split = SplitColumns(metrics, frontier)
-    return RunRecord(seed, {}, 0.0, {"test": split, "val": split})
+    return RunRecord(seed, TrainFigures.of({}), 0.0, {"test": split, "val": split})
 
 
 def _frontier(points: list[tuple[float, float, float]]) -> list[KnobPoint]:

@@ -7,7 +7,13 @@ import pytest
 from dmmp_rec.compare.columns import KnobPoint
 from dmmp_rec.compare.gate_analysis import gate_section, platform_areas
 from dmmp_rec.compare.gate_table import gate_markdown
-from dmmp_rec.compare.records import Comparison, ModelEntry, RunRecord, SplitColumns
+from dmmp_rec.compare.records import (
+    Comparison,
+    ModelEntry,
+    RunRecord,
+    SplitColumns,
+    TrainFigures,
+)
 from dmmp_rec.eval.gate_records import MetricBound, OracleGateBound, RateBound
 
 SEEDS = [7, 8, 9]
@@ -34,7 +40,7 @@ def _bound(oracle: float, learned: float) -> OracleGateBound:
 def _result(dmmp_conv: list[float], learned: list[float]) -> Comparison:
     def runs(convs: list[float], learned: list[float], oracle: float) -> list[RunRecord]:
         return [
-            RunRecord(s, {}, 0.0, {"test": SplitColumns(
+            RunRecord(s, TrainFigures.of({}), 0.0, {"test": SplitColumns(
                 metrics={},
                 # a straight frontier from (100 clicks, 0 conversions) to (0, c)
                 frontier=[_point(100.0, 0.0), _point(0.0, c)],

@@ -55,6 +55,8 @@ def test_the_records_hold_the_files_values() -> None:
     assert comparison.seeds == [7, 8] and list(comparison.models) == list(raw["models"])
     run = comparison.run("dmmp", 8)
     assert run is not None and run.seed == 8
+    assert run.train.samples_trained == raw["models"]["dmmp"]["runs"][1]["train"]["samples_trained"]
+    assert run.train.best is not None and run.train.best["step"] == 30
     old = raw["models"]["dmmp"]["runs"][1]["splits"]["test"]
     assert run.metric("test", "ctcvr_auc") == old["metrics"]["ctcvr_auc"]
     assert run.metric("test", "no_such_column") is None and run.metric("no_split", "x") is None

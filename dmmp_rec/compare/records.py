@@ -37,6 +37,32 @@ class RunResult:
 
 
 @dataclass
+class TrainFigures:
+    """What a run's training summary says of it in comparison.json: steps, samples, seconds,
+    throughput, the last validation metrics and the best checkpoint (None where the summary
+    lacks them)."""
+
+    steps: int | None
+    samples_trained: int | None
+    seconds: float | None
+    samples_per_s: float | None
+    validation: dict[str, float] | None
+    best: JsonObject | None
+
+    @classmethod
+    def of(cls, summary: JsonObject) -> TrainFigures:
+        """The figures of a summary.json object (numbers as JSON holds them)."""
+        return cls(**json_safe({k: summary.get(k) for k in TRAIN_FIELDS}))
+
+    def to_dict(self) -> JsonObject:
+        return {k: getattr(self, k) for k in TRAIN_FIELDS}
+
+    @classmethod
+    def from_dict(cls, raw: JsonObject) -> TrainFigures:
+        return cls(**{k: raw[k] for k in TRAIN_FIELDS})
+
+
+@dataclass
 class SplitColumns:
     """One run on one split, as the comparison reads it: the table's columns, the serving
     knob's frontier points at K = 50 and the oracle-gate bound (None where not measured)."""
@@ -73,15 +99,14 @@ class RunRecord:
     """One seed of one model in comparison.json."""
 
     seed: int
-    train: JsonObject  # TRAIN_FIELDS of the run's summary.json, as JSON
+    train: TrainFigures
     eval_seconds: float | None  # None: not recorded
     splits: dict[str, SplitColumns]
 
     @classmethod
     def of(cls, seed: int, run: RunResult) -> RunRecord:
-        train = json_safe({k: run.summary.get(k) for k in TRAIN_FIELDS})
         splits = {split: SplitColumns.of(r) for split, r in run.reports.items()}
-        return cls(seed, train, finite(round(run.eval_s, 1)), splits)
+        return cls(seed, TrainFigures.of(run.summary), finite(round(run.eval_s, 1)), splits)
 
     def metric(self, split: str, key: str) -> float | None:
         """Column `key` on `split` (finite), None where the run has no such value."""
@@ -91,7 +116,7 @@ class RunRecord:
     def to_dict(self) -> JsonObject:
         return {
             "seed": self.seed,
-            "train": self.train,
+            "train": self.train.to_dict(),
             "eval_seconds": self.eval_seconds,
             "splits": {split: s.to_dict() for split, s in self.splits.items()},
         }
@@ -99,7 +124,8 @@ class RunRecord:
     @classmethod
     def from_dict(cls, raw: JsonObject) -> RunRecord:
         splits = {split: SplitColumns.from_dict(s) for split, s in raw["splits"].items()}
-        return cls(int(raw["seed"]), dict(raw["train"]), raw["eval_seconds"], splits)
+        train = TrainFigures.from_dict(raw["train"])
+        return cls(int(raw["seed"]), train, raw["eval_seconds"], splits)
 
 
 @dataclass

@@ -179,12 +179,11 @@ def _time_table(result: Comparison) -> list[str]:
         for run in model.runs:
             tr = run.train
             lines.append(
-                f"| {model.label} | {run.seed} | {tr.get('steps', '')} | "
-                f"{tr.get('samples_trained', '')} | {tr.get('seconds', '')} | "
-                f"{run.eval_seconds} |"
+                f"| {model.label} | {run.seed} | {tr.steps} | {tr.samples_trained} | "
+                f"{tr.seconds} | {run.eval_seconds} |"
             )
     run_s = sum(
-        _seconds(run.train.get("seconds")) + _seconds(run.eval_seconds)
+        _seconds(run.train.seconds) + _seconds(run.eval_seconds)
         for model in result.models.values()
         for run in model.runs
     )
