@@ -15,13 +15,21 @@ from torch_rechub.basic.layers import EmbeddingLayer
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
 from dmmp_rec.cli import main
-from dmmp_rec.compare.columns import COLUMNS, UNIT_INTERVAL
+from dmmp_rec.compare.columns import COLUMNS, UNIT_INTERVAL, KnobPoint
 from dmmp_rec.compare.models import MODELS, select_models
 from dmmp_rec.compare.rechub.models import (
     RechubPeer,
     kjt_to_inputs,
     rechub_feature,
     uniform_dim,
+)
+from dmmp_rec.compare.records import (
+    Comparison,
+    ModelEntry,
+    RunRecord,
+    SplitColumns,
+    TrainFigures,
+    json_safe,
 )
 from dmmp_rec.compare.runner import model_config
 from dmmp_rec.compare.targets import check_targets
@@ -54,6 +62,12 @@ def test_compare_end_to_end(tiny_world: Path, tmp_path: Path) -> None:
     assert "±" in table  # two seeds: every mean carries its interval
 
     assert list(result["models"]) == [m.name for m in MODELS]
+    # the file reads back into records that write it again (the analysis' sections aside)
+    records = Comparison.from_dict(result)
+    added = ("summary", "readings", "operating_points", "targets", "gate")
+    assert json_safe(records.to_dict()) == {k: v for k, v in result.items() if k not in added}
+    dmmp_run = records.run("dmmp", 8)
+    assert dmmp_run is not None and dmmp_run.train.steps == 3
     for name, model in result["models"].items():
         assert [r["seed"] for r in model["runs"]] == [7, 8]
         for run in model["runs"]:
@@ -109,23 +123,31 @@ def test_compare_end_to_end(tiny_world: Path, tmp_path: Path) -> None:
     assert again["models"]["dmmp"]["runs"] == result["models"]["dmmp"]["runs"]
 
 
-def _run(seed: int, clicks: float, conv: float, bait: float, frontier=None) -> dict:  # noqa: ANN001
-    metrics = {
+def _run(
+    seed: int, clicks: float, conv: float, bait: float, frontier: list[KnobPoint] | None = None
+) -> RunRecord:
+    metrics: dict[str, float | None] = {
         "expected_clicks@50": clicks,
         "expected_conversions@50": conv,
         "bait_share@50": bait,
         "ctcvr_auc": 0.7 + conv / 10,
     }
-    split = {"metrics": metrics, "frontier": frontier}
-    return {"seed": seed, "splits": {"test": split, "val": split}}
+    split = SplitColumns(metrics, frontier)
+    return RunRecord(seed, TrainFigures.of({}), 0.0, {"test": split, "val": split})
 
 
-def _frontier(points: list[tuple[float, float, float]]) -> list[dict]:
+def _frontier(points: list[tuple[float, float, float]]) -> list[KnobPoint]:
     betas = [-math.inf, 0.0, math.inf]
     return [
-        {"beta": b, "clicks": c, "conversions": v, "bait": t, "gate": 0.5}
+        KnobPoint(beta=b, clicks=c, conversions=v, bait=t, gate=0.5)
         for b, (c, v, t) in zip(betas, points, strict=True)
     ]
+
+
+def _comparison(seeds: list[int], runs: dict[str, list[RunRecord]]) -> Comparison:
+    result = Comparison("", "", None, 7, seeds, ["val", "test"], 1, 1, 1, [])
+    result.models = {name: ModelEntry(name, name, "dmmp_rec", [], r) for name, r in runs.items()}
+    return result
 
 
 def test_targets_read_the_frontiers_at_the_two_towers_clicks() -> None:
@@ -138,43 +160,39 @@ def test_targets_read_the_frontiers_at_the_two_towers_clicks() -> None:
         [(0.64, 0.17, 0.50), (0.54, 0.25, 0.30), (0.44, 0.29, 0.20)],
     ]
     no_distill = [[(c, v * 0.8, b) for c, v, b in f] for f in dmmp]
-    result = {
-        "seeds": seeds,
-        "models": {
-            "two_tower": {"runs": [_run(s, *p) for s, p in zip(seeds, two_tower, strict=True)]},
-            "dmmp": {
-                "runs": [
-                    _run(s, *f[1], frontier=_frontier(f)) for s, f in zip(seeds, dmmp, strict=True)
-                ]
-            },
-            "no_distill": {
-                "runs": [
-                    _run(s, *f[1], frontier=_frontier(f))
-                    for s, f in zip(seeds, no_distill, strict=True)
-                ]
-            },
+    result = _comparison(
+        seeds,
+        {
+            "two_tower": [_run(s, *p) for s, p in zip(seeds, two_tower, strict=True)],
+            "dmmp": [
+                _run(s, *f[1], frontier=_frontier(f)) for s, f in zip(seeds, dmmp, strict=True)
+            ],
+            "no_distill": [
+                _run(s, *f[1], frontier=_frontier(f))
+                for s, f in zip(seeds, no_distill, strict=True)
+            ],
         },
-    }
+    )
     targets = {t.target.split(" (")[0]: t for t in check_targets(result)}
     first = targets[
         "DMMP's expected conversions@50 >= 1.15x the two-tower's, at >= 0.9x its expected clicks"
     ]
     # seed 7: 0.9 x 0.60 = 0.54 lies between 0.55 (0.26) and 0.45 (0.30): 0.264; / 0.20
-    assert first.inputs["ratios"][0] == pytest.approx(0.264 / 0.20)
+    assert first.inputs.ratios[0] == pytest.approx(0.264 / 0.20)
     assert first.passed is True
     second = [t for k, t in targets.items() if "no-distillation three towers' at" in k][0]
-    assert second.inputs["median_ratio"] == pytest.approx(1 / 0.8)
+    assert second.inputs.median_ratio == pytest.approx(1 / 0.8)
     assert second.passed is True
     bait = [t for k, t in targets.items() if "bait share" in k][0]
     # seed 7 at 0.54 clicks: bait 0.30 + 0.1 x (0.20 - 0.30) = 0.29; / 0.50 = 0.58 <= 0.6
-    assert bait.inputs["ratios"][0] == pytest.approx(0.29 / 0.50)
+    assert bait.inputs.ratios[0] == pytest.approx(0.29 / 0.50)
     assert bait.passed is True
     area = [t for k, t in targets.items() if "frontier area" in k][0]
-    assert area.passed is True and area.inputs["median_ratio"] == pytest.approx(1 / 0.8, rel=1e-6)
+    assert area.passed is True and area.inputs.median_ratio == pytest.approx(1 / 0.8, rel=1e-6)
     unmeasured = [t for k, t in targets.items() if "brute-force" in k][0]
     assert unmeasured.passed is None  # no teacher retrieval in this result
     # one seed only: no interval, no verdict
-    result["seeds"] = [7]
+    result.seeds = [7]
     assert all(t.passed is None for t in check_targets(result)[:4])
 
 

@@ -9,10 +9,9 @@ report's seeded user sample (scope `sample`). Reference rankers scored on the sa
 
 from __future__ import annotations
 
-import math
-
-from dmmp_rec.compare.columns import empty_metrics
-from dmmp_rec.eval.records import JsonObject, RankerScores
+from dmmp_rec.compare.columns import KnobPoint, ReferenceRow, empty_metrics, finite
+from dmmp_rec.eval.gate_records import OracleGateBound
+from dmmp_rec.eval.records import RankerScores
 from dmmp_rec.eval.report_types import TASKS, EvalReport, ImpressionMetrics
 
 LABELS = {
@@ -22,12 +21,8 @@ LABELS = {
 }
 
 
-def _value(x: float | None) -> float | None:
-    """A finite value, None for a missing or non-finite one (NaN: no user had the event)."""
-    if x is None:
-        return None
-    x = float(x)
-    return x if math.isfinite(x) else None
+# a finite value, None for a missing or non-finite one (NaN: no user had the event)
+_value = finite
 
 
 def _retrieval(scores: RankerScores, out: dict[str, float | None]) -> None:
@@ -63,32 +58,30 @@ def model_metrics(report: EvalReport) -> dict[str, float | None]:
     return out
 
 
-def frontier_points(report: EvalReport, k: int = 50) -> list[JsonObject] | None:
-    """The serving knob's frontier at K = k as {beta, clicks, conversions, bait, gate} points
-    (expected clicks / conversions over the oracle's), or None for a model without one."""
+def frontier_points(report: EvalReport, k: int = 50) -> list[KnobPoint] | None:
+    """The serving knob's frontier at K = k (expected clicks / conversions over the oracle's,
+    bait share, mean conversion gate), or None for a model without one."""
     frontier = report.retrieval.frontier if report.retrieval is not None else None
     if frontier is None:
         return None
     return [
-        {
-            "beta": p.beta,
-            "clicks": _value(p.scores.at("exp_clicks_ratio", k)),
-            "conversions": _value(p.scores.at("exp_conversions_ratio", k)),
-            "bait": _value(p.scores.at("bait_share", k)),
-            "gate": _value(p.mean_gate_conversion),
+        KnobPoint(
+            beta=p.beta,
+            clicks=_value(p.scores.at("exp_clicks_ratio", k)),
+            conversions=_value(p.scores.at("exp_conversions_ratio", k)),
+            bait=_value(p.scores.at("bait_share", k)),
+            gate=_value(p.mean_gate_conversion),
             # platform totals (sums over the sample's users); absent from older reports
-            "clicks_total": _value(p.scores.at("exp_clicks_total", k)),
-            "conversions_total": _value(p.scores.at("exp_conversions_total", k)),
-        }
+            clicks_total=_value(p.scores.at("exp_clicks_total", k)),
+            conversions_total=_value(p.scores.at("exp_conversions_total", k)),
+        )
         for p in frontier.points
     ]
 
 
-def oracle_gate(report: EvalReport) -> JsonObject | None:
-    """The oracle-gate bound of a three-tower run (eval.oracle_gate) as comparison.json holds
-    it, or None."""
-    bound = report.retrieval.oracle_gate if report.retrieval is not None else None
-    return bound.to_dict() if bound is not None else None
+def oracle_gate(report: EvalReport) -> OracleGateBound | None:
+    """The oracle-gate bound of a three-tower run (eval.oracle_gate), or None."""
+    return report.retrieval.oracle_gate if report.retrieval is not None else None
 
 
 def bayes_metrics(report: EvalReport) -> dict[str, float | None]:
@@ -99,12 +92,12 @@ def bayes_metrics(report: EvalReport) -> dict[str, float | None]:
     return out
 
 
-def reference_rows(report: EvalReport) -> dict[str, JsonObject]:
+def reference_rows(report: EvalReport) -> dict[str, ReferenceRow]:
     """Reference rankers (popularity, oracle pCTR, oracle pCTCVR) as labelled rows."""
     rows = {}
     references = report.retrieval.references if report.retrieval is not None else {}
     for name, scores in references.items():
         metrics = empty_metrics()
         _retrieval(scores, metrics)
-        rows[name] = {"label": LABELS.get(name, name), "metrics": metrics}
+        rows[name] = ReferenceRow(LABELS.get(name, name), metrics)
     return rows

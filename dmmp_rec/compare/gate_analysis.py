@@ -17,13 +17,14 @@ no-gate's.
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
 
-from dmmp_rec.compare import analysis
-from dmmp_rec.compare.stats import interval, paired, passes
+from dmmp_rec.compare.findings import BoundSummary, GateSection, GateTarget
+from dmmp_rec.compare.records import Comparison, SplitColumns
+from dmmp_rec.compare.stats import Paired, interval, paired, passes
 from dmmp_rec.eval.frontier import click_range, mean_best_conversions
+from dmmp_rec.eval.gate_records import OracleGateBound
 
 BASELINE = "no_gate"
 CAPTURE_SHARE = 0.5
@@ -31,93 +32,104 @@ METRICS = ("platform_total", "per_user_mean")
 BOUND_KEYS = ("oracle_gain", "learned_gain", "captured")
 
 
-def platform_curve(run_split: dict[str, Any]) -> np.ndarray | None:
+def platform_curve(run_split: SplitColumns) -> np.ndarray | None:
     """[n, 3] (total clicks, total conversions, bait) over the knob's grid, or None."""
-    points = run_split.get("frontier")
-    if not points or points[0].get("clicks_total") is None:
+    points = run_split.frontier
+    if not points or points[0].clicks_total is None:
         return None
-    rows = [[_f(p["clicks_total"]), _f(p["conversions_total"]), _f(p["bait"])] for p in points]
+    rows = [[_f(p.clicks_total), _f(p.conversions_total), _f(p.bait)] for p in points]
     return np.array(rows, dtype=np.float64)
 
 
-def _f(x: Any) -> float:
+def _f(x: float | None) -> float:
     return math.nan if x is None else float(x)
 
 
-def platform_areas(result: dict[str, Any], split: str) -> dict[str, list[float | None]]:
+def platform_areas(result: Comparison, split: str) -> dict[str, list[float | None]]:
     """Per frontier model, per seed: the platform-total frontier's area over the common range."""
     out: dict[str, list[float | None]] = {}
-    for seed in analysis.seeds(result):
+    for seed in result.seeds:
         curves = {}
-        for name in result["models"]:
-            run = analysis.runs_by_seed(result, name).get(seed)
-            c = None if run is None or split not in run["splits"] else platform_curve(
-                run["splits"][split]
-            )  # fmt: skip
+        for name in result.models:
+            run = result.run(name, seed)
+            c = (
+                None
+                if run is None or split not in run.splits
+                else platform_curve(run.splits[split])
+            )
             if c is not None:
                 curves[name] = c
         ranges = [click_range(c) for c in curves.values()]
         lo = max((r[0] for r in ranges), default=math.nan)
         hi = min((r[1] for r in ranges), default=math.nan)
-        for name in result["models"]:
+        for name in result.models:
             area = mean_best_conversions(curves[name], lo, hi) if name in curves else math.nan
             out.setdefault(name, []).append(area if math.isfinite(area) else None)
     return {k: v for k, v in out.items() if any(x is not None for x in v)}
 
 
+def _bound(result: Comparison, split: str, model: str, seed: int) -> OracleGateBound | None:
+    run = result.run(model, seed)
+    columns = None if run is None else run.splits.get(split)
+    return None if columns is None else columns.oracle_gate
+
+
 def bound_values(
-    result: dict[str, Any], split: str, model: str, metric: str, key: str
+    result: Comparison, split: str, model: str, metric: str, key: str
 ) -> list[float | None]:
     """One oracle-gate figure per seed (None where the run has no bound)."""
     out: list[float | None] = []
-    for seed in analysis.seeds(result):
-        run = analysis.runs_by_seed(result, model).get(seed)
-        bound = None if run is None else run["splits"].get(split, {}).get("oracle_gate")
-        v = None if not bound else bound[metric][key]
+    for seed in result.seeds:
+        bound = _bound(result, split, model, seed)
+        v = None if bound is None else getattr(bound.metric(metric), key)
         out.append(None if v is None or not math.isfinite(float(v)) else float(v))
     return out
 
 
 def trait_means(
-    result: dict[str, Any], split: str, model: str, metric: str, field: str
+    result: Comparison, split: str, model: str, metric: str, field: str
 ) -> dict[str, float]:
     """Mean over seeds and exchange rates of a per-trait figure of the bound: `field`
     best_beta_correlation (each user's best knob value vs the hidden trait) or trait_gate_gain
     (a gate that knew the trait)."""
     found: dict[str, list[float]] = {}
-    for run in result["models"].get(model, {}).get("runs", []):
-        bound = run["splits"].get(split, {}).get("oracle_gate")
-        for row in (bound or {}).get(metric, {}).get("rates", []):
-            for trait, r in row.get(field, {}).items():
+    entry = result.models.get(model)
+    for run in [] if entry is None else entry.runs:
+        columns = run.splits.get(split)
+        bound = None if columns is None else columns.oracle_gate
+        for row in [] if bound is None else bound.metric(metric).rates:
+            per_trait: dict[str, float] | None = getattr(row, field)
+            for trait, r in (per_trait or {}).items():
                 if r is not None and math.isfinite(r):
                     found.setdefault(trait, []).append(float(r))
     return {trait: float(np.mean(rs)) for trait, rs in found.items()}
 
 
-def gate_section(result: dict[str, Any], split: str) -> dict[str, Any]:
+def _bound_summary(result: Comparison, split: str, name: str, metric: str) -> BoundSummary:
+    """One model's bound on one metric: intervals and per-seed values of the gains, and the
+    per-trait means."""
+    per_seed = {k: bound_values(result, split, name, metric, k) for k in BOUND_KEYS}
+    return BoundSummary(
+        oracle_gain=interval(per_seed["oracle_gain"]),
+        learned_gain=interval(per_seed["learned_gain"]),
+        captured=interval(per_seed["captured"]),
+        per_seed=per_seed,
+        trait_correlation=trait_means(result, split, name, metric, "best_beta_correlation"),
+        trait_gate_gain=trait_means(result, split, name, metric, "trait_gate_gain"),
+    )
+
+
+def gate_section(result: Comparison, split: str) -> GateSection:
     """Bound figures (mean and interval over seeds) per model and metric, platform areas, and
     the two targets for every model with a learned gate, against `no_gate`."""
-    seeds = analysis.seeds(result)
+    seeds = result.seeds
     areas = platform_areas(result, split)
-    bound: dict[str, Any] = {}
-    targets: list[dict[str, Any]] = []
-    for name in result["models"]:
+    bound: dict[str, dict[str, BoundSummary]] = {}
+    targets: list[GateTarget] = []
+    for name in result.models:
         if not any(bound_values(result, split, name, "platform_total", "oracle_gain")):
             continue
-        bound[name] = {
-            metric: {
-                **{
-                    k: interval(bound_values(result, split, name, metric, k)).to_dict()
-                    for k in BOUND_KEYS
-                },  # fmt: skip
-                "per_seed": {k: bound_values(result, split, name, metric, k) for k in BOUND_KEYS},
-                "trait_correlation": trait_means(
-                    result, split, name, metric, "best_beta_correlation"
-                ),
-                "trait_gate_gain": trait_means(result, split, name, metric, "trait_gate_gain"),
-            }
-            for metric in METRICS
-        }
+        bound[name] = {metric: _bound_summary(result, split, name, metric) for metric in METRICS}
         if name == BASELINE:
             continue
         got = bound_values(result, split, name, "platform_total", "learned_gain")
@@ -130,8 +142,8 @@ def gate_section(result: dict[str, Any], split: str) -> dict[str, Any]:
         if name in areas and BASELINE in areas:
             area = paired(seeds, areas[name], areas[BASELINE])
             targets.append(_target(f"{name}: platform-total frontier area > no-gate's", area))
-    return {"areas": areas, "bound": bound, "targets": targets}
+    return GateSection(areas, bound, targets)
 
 
-def _target(what: str, p: Any) -> dict[str, Any]:
-    return {"target": what, "paired": p.to_dict(), "passed": passes(p, 1.0)}
+def _target(what: str, p: Paired) -> GateTarget:
+    return GateTarget(what, p, passes(p, 1.0))

@@ -2,45 +2,46 @@
 
 from __future__ import annotations
 
-from typing import Any
-
+from dmmp_rec.compare.findings import GateSection
+from dmmp_rec.compare.records import Comparison
 from dmmp_rec.compare.table import cell, fmt
 
 _LABELS = {"platform_total": "platform totals", "per_user_mean": "per-user mean"}
 
 
-def _bound_rows(section: dict[str, Any], labels: dict[str, str]) -> list[str]:
+def _bound_rows(section: GateSection, labels: dict[str, str]) -> list[str]:
     lines = [
         "| model | metric | oracle-gate gain | learned-gate gain | captured | best beta vs "
         "propensity / purchase_rho (r) | gain of a gate knowing propensity / purchase_rho |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for name, metrics in section["bound"].items():
+    for name, metrics in section.bound.items():
         for metric, b in metrics.items():
-            r = b["trait_correlation"]
+            r = b.trait_correlation
             traits = f"{fmt(r.get('propensity'), 2)} / {fmt(r.get('purchase_rho'), 2)}"
-            t = b.get("trait_gate_gain", {})
+            t = b.trait_gate_gain
             knows = f"{fmt(t.get('propensity'))} / {fmt(t.get('purchase_rho'))}"
             lines.append(
-                f"| {labels.get(name, name)} | {_LABELS[metric]} | {cell(b['oracle_gain'])} | "
-                f"{cell(b['learned_gain'])} | {cell(b['captured'])} | {traits} | {knows} |"
+                f"| {labels.get(name, name)} | {_LABELS[metric]} | {cell(b.oracle_gain)} | "
+                f"{cell(b.learned_gain)} | {cell(b.captured)} | {traits} | {knows} |"
             )
     return lines
 
 
-def _area_rows(section: dict[str, Any], labels: dict[str, str]) -> list[str]:
+def _area_rows(section: GateSection, labels: dict[str, str]) -> list[str]:
     lines = ["| model | per seed |", "| --- | --- |"]
-    for name, areas in section["areas"].items():
+    for name, areas in section.areas.items():
         lines.append(f"| {labels.get(name, name)} | {' / '.join(fmt(a, 2) for a in areas)} |")
     return lines
 
 
-def gate_markdown(result: dict[str, Any]) -> list[str]:
-    """One block per split: the bound, the platform-total frontier areas and the targets."""
-    labels = {name: m["label"] for name, m in result["models"].items()}
+def gate_markdown(result: Comparison, gate: dict[str, GateSection]) -> list[str]:
+    """One block per split of `gate` (compare.gate_analysis.gate_section's sections): the
+    bound, the platform-total frontier areas and the targets."""
+    labels = {name: m.label for name, m in result.models.items()}
     lines: list[str] = []
-    for split, section in result.get("gate", {}).items():
-        if not section["bound"] and not section["areas"]:
+    for split, section in gate.items():
+        if not section.bound and not section.areas:
             continue
         lines += ["", f"## The gate's worth ({split}): oracle-gate bound and platform totals", ""]
         lines += [
@@ -56,12 +57,11 @@ def gate_markdown(result: dict[str, Any]) -> list[str]:
             "",
         ]
         lines += _area_rows(section, labels)
-        if section["targets"]:
+        if section.targets:
             lines += ["", "| target | per-seed ratios | difference | verdict |"]
             lines += ["| --- | --- | --- | --- |"]
-            for t in section["targets"]:
-                p = t["paired"]
-                ratios = " / ".join(fmt(r, 3) for r in p["ratios"])
-                verdict = {True: "pass", False: "**MISS**", None: "not measured"}[t["passed"]]
-                lines.append(f"| {t['target']} | {ratios} | {cell(p['difference'])} | {verdict} |")
+            for t in section.targets:
+                ratios = " / ".join(fmt(r, 3) for r in t.paired.ratios)
+                verdict = {True: "pass", False: "**MISS**", None: "not measured"}[t.passed]
+                lines.append(f"| {t.target} | {ratios} | {cell(t.paired.difference)} | {verdict} |")
     return lines

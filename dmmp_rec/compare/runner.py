@@ -23,18 +23,18 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import yaml
 
 from dmmp_rec.compare import analysis
 from dmmp_rec.compare.columns import COLUMNS
+from dmmp_rec.compare.findings import Analysis
 from dmmp_rec.compare.gate_analysis import gate_section
 from dmmp_rec.compare.gate_table import gate_markdown
 from dmmp_rec.compare.models import ModelSpec, select_models
 from dmmp_rec.compare.notes import notes_for
 from dmmp_rec.compare.plot import plot_frontiers
-from dmmp_rec.compare.records import Comparison, ModelEntry, RunResult
+from dmmp_rec.compare.records import Comparison, ModelEntry, RunResult, json_safe
 from dmmp_rec.compare.table import comparison_markdown
 from dmmp_rec.compare.targets import check_targets
 from dmmp_rec.config import DmmpConfig, config_from_dict, to_dict
@@ -42,6 +42,7 @@ from dmmp_rec.config.model import DISTILLING_VARIANTS
 from dmmp_rec.distributed.env import DistEnv
 from dmmp_rec.distributed.launch import CLI_MODULE, torchrun_command
 from dmmp_rec.errors import InputError
+from dmmp_rec.eval.records import JsonObject
 from dmmp_rec.eval.report import EvalOptions, write_report
 from dmmp_rec.eval.report_types import EvalReport
 from dmmp_rec.eval.retrieval_eval import RetrievalOptions
@@ -180,20 +181,6 @@ def _run_peer(
     return RunResult(summary, reports, time.perf_counter() - t0)
 
 
-def _json_safe(obj: Any) -> Any:
-    """NaN as null, +-inf as "inf"/"-inf" (strict JSON), numpy scalars as floats."""
-    if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_json_safe(v) for v in obj]
-    if isinstance(obj, bool | int | str) or obj is None:
-        return obj
-    value = float(obj)
-    if math.isinf(value):
-        return "inf" if value > 0 else "-inf"
-    return value if math.isfinite(value) else None
-
-
 def _setup_text(cfg: DmmpConfig, steps: int, opts: CompareOptions, seeds: list[int]) -> str:
     batch = cfg.data.batch_size * opts.nproc
     return (
@@ -207,28 +194,24 @@ def _setup_text(cfg: DmmpConfig, steps: int, opts: CompareOptions, seeds: list[i
     )
 
 
-def analyse(result: dict[str, Any]) -> dict[str, Any]:
-    """Add summaries, frontier readings, operating points and targets to a result dict."""
-    result["summary"] = {
-        split: {
-            name: {c: iv.to_dict() for c, iv in cols.items()}
-            for name, cols in analysis.summary(result, split, COLUMNS).items()
-        }
-        for split in result["splits"]
-    }
-    result["readings"] = {
-        split: analysis.frontier_readings(result, split) for split in result["splits"]
-    }
-    if {"val", "test"} <= set(result["splits"]):
-        result["operating_points"] = {
+def analyse(result: Comparison) -> Analysis:
+    """The summaries, frontier readings, operating points, targets and gate section of a
+    comparison's runs."""
+    splits = result.splits
+    operating = None
+    if {"val", "test"} <= set(splits):
+        operating = {
             name: analysis.operating_points(result, name)
-            for name in result["models"]
+            for name in result.models
             if analysis.has_frontier(result, name)
         }
-    if "test" in result["splits"]:
-        result["targets"] = [t.to_dict() for t in check_targets(result)]
-    result["gate"] = {split: gate_section(result, split) for split in result["splits"]}
-    return result
+    return Analysis(
+        summary={split: analysis.summary(result, split, COLUMNS) for split in splits},
+        readings={split: analysis.frontier_readings(result, split) for split in splits},
+        operating_points=operating,
+        targets=check_targets(result) if "test" in splits else None,
+        gate={split: gate_section(result, split) for split in splits},
+    )
 
 
 def _new_comparison(
@@ -296,7 +279,7 @@ def _one_run(
     return run
 
 
-def run_comparison(cfg: DmmpConfig, env: DistEnv, opts: CompareOptions) -> dict[str, Any]:
+def run_comparison(cfg: DmmpConfig, env: DistEnv, opts: CompareOptions) -> JsonObject:
     """Train and evaluate the selected models at every seed; write comparison.md / .json /
     .png under `opts.out` (the JSON after every run, so a long comparison can be followed);
     return the result dict (what comparison.json holds)."""
@@ -314,19 +297,21 @@ def run_comparison(cfg: DmmpConfig, env: DistEnv, opts: CompareOptions) -> dict[
     for n, (spec, seed) in enumerate(pairs, start=1):
         run = _one_run(cfg, env, opts, _Job(spec, seed, n, len(pairs)), steps)
         comparison.add_run(spec.name, seed, run)
-        progress = json.dumps(_json_safe(comparison.to_dict()), indent=1)
+        progress = json.dumps(json_safe(comparison.to_dict()), indent=1)
         (out / REPORT_JSON).write_text(progress + "\n")
     comparison.total_seconds = round(time.perf_counter() - t_all, 1)
     comparison.complete = True
-    result = _json_safe(analyse(comparison.to_dict()))
-    write_reports(result, out)
-    return result
+    return write_reports(comparison, analyse(comparison), out)
 
 
-def write_reports(result: dict[str, Any], out: str | Path) -> None:
-    """comparison.json, comparison.md and comparison.png from a result dict."""
+def write_reports(comparison: Comparison, found: Analysis, out: str | Path) -> JsonObject:
+    """comparison.json, comparison.md and comparison.png from the comparison's records and
+    their analysis; returns what comparison.json holds."""
     out = Path(out)
-    (out / REPORT_JSON).write_text(json.dumps(_json_safe(result), indent=1) + "\n")
-    (out / REPORT_MD).write_text(comparison_markdown(result, gate_markdown(result)))
-    plot_frontiers(result, out / REPORT_PNG)
+    result: JsonObject = json_safe(comparison.to_dict() | found.to_dict())
+    (out / REPORT_JSON).write_text(json.dumps(result, indent=1) + "\n")
+    markdown = comparison_markdown(comparison, found, gate_markdown(comparison, found.gate))
+    (out / REPORT_MD).write_text(markdown)
+    plot_frontiers(comparison, out / REPORT_PNG)
     print(f"\nwrote {out / REPORT_MD}, {out / REPORT_JSON}, {out / REPORT_PNG}", flush=True)
+    return result

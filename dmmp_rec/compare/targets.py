@@ -10,11 +10,11 @@ of the per-seed difference excludes no change (dmmp_rec.compare.stats).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
-from typing import Any
 
 from dmmp_rec.compare import analysis
 from dmmp_rec.compare.analysis import BAIT, CONVERSIONS
+from dmmp_rec.compare.findings import Readings, TargetResult
+from dmmp_rec.compare.records import Comparison
 from dmmp_rec.compare.stats import Paired, interval, paired, passes
 
 SPLIT = "test"
@@ -28,21 +28,6 @@ TEACHER_RIVALS = (
     ("rechub_mmoe", "torch-rechub MMoE"),
     ("rechub_ple", "torch-rechub PLE"),
 )
-
-
-@dataclass
-class TargetResult:
-    target: str  # what is asked, in words
-    measured: str  # the numbers behind the verdict
-    passed: bool | None  # None: could not be measured
-    inputs: dict[str, Any] = field(default_factory=dict)  # paired values, ratios, interval
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @property
-    def verdict(self) -> str:
-        return {True: "pass", False: "MISS", None: "not measured"}[self.passed]
 
 
 def _describe(p: Paired, need: str) -> str:
@@ -60,62 +45,62 @@ def _paired_target(
     text: str, p: Paired, ratio: float, higher_is_better: bool = True
 ) -> TargetResult:
     need = f"{'>=' if higher_is_better else '<='} {ratio}"
-    return TargetResult(text, _describe(p, need), passes(p, ratio, higher_is_better), p.to_dict())
+    return TargetResult(text, _describe(p, need), passes(p, ratio, higher_is_better), p)
 
 
-def _frontier_targets(result: dict[str, Any]) -> list[TargetResult]:
+def _frontier_targets(result: Comparison) -> list[TargetResult]:
     """DMMP's frontier against the two-tower's point and the no-distillation frontier."""
-    seeds = analysis.seeds(result)
+    seeds = result.seeds
     reads = analysis.frontier_readings(result, SPLIT)
-    empty = {k: [None] * len(seeds) for k in ("conv_at_share", "bait_at_share", "area")}
+    empty = Readings.unmeasured(len(seeds))
     dmmp, no_distill = reads.get("dmmp", empty), reads.get("no_distill", empty)
     two_tower_conv = analysis.values(result, "two_tower", SPLIT, CONVERSIONS)
     return [
         _paired_target(
             "DMMP's expected conversions@50 >= 1.15x the two-tower's, at >= 0.9x its expected "
             "clicks (DMMP's frontier)",
-            paired(seeds, dmmp["conv_at_share"], two_tower_conv),
+            paired(seeds, dmmp.conv_at_share, two_tower_conv),
             1.15,
         ),
         _paired_target(
             "DMMP's expected conversions@50 >= 1.05x the no-distillation three towers' at the "
             "same clicks (0.9x the two-tower's; both frontiers)",
-            paired(seeds, dmmp["conv_at_share"], no_distill["conv_at_share"]),
+            paired(seeds, dmmp.conv_at_share, no_distill.conv_at_share),
             1.05,
         ),
         _paired_target(
             "DMMP's frontier area > the no-distillation three towers' (mean best conversions "
             "over the click range all frontiers span)",
-            paired(seeds, dmmp["area"], no_distill["area"]),
+            paired(seeds, dmmp.area, no_distill.area),
             1.0,
         ),
         _paired_target(
             "DMMP's bait share@50 <= 0.6x the two-tower's, at >= 0.9x its expected clicks",
-            paired(seeds, dmmp["bait_at_share"], analysis.values(result, "two_tower", SPLIT, BAIT)),
+            paired(seeds, dmmp.bait_at_share, analysis.values(result, "two_tower", SPLIT, BAIT)),
             0.6,
             higher_is_better=False,
         ),
     ]
 
 
-def _student_vs_teacher(result: dict[str, Any]) -> TargetResult:
+def _student_vs_teacher(result: Comparison) -> TargetResult:
     """The student's best frontier point against 0.95x its teacher used as a retriever."""
     student = analysis.values(result, "dmmp", SPLIT, "student_best_conversions@50")
     teacher = analysis.values(result, "dmmp", SPLIT, "teacher_conversions@50")
     scaled = [None if t is None else 0.95 * t for t in teacher]
-    p = paired(analysis.seeds(result), student, scaled)
+    p = paired(result.seeds, student, scaled)
     return TargetResult(
         "the student's best expected conversions@50 within 5% of its own teacher used as a "
         "brute-force full-catalogue retriever (same users)",
         _describe(p, ">= 1 against 0.95x the teacher"),
         passes(p, 1.0),
-        p.to_dict(),
+        p,
     )
 
 
-def _teacher_targets(result: dict[str, Any]) -> list[TargetResult]:
+def _teacher_targets(result: Comparison) -> list[TargetResult]:
     """The teacher's CTCVR AUC against each rival, and its AUCs against the earlier figures."""
-    seeds = analysis.seeds(result)
+    seeds = result.seeds
     out = [
         _paired_target(
             f"teacher (CGC/PLE + ESMM) CTCVR AUC above {label}",
@@ -137,12 +122,12 @@ def _teacher_targets(result: dict[str, Any]) -> list[TargetResult]:
                 f"earlier one-pass figure {before}",
                 f"mean {iv.mean:.4f} [{iv.lo:.4f}, {iv.hi:.4f}] over {iv.n} seeds",
                 ok,
-                iv.to_dict(),
+                iv,
             )
         )
     return out
 
 
-def check_targets(result: dict[str, Any]) -> list[TargetResult]:
-    """Every target on the test day of `result` (comparison.json's shape)."""
+def check_targets(result: Comparison) -> list[TargetResult]:
+    """Every target on the test day of `result`."""
     return [*_frontier_targets(result), _student_vs_teacher(result), *_teacher_targets(result)]
