@@ -36,12 +36,15 @@ from dmmp_rec.compare.targets import check_targets
 from dmmp_rec.config.features import FeatureSpec
 
 
-def test_compare_end_to_end(tiny_world: Path, tmp_path: Path) -> None:
+def test_compare_end_to_end(
+    tiny_world: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "reports"
     argv = ["compare", "--config", str(CONFIG), "--out", str(out), "--steps", "3"]
     argv += ["--seeds", "2", "--oracle-users", "40", "--teacher-users", "4", "--threads", "1"]
     argv += ["--quiet", *tiny_overrides(tiny_world, tmp_path / "unused")]
     assert main(argv) == 0
+    printed = capsys.readouterr().out
 
     md = (out / "comparison.md").read_text()
     result = json.loads((out / "comparison.json").read_text())
@@ -117,6 +120,11 @@ def test_compare_end_to_end(tiny_world: Path, tmp_path: Path) -> None:
     for t in targets:
         assert t["target"] in section
         assert t["passed"] in (True, False, None)
+    # the last lines count a target that could not be measured as such, never as met
+    met = sum(t["passed"] is True for t in targets)
+    unmeasured = sum(t["passed"] is None for t in targets)
+    head = f"targets (test day): {met} of {len(targets)} met ({unmeasured} not measured)"
+    assert head in printed
     # reuse: a second call finds every run finished and trains nothing
     assert main([*argv, "--reuse", "--models", "dmmp", "two_tower"]) == 0
     again = json.loads((out / "comparison.json").read_text())

@@ -153,13 +153,13 @@ def run(args: argparse.Namespace) -> int:
         faiss.omp_set_num_threads(args.threads)
     env = init_distributed(cfg.train.device, cfg.train.dist_timeout_s)
     try:
-        result = run_comparison(cfg, env, options)
+        found = run_comparison(cfg, env, options)
     finally:
         shutdown()
-    targets = result.get("targets", [])
-    misses = [t for t in targets if t["passed"] is False]
-    print(f"targets (test day): {len(targets) - len(misses)} of {len(targets)} met")
+    targets = found.targets or []
+    met = sum(t.passed is True for t in targets)
+    unmeasured = sum(t.passed is None for t in targets)
+    print(f"targets (test day): {met} of {len(targets)} met ({unmeasured} not measured)")
     for t in targets:
-        verdict = {True: "pass", False: "MISS", None: "not measured"}[t["passed"]]
-        print(f"  [{verdict}] {t['target']}: {t['measured']}")
+        print(f"  [{t.verdict}] {t.target}: {t.measured}")
     return 0

@@ -279,10 +279,10 @@ def _one_run(
     return run
 
 
-def run_comparison(cfg: DmmpConfig, env: DistEnv, opts: CompareOptions) -> JsonObject:
+def run_comparison(cfg: DmmpConfig, env: DistEnv, opts: CompareOptions) -> Analysis:
     """Train and evaluate the selected models at every seed; write comparison.md / .json /
     .png under `opts.out` (the JSON after every run, so a long comparison can be followed);
-    return the result dict (what comparison.json holds)."""
+    return the analysis (the targets' verdicts are the command's last lines)."""
     opts.validate()
     specs = select_models(opts.models, opts.variants)
     steps = opts.steps or cfg.train.max_steps
@@ -301,7 +301,9 @@ def run_comparison(cfg: DmmpConfig, env: DistEnv, opts: CompareOptions) -> JsonO
         (out / REPORT_JSON).write_text(progress + "\n")
     comparison.total_seconds = round(time.perf_counter() - t_all, 1)
     comparison.complete = True
-    return write_reports(comparison, analyse(comparison), out)
+    found = analyse(comparison)
+    write_reports(comparison, found, out)
+    return found
 
 
 def write_reports(comparison: Comparison, found: Analysis, out: str | Path) -> JsonObject:
