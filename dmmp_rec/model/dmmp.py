@@ -29,6 +29,15 @@ class DMMPModel(nn.Module):
     `forward(batch) -> (objective, TrainOutput)` for training; `score(batch) -> DMMPOutput` for
     evaluation; `query_vector`, `item_vector` and `user_gate` for retrieval, each from a KJT of
     one side's features.
+
+    Args:
+        sparse (SharedSparseArch): the embedding tables teacher and student share (sharded by
+            DistributedModelParallel).
+        dense (DenseArch): the teacher, the student and the training objective (losses and
+            their weighting).
+        item_id_feature (str): the item-id feature; the in-batch softmax reads its ids (a
+            column holding the row's own item is not a negative; each item's in-batch
+            frequency corrects its logit).
     """
 
     def __init__(self, sparse: SharedSparseArch, dense: DenseArch, item_id_feature: str) -> None:
