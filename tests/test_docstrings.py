@@ -3,10 +3,11 @@
 Every public function and method (dunders and argument-less property getters aside) of
 dmmp_rec/config, model, distributed, inference and serving has a docstring whose first line
 says what it is for, an `Args:` section naming each parameter (self/cls aside) and a
-`Returns:` section unless it is annotated `-> None` or is a generator. Every config
-dataclass (the job config's sections in dmmp_rec/config, the plan config's) names each field
-in an `Args:` section of its class docstring, so a user reading a YAML key finds its meaning,
-default and allowed values in one place.
+`Returns:` section unless it is annotated `-> None` or is a generator; a public class with its
+own `__init__` names the constructor's arguments in its class docstring, as torchrec does.
+Every config dataclass (the job config's sections in dmmp_rec/config, the plan config's) names
+each field in an `Args:` section of its class docstring, so a user reading a YAML key finds its
+meaning, default and allowed values in one place.
 
 The check is ast-based (nothing is imported), and each offender is listed as
 `path:line name: missing Args: x, y` / `missing Returns:` / `no docstring`.
@@ -138,6 +139,21 @@ def _is_public_method(node: FunctionNode) -> bool:
     return not (is_getter and len(_parameters(node, is_method=True)) == 0)
 
 
+def constructor_problems(node: ast.ClassDef) -> list[str]:
+    """What the class docstring lacks about the class's own `__init__` arguments (torchrec
+    documents a module's constructor in the class docstring); a class without its own
+    `__init__` (a dataclass, a NamedTuple, a subclass reusing its base's) is not checked."""
+    init = next(
+        (i for i in node.body if isinstance(i, FunctionNode) and i.name == "__init__"), None
+    )
+    params = _parameters(init, is_method=True) if init is not None else []
+    if not params:
+        return []
+    listed = documented_args(ast.get_docstring(node) or "") or set()
+    missing = [p for p in params if p not in listed]
+    return [f"constructor missing Args: {', '.join(missing)}"] if missing else []
+
+
 def api_problems(source: str, where: str) -> list[str]:
     """Offenders among the public functions and methods of one module's `source`."""
     found = []
@@ -147,6 +163,7 @@ def api_problems(source: str, where: str) -> list[str]:
                 f"{where}:{node.lineno} {node.name}: {p}" for p in function_problems(node, False)
             ]
         elif isinstance(node, ast.ClassDef) and not node.name.startswith("_"):
+            found += [f"{where}:{node.lineno} {node.name}: {p}" for p in constructor_problems(node)]
             for item in node.body:
                 if isinstance(item, FunctionNode) and _is_public_method(item):
                     name = f"{node.name}.{item.name}"
@@ -237,6 +254,9 @@ def partial(a: int, b: int, *rest: int, key: str = "", **extra: int) -> int:
     return a
 
 class Thing:
+    def __init__(self, size: int, *, name: str = "") -> None:
+        self.size_ = size
+
     def method(self, y: int) -> None:
         """Does a thing with y, documented nowhere."""
 
@@ -251,7 +271,8 @@ class Thing:
         "m.py:2 no_doc: no docstring",
         "m.py:4 partial: missing Args: b, key, extra",
         "m.py:4 partial: missing Returns:",
-        "m.py:15 Thing.method: missing Args: y",
+        "m.py:14 Thing: constructor missing Args: size, name",
+        "m.py:18 Thing.method: missing Args: y",
     ], found
     good = '''
 from typing import Iterator
@@ -279,6 +300,15 @@ def count(n: int) -> Iterator[int]:
     yield from range(n)
 
 class Thing:
+    """A thing.
+
+    Args:
+        size (int): its size.
+    """
+
+    def __init__(self, size: int = 1) -> None:
+        self.size_ = size
+
     @staticmethod
     def make(size: int) -> "Thing":
         """A thing of `size`.

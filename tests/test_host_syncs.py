@@ -21,7 +21,8 @@ from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 from dmmp_rec.data.loader import loader_for_split
 from dmmp_rec.distributed.env import DistEnv, init_distributed, shutdown
 from dmmp_rec.model.losses import in_batch_softmax
-from dmmp_rec.model.weighting import DistillWarmup, FixedWeighting
+from dmmp_rec.model.weighting import FixedWeighting
+from dmmp_rec.model.weighting_base import DistillWarmup
 from dmmp_rec.train import trainer
 from dmmp_rec.train.logger import TrainLogger
 

@@ -18,7 +18,13 @@ T = TypeVar("T")
 
 
 class ConfigError(DmmpError, ValueError):
-    """A config problem, located by file and dotted key path."""
+    """A config problem, located by file and dotted key path.
+
+    Args:
+        path (str): the dotted key path ("model.loss.weighting"); "" for the whole file.
+        message (str): what is wrong, and what is allowed.
+        source (str | None): the config file (or "<dict>"); None when not known.
+    """
 
     def __init__(self, path: str, message: str, source: str | None = None) -> None:
         self.path = path

@@ -9,7 +9,8 @@ weighting; `build_model` picks DMMP or a baseline from the config.
   retrieval query at the serving knob beta.
 - `scoring` (`DenseScorer`: scores only) and `objective` (`DenseArch`: the training step's
   objective), with `candidates` (the teacher ranking in-batch candidates), `losses`,
-  `gate_targets` (the gate's own target) and `weighting` (how the terms are combined).
+  `gate_targets` (the gate's own target) and `weighting` (how the terms are combined, on
+  `weighting_base`: the distillation warm-up and the rank reducer).
 - `dmmp` (`DMMPModel`: sparse layer + dense arch), `factory` (`build_model`), `output`
   (`DMMPOutput`, `TrainOutput`), `precision` (bf16 autocast, TF32).
 """

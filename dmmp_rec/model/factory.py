@@ -9,7 +9,7 @@ from dmmp_rec.model.dmmp import DMMPModel
 from dmmp_rec.model.objective import DenseArch
 from dmmp_rec.model.precision import PRECISION_DTYPES
 from dmmp_rec.model.sparse import SharedSparseArch
-from dmmp_rec.model.weighting import LossReducer
+from dmmp_rec.model.weighting_base import LossReducer
 
 
 def build_model(

@@ -13,7 +13,8 @@ from dmmp_rec.model.precision import as_float32, dense_autocast
 from dmmp_rec.model.scoring import DenseScorer
 from dmmp_rec.model.student import StudentOutput
 from dmmp_rec.model.teacher import TeacherOutput
-from dmmp_rec.model.weighting import LossReducer, build_weighting
+from dmmp_rec.model.weighting import build_weighting
+from dmmp_rec.model.weighting_base import LossReducer
 
 
 class DenseArch(DenseScorer):
@@ -27,6 +28,8 @@ class DenseArch(DenseScorer):
         group_dims (dict[str, int]): width of each group's pooled embeddings ("user", "item",
             and "context" / "cross" when the features have them).
         cfg (ModelConfig): the model section (variant, teacher, student, loss).
+        reduce_losses (LossReducer | None): averages a detached loss vector over the ranks, for
+            the weighting's statistics (`rank_mean` under DMP); None: one process.
     """
 
     train_step: torch.Tensor  # buffer

@@ -1,14 +1,9 @@
-"""How the loss terms are combined into one loss: scaled, uncertainty, fixed or DWA weights, and
-the warm-up that holds the distillation terms back while the teacher is still immature.
+"""How the loss terms are combined into one loss: the scaled, anchored, uncertainty, fixed and
+DWA schemes, on the shared base of `model.weighting_base` (warm-up, reducer, reporting).
 
-Every scheme keeps every term in the graph: a term held back by the warm-up is multiplied by its
-(possibly zero) factor instead of being skipped, so every parameter gets a gradient every step
-and DDP with static_graph / find_unused_parameters=False is satisfied.
-
-Each scheme returns the objective that is minimised and a `loss` a person can watch: the plain
-sum of the terms, which never goes negative and does not move when the weights do (the
-objective of the uncertainty forms goes below zero with its log-variances, and the scaled
-form's is about the number of terms by construction). The math is in docs/model.md.
+The objective of the uncertainty forms goes below zero with their log-variances, and the scaled
+form's is about the number of terms by construction; the `loss` each reports beside it is the
+plain sum of the terms. The math is in docs/model.md.
 
 Statistics a scheme keeps across steps (the running scales, DWA's window means) are updated in
 training mode only, from losses averaged over the ranks (`reduce_losses`, which the sharded
@@ -19,141 +14,26 @@ silently give each rank its own weights.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import NamedTuple
-
 import torch
 from torch import nn
 
-from dmmp_rec.config.model import DISTILL_TERMS, LossConfig
-
-
-@dataclass(frozen=True)
-class DistillWarmup:
-    """The distillation multiplier: `start` for `steps` steps, then linear to 1 over `ramp`."""
-
-    start: float = 0.0
-    steps: int = 0
-    ramp: int = 0
-
-    def factor(self, step: torch.Tensor) -> torch.Tensor:
-        """The distillation terms' multiplier at a training step.
-
-        Args:
-            step: the model's step counter (a 0-d tensor, so the schedule stays on the device).
-
-        Returns:
-            A 0-d float32 tensor: `start` before `steps`, then rising linearly to 1 over `ramp`.
-        """
-        step = step.to(torch.float32)
-        if self.ramp == 0:
-            progress = (step >= self.steps).to(torch.float32)
-        else:
-            progress = ((step - self.steps + 1) / self.ramp).clamp(0.0, 1.0)
-        return self.start + (1.0 - self.start) * progress
-
-
-class Weighted(NamedTuple):
-    objective: torch.Tensor  # what the optimiser minimises
-    loss: torch.Tensor  # the unweighted sum of the terms, >= 0: what a person watches
-    weights: dict[str, torch.Tensor]  # effective multiplier of each term (warm-up included)
-    scales: dict[str, torch.Tensor]  # running scale of each term (`scaled` only)
-
-
-# averages a detached loss vector over the ranks (dmmp_rec.distributed.collectives.rank_mean)
-LossReducer = Callable[[torch.Tensor], torch.Tensor]
-
-
-def _one_process(values: torch.Tensor) -> torch.Tensor:
-    """The reducer of a lone model: its own losses are the mean."""
-    return values.detach().clone()
-
-
-class LossWeighting(nn.Module):
-    """Base: stacks the terms, applies the warm-up, and lets a subclass weigh them."""
-
-    is_distill: torch.Tensor  # buffer
-
-    def __init__(
-        self,
-        terms: tuple[str, ...],
-        warmup: DistillWarmup,
-        *,
-        reduce_losses: LossReducer | None = None,
-    ) -> None:
-        super().__init__()
-        self.terms = terms
-        self.warmup = warmup
-        # the process group's rank mean under DMP (given when the model is built), else this
-        # process's own losses
-        self.reduce_losses: LossReducer = reduce_losses or _one_process
-        # which terms the warm-up scales: a constant, built once on the model's device (a
-        # per-step torch.tensor(list, device=cuda) is a host-to-device copy the CPU waits for);
-        # not persistent, so checkpoints keep their keys
-        self.register_buffer("is_distill", self._distill_mask(), persistent=False)
-
-    def _distill_mask(self) -> torch.Tensor:
-        return torch.tensor([t in DISTILL_TERMS for t in self.terms], dtype=torch.bool)
-
-    def reset_parameters(self) -> None:
-        """Refill the constants (after DMP re-initialises)."""
-        with torch.no_grad():
-            self.is_distill.copy_(self._distill_mask())
-
-    def _combine(
-        self, losses: torch.Tensor, mult: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(objective, effective weights) from the stacked terms and the warm-up multipliers.
-
-        Args:
-            losses: the stacked loss terms [K], in `terms` order.
-            mult: each term's warm-up multiplier [K] (1 for a term the warm-up does not hold).
-
-        Returns:
-            (objective, effective weight of each term [K], warm-up included).
-        """
-        raise NotImplementedError
-
-    def _scales(self) -> torch.Tensor | None:
-        """The running scale of each term, for the report.
-
-        Returns:
-            [K] scales for the schemes that keep them (`scaled`, `anchored`), else None.
-        """
-        return None
-
-    def forward(self, losses: dict[str, torch.Tensor], step: torch.Tensor) -> Weighted:
-        """One step's objective from the loss terms, with what a person watches beside it.
-
-        Args:
-            losses: {term: scalar loss} holding at least every term of `terms`.
-            step: the model's step counter, for the distillation warm-up.
-
-        Returns:
-            Weighted: the objective to minimise, the plain sum of the terms, and each term's
-            weight and (for the scaled forms) running scale, detached.
-        """
-        vec = torch.stack([losses[t] for t in self.terms])
-        factor = self.warmup.factor(step).to(vec.device, vec.dtype)
-        mult = torch.where(self.is_distill, factor, torch.ones_like(vec))
-        objective, weights = self._combine(vec, mult)
-        scales = self._scales()
-        return Weighted(
-            objective,
-            vec.detach().sum(),
-            {t: weights[k].detach() for k, t in enumerate(self.terms)},
-            {}
-            if scales is None
-            else {t: scales[k].detach().clone() for k, t in enumerate(self.terms)},
-        )
+from dmmp_rec.config.model import LossConfig
+from dmmp_rec.model.weighting_base import DistillWarmup, LossReducer, LossWeighting
 
 
 class UncertaintyWeighting(LossWeighting):
     """Kendall et al. 2018: L = sum_k exp(-s_k) L_k + s_k with learnable log-variances s_k.
 
     Its optimum is exp(-s_k) = 1 / L_k: a term whose loss has a floor of 0 (distillation KLs) or
-    is tiny (rare-event BCEs) gets a weight that grows without bound (docs/model.md)."""
+    is tiny (rare-event BCEs) gets a weight that grows without bound (docs/model.md).
+
+    Args:
+        terms (tuple[str, ...]): the loss terms, in the order weights are reported.
+        warmup (DistillWarmup): the schedule of the distillation terms' multiplier.
+        init (float): every s_k's initial value (`model.loss.uncertainty_init`; 0: weight 1).
+        reduce_losses (LossReducer | None): unused by this scheme (no statistics); kept so
+            every scheme is built alike.
+    """
 
     def __init__(
         self,
@@ -189,7 +69,16 @@ class ScaledWeighting(UncertaintyWeighting):
     L_k / m_k stays near 1, so the optimum exp(-s_k) = m_k / L_k stays near 1 and the learnable
     weights settle instead of chasing 1 / L_k; every term enters at the same scale, and a term
     that rises above its running scale is weighted down. The reported weight is exp(-s_k)
-    (warm-up included); the scale m_k is reported beside it."""
+    (warm-up included); the scale m_k is reported beside it.
+
+    Args:
+        terms (tuple[str, ...]): the loss terms, in the order weights are reported.
+        warmup (DistillWarmup): the schedule of the distillation terms' multiplier.
+        init (float): every s_k's initial value (`model.loss.uncertainty_init`).
+        decay (float): d, the running scale's decay per step (`model.loss.scale_decay`).
+        reduce_losses (LossReducer | None): averages a detached loss vector over the ranks, so
+            the statistics are the same on every rank; None: this process's own losses.
+    """
 
     scale: torch.Tensor  # buffer
 
@@ -250,7 +139,10 @@ class AnchoredWeighting(ScaledWeighting):
     balance between terms stays that of fixed unit weights, which `scaled` loses by dividing
     every term by its scale (docs/model.md: that starves the click tower's in-batch softmax).
     A term whose loss rises above its running scale is weighted down, one that falls faster
-    than it is weighted up."""
+    than it is weighted up.
+
+    Args: as `ScaledWeighting` (the same parameters and statistics).
+    """
 
     def _combine(
         self, losses: torch.Tensor, mult: torch.Tensor
@@ -265,7 +157,15 @@ class AnchoredWeighting(ScaledWeighting):
 
 
 class FixedWeighting(LossWeighting):
-    """Constant weights from the config (1 for a term it does not name)."""
+    """Constant weights from the config (1 for a term it does not name).
+
+    Args:
+        terms (tuple[str, ...]): the loss terms, in the order weights are reported.
+        warmup (DistillWarmup): the schedule of the distillation terms' multiplier.
+        weights (dict[str, float]): `model.loss.fixed_weights`, term -> weight.
+        reduce_losses (LossReducer | None): unused (no statistics); kept so every scheme is
+            built alike.
+    """
 
     fixed_weights: torch.Tensor  # buffer
 
@@ -300,7 +200,16 @@ class DWAWeighting(LossWeighting):
     """Dynamic weight average (Liu et al. 2019): w_k = K softmax_k(r_k / T), r_k the ratio of
     term k's mean loss over the last window of steps to the window before; 1 until two windows
     have passed. The statistics are buffers (zero means "not seen yet"), so they checkpoint;
-    they accumulate rank-averaged losses, so every rank has the same weights."""
+    they accumulate rank-averaged losses, so every rank has the same weights.
+
+    Args:
+        terms (tuple[str, ...]): the loss terms, in the order weights are reported.
+        warmup (DistillWarmup): the schedule of the distillation terms' multiplier.
+        temperature (float): T of the softmax (`model.loss.dwa_temperature`).
+        window (int): steps per window (`model.loss.dwa_window`).
+        reduce_losses (LossReducer | None): averages a detached loss vector over the ranks, so
+            the statistics are the same on every rank; None: this process's own losses.
+    """
 
     window_sum: torch.Tensor  # buffers
     window_count: torch.Tensor
