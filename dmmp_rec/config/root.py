@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import yaml
 
@@ -119,6 +119,62 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     return raw
 
 
+class _Sourced(Protocol):
+    source: str
+
+
+S = TypeVar("S", bound=_Sourced)
+
+
+def build_with_overrides(
+    cls: type[S], raw: dict[str, Any], overrides: list[str] | None, source: str
+) -> S:
+    """`cls` built from `raw` after the dotted overrides, its errors and `source` naming the file.
+
+    The job config and the plan config are both YAML sections read this way.
+
+    Args:
+        cls (type): the config dataclass (it has a `source` field).
+        raw (dict[str, Any]): the parsed YAML mapping.
+        overrides (list[str] | None): dotted `key=value` overrides applied first; None for none.
+        source (str): where `raw` came from (a file path, or "<dict>").
+
+    Returns:
+        The validated config, its `source` set.
+    """
+    try:
+        raw = apply_overrides(raw, list(overrides or []))
+        cfg = build(cls, raw)
+    except ConfigError as e:
+        raise e.with_source(source) from None
+    cfg.source = source
+    return cfg
+
+
+def read_yaml_mapping(path: Path, what: str, empty_is_mapping: bool = False) -> dict[str, Any]:
+    """The top-level mapping of a YAML file; one ConfigError naming the file otherwise.
+
+    Args:
+        path (Path): the YAML file.
+        what (str): what the file holds, for the messages ("config", "plan config").
+        empty_is_mapping (bool): an empty file reads as {} (else it is refused as no mapping).
+
+    Returns:
+        dict[str, Any]: the parsed mapping.
+    """
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError("", f"{what} file not found", str(path)) from None
+    except yaml.YAMLError as e:
+        raise ConfigError("", f"invalid YAML: {e}", str(path)) from None
+    if raw is None and empty_is_mapping:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError("", f"the {what} must be a mapping at the top level", str(path))
+    return raw
+
+
 def config_from_dict(
     raw: dict[str, Any], overrides: list[str] | None = None, source: str = "<dict>"
 ) -> DmmpConfig:
@@ -132,13 +188,7 @@ def config_from_dict(
     Returns:
         DmmpConfig: the validated config.
     """
-    try:
-        raw = apply_overrides(raw, list(overrides or []))
-        cfg = build(DmmpConfig, raw)
-    except ConfigError as e:
-        raise e.with_source(source) from None
-    cfg.source = source
-    return cfg
+    return build_with_overrides(DmmpConfig, raw, overrides, source)
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> DmmpConfig:
@@ -159,12 +209,4 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> DmmpCon
         cfg.train.max_steps, cfg.data.batch_size, cfg.features.group_dim("user")
     """
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError("", "config file not found", str(path)) from None
-    except yaml.YAMLError as e:
-        raise ConfigError("", f"invalid YAML: {e}", str(path)) from None
-    if not isinstance(raw, dict):
-        raise ConfigError("", "the config must be a mapping at the top level", str(path))
-    return config_from_dict(raw, overrides, source=str(path))
+    return config_from_dict(read_yaml_mapping(path, "config"), overrides, source=str(path))

@@ -13,10 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
-from dmmp_rec.config.base import ConfigError, build, require
-from dmmp_rec.config.root import apply_overrides
+from dmmp_rec.config.base import require
+from dmmp_rec.config.root import build_with_overrides, read_yaml_mapping
 from dmmp_rec.errors import DmmpError
 
 GIB = 1024**3  # torchrec's planner reports "GB" as 2**30 bytes; so do we
@@ -297,13 +295,7 @@ def plan_config_from_dict(
     Returns:
         PlanConfig: the validated config.
     """
-    try:
-        raw = apply_overrides(raw, list(overrides or []))
-        cfg = build(PlanConfig, raw)
-    except ConfigError as e:
-        raise e.with_source(source) from None
-    cfg.source = source
-    return cfg
+    return build_with_overrides(PlanConfig, raw, overrides, source)
 
 
 def load_plan_config(path: str | Path, overrides: list[str] | None = None) -> PlanConfig:
@@ -317,14 +309,5 @@ def load_plan_config(path: str | Path, overrides: list[str] | None = None) -> Pl
         PlanConfig: the validated config, its `source` the path.
     """
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError("", "plan config file not found", str(path)) from None
-    except yaml.YAMLError as e:
-        raise ConfigError("", f"invalid YAML: {e}", str(path)) from None
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise ConfigError("", "the plan config must be a mapping at the top level", str(path))
+    raw = read_yaml_mapping(path, "plan config", empty_is_mapping=True)
     return plan_config_from_dict(raw, overrides, source=str(path))
